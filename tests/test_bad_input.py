@@ -1,0 +1,110 @@
+"""Bad input gets a clear error that says what was expected and what came."""
+
+import numpy as np
+import pytest
+
+import tinynet as tn
+
+
+@pytest.fixture
+def model():
+    m = tn.Sequential([tn.Input((4,)), tn.Dense(8, activation="relu"), tn.Dense(3, activation="softmax")], seed=0)
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+X = np.ones((10, 4), dtype=np.float32)
+Y = np.arange(10) % 3
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"y": Y[:7]}, ValueError, "x and y must have the same number of samples: x has 10, y has 7 samples"),
+    ({"x": np.ones((10, 5))}, ValueError,
+     r"the model expects samples of shape \(4,\), so x of shape \(N, 4\); got x of shape \(10, 5\)"),
+    ({"x": np.ones(4)}, ValueError, r"batch axis first.*got shape \(4,\)"),
+    ({"x": np.ones((0, 4)), "y": Y[:0]}, ValueError, r"x is empty: shape \(0, 4\)"),
+    ({"y": np.array([0, 1, 2, 3, 0, 1, 2, 0, 1, 2])}, ValueError,
+     r"labels in y must be in \[0, 2\] for a model with 3 outputs, got values from 0 to 3"),
+    ({"y": -(Y + 1)}, ValueError, r"must be in \[0, 2\].*got values from -3 to -1"),
+    ({"y": Y + 0.5}, ValueError, "whole-number class indices"),
+    ({"y": np.eye(3)[Y]}, ValueError, r"class indices of shape \(N,\) or \(N, 1\), got shape \(10, 3\)"),
+    ({"x": np.where(np.eye(10, 4) > 0, np.nan, 1.0)}, ValueError, "x contains 4 NaN or infinite value"),
+    ({"x": np.full((10, 4), np.inf)}, ValueError, "NaN or infinite"),
+    ({"x": np.array([["a"] * 4] * 10)}, TypeError, "x must hold numbers, got an array of dtype <U1"),
+    ({"x": np.array([[object()] * 4] * 10)}, TypeError, "dtype object"),
+    ({"x": "not an array"}, TypeError, "x must be a NumPy or CuPy array, got str"),
+    ({"batch_size": 0}, ValueError, "batch_size must be a positive integer, got 0"),
+    ({"batch_size": 2.5}, ValueError, "batch_size must be a positive integer, got 2.5"),
+    ({"epochs": -1}, ValueError, "epochs must be a positive integer, got -1"),
+    ({"validation_split": 1.0}, ValueError, r"validation_split must be a number in \[0, 1\), got 1.0"),
+    ({"validation_split": -0.1}, ValueError, r"validation_split must be a number in \[0, 1\)"),
+    ({"verbose": 3}, ValueError, 'verbose must be 0, 1, 2 or "auto", got 3'),
+    ({"validation_data": (X,)}, ValueError, r"validation_data must be a tuple \(x_val, y_val\)"),
+])
+def test_fit_rejects(model, kwargs, error, message):
+    args = {"x": X, "y": Y, "verbose": 0, **kwargs}
+    with pytest.raises(error, match=message):
+        model.fit(**args)
+
+
+def test_validation_split_too_small_for_the_data(model):
+    with pytest.raises(ValueError, match="validation_split=0.95 of 10 samples leaves 0 for training and 10 for "
+                                         "validation; both need at least one"):
+        model.fit(X, Y, validation_split=0.95, verbose=0)
+
+
+def test_fit_before_compile():
+    m = tn.Sequential([tn.Input((4,)), tn.Dense(2)])
+    with pytest.raises(RuntimeError, match=r"call model.compile\(optimizer=..., loss=...\) before model.fit"):
+        m.fit(X, Y)
+    with pytest.raises(RuntimeError, match="before model.evaluate"):
+        m.evaluate(X, Y)
+
+
+def test_compile_needs_a_known_loss_optimizer_and_metric():
+    m = tn.Sequential([tn.Input((4,)), tn.Dense(2)])
+    with pytest.raises(ValueError, match="compile needs a loss"):
+        m.compile("adam")
+    with pytest.raises(ValueError, match="unknown loss 'cross_entropy'"):
+        m.compile("adam", "cross_entropy")
+    with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
+        m.compile("adamm", "mse")
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+        m.compile("adam", "mse", metrics=["f1"])
+
+
+def test_unknown_activation_and_bad_layer_arguments():
+    with pytest.raises(ValueError, match=r"unknown activation 'relu6'; expected one of \['relu', 'sigmoid'"):
+        tn.Dense(3, activation="relu6")
+    with pytest.raises(ValueError, match="Dense units must be a positive integer, got 0"):
+        tn.Dense(0)
+    with pytest.raises(ValueError, match=r"Dropout rate must be in \[0, 1\), got 1.0"):
+        tn.Dropout(1.0)
+    with pytest.raises(ValueError, match="unknown initializer 'glorot'"):
+        tn.Dense(3, kernel_initializer="glorot")
+    with pytest.raises(ValueError, match=r"expects samples of shape \(features,\), got \(2, 3\); add a Flatten"):
+        tn.Sequential([tn.Input((2, 3)), tn.Dense(4)])
+
+
+def test_negative_learning_rate(model):
+    with pytest.raises(ValueError, match="learning_rate must be a finite number >= 0, got -0.1"):
+        model.compile(tn.optimizers.Adam(learning_rate=-0.1), "mse")
+
+
+def test_binary_and_categorical_targets_are_checked():
+    m = tn.Sequential([tn.Input((4,)), tn.Dense(1, activation="sigmoid")])
+    m.compile("adam", "binary_crossentropy")
+    with pytest.raises(ValueError, match=r"binary_crossentropy expects y in \[0, 1\], got values from 0 to 2"):
+        m.fit(X, Y, verbose=0)
+    with pytest.raises(ValueError, match=r"expects y shaped like the model's output \(N, 1\), got shape \(10, 2\)"):
+        m.fit(X, np.zeros((10, 2)), verbose=0)
+    c = tn.Sequential([tn.Input((4,)), tn.Dense(3, activation="softmax")])
+    c.compile("adam", "categorical_crossentropy")
+    with pytest.raises(ValueError, match="for class indices use sparse_categorical_crossentropy"):
+        c.fit(X, Y[:, None] * np.ones((1, 3)), verbose=0)
+
+
+def test_integer_images_are_converted_with_values_unchanged(model):
+    x = (np.arange(40).reshape(10, 4) % 256).astype(np.uint8)
+    model.fit(x, Y, epochs=1, verbose=0)  # accepted: converted to float32, values kept
+    assert model.predict(x).dtype == np.float32

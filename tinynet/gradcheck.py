@@ -1,0 +1,170 @@
+r"""Gradient checking: prove a backward pass right with finite differences.
+
+A backward pass claims to compute dL/dx. Central differences measure it::
+
+    dL/dx_i  ~=  (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)       error O(eps^2)
+
+:func:`numerical_grad` does exactly that, one element at a time: slow, but the
+clearest way to see what a gradient *is*. Use it to check your own layer by hand.
+
+:func:`check_backward` is the fast, thorough version used by tinynet's tests. It
+turns the layer into a scalar by weighting its output with a fixed ``gy``,
+``L(x, params) = sum(gy * forward(x))``, picks one random direction ``d`` over
+*all* float inputs and parameters together, and compares two numbers:
+
+- analytic:  sum(gx * d_x) + sum over parameters of sum(gp * d_p), from backward;
+- numerical: (L(x + eps d) - L(x - eps d)) / (2 eps).
+
+They must agree within ``atol + rtol * |numerical|``. A wrong gradient anywhere
+almost surely changes the directional derivative along a random direction, so one
+comparison tests everything at once; when it fails, each input and parameter is
+checked alone and, for small ones, element by element to say where it went wrong.
+
+Always check in float64: in float32 a central difference is only good to about
+1e-2 relative and proves nothing. ``check_backward`` converts the inputs and the
+parameters it is given to float64 (in place, for parameters).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend
+
+
+class GradientCheckError(AssertionError):
+    """A backward pass disagrees with central differences."""
+
+
+def numerical_grad(f, x, eps=1e-3):
+    """Element-wise central-difference gradient of a scalar function ``f`` at ``x``.
+
+    ``x`` is perturbed in place, one element at a time, and restored.
+    """
+    xp = backend.get_array_module(x)
+    g = xp.zeros(x.shape, dtype=np.float64)
+    for idx in np.ndindex(*x.shape):
+        old = x[idx].copy()
+        x[idx] = old + eps
+        f_plus = float(f(x))
+        x[idx] = old - eps
+        f_minus = float(f(x))
+        x[idx] = old
+        g[idx] = (f_plus - f_minus) / (2 * eps)
+    return g
+
+
+def _is_float(a) -> bool:
+    return np.dtype(a.dtype).kind == "f"
+
+
+def _as_functions(target, y_true, forward_kwargs):
+    """(forward(*xs), backward(gy), default params) for a layer, model, loss or pair."""
+    from .layers import Layer
+    from .losses import Loss
+
+    if isinstance(target, Loss):
+        if y_true is None:
+            raise ValueError("checking a loss needs y_true=")
+        return (lambda p: target.forward(p, y_true),
+                lambda gy: gy * target.backward(), [])
+    if isinstance(target, tuple) and len(target) == 2:
+        return target[0], target[1], []
+    if isinstance(target, Layer) or hasattr(target, "parameters"):
+        kwargs = {"training": True, **forward_kwargs}
+        return (lambda x: target.forward(x, **kwargs), target.backward, target.parameters())
+    raise TypeError(f"cannot check {target!r}: expected a Layer, a model, a Loss or a (forward, backward) pair")
+
+
+def check_backward(target, x, gy=None, params=None, eps=1e-3, atol=1e-5, rtol=1e-4,
+                   y_true=None, seed=0, **forward_kwargs):
+    """Check ``target``'s backward against central differences, in float64.
+
+    Args:
+        target: a Layer or model (``forward(x, training=True)`` and ``backward(gy)``),
+            a Loss (give ``y_true``), or a pair ``(forward, backward)`` of functions
+            where ``forward(*xs)`` returns an array and ``backward(gy)`` returns the
+            gradient of each input (a tuple when there are several).
+        x: the input array, or a tuple of them. Integer inputs (labels) are passed
+            through and not checked.
+        gy: the output gradient; a random normal array of the output's shape if None.
+        params: the parameters to check; defaults to ``target.parameters()``.
+        eps, atol, rtol: the step and the tolerances (Chainer's defaults).
+        y_true: the targets, when ``target`` is a Loss.
+        seed: seeds ``gy`` and the random direction.
+        **forward_kwargs: passed to a layer's forward (e.g. ``logits=True``).
+
+    Returns:
+        (analytic, numerical): the two directional derivatives that agreed.
+
+    Raises:
+        GradientCheckError: with the culprit input or parameter, and where and by how
+            much it is off.
+    """
+    forward, backward, default_params = _as_functions(target, y_true, forward_kwargs)
+    params = default_params if params is None else params
+    single = not isinstance(x, (tuple, list))
+    xs = [x] if single else list(x)
+    xp = backend.get_array_module(xs[0])
+    rng = np.random.default_rng(seed)
+
+    # float64 everywhere: inputs copied, parameters converted in place
+    xs = [xp.array(a, dtype=np.float64) if _is_float(a) else a for a in xs]
+    for p in params:
+        p.value = p.value.astype(np.float64)
+        p.grad = p.grad.astype(np.float64)
+
+    # analytic gradients from one forward and one backward
+    y = forward(*xs)
+    if gy is None:
+        gy = xp.asarray(rng.standard_normal(np.shape(y)))
+    gxs = backward(gy)
+    gxs = [gxs] if single or not isinstance(gxs, (tuple, list)) else list(gxs)
+    # every checked array with its analytic gradient and a random direction
+    named = [(f"input {i}" if not single else "x", a, g) for i, (a, g) in enumerate(zip(xs, gxs)) if _is_float(a)]
+    named += [(f"parameter {p.name}", p.value, p.grad.copy()) for p in params]
+    for name, a, g in named:
+        if g is None or tuple(g.shape) != tuple(a.shape):
+            raise GradientCheckError(
+                f"gradient of {name} has shape {None if g is None else tuple(g.shape)}, "
+                f"expected {tuple(a.shape)}")
+    directions = [xp.asarray(rng.standard_normal(a.shape)) for _, a, _ in named]
+
+    def loss_along(scale, only=None):
+        """L at (inputs, params) + scale * direction; restores them after."""
+        for k, (_, a, _) in enumerate(named):
+            if only is None or k == only:
+                a += scale * directions[k]
+        value = float((gy * forward(*xs)).sum())
+        for k, (_, a, _) in enumerate(named):
+            if only is None or k == only:
+                a -= scale * directions[k]
+        return value
+
+    def compare(only=None):
+        chosen = range(len(named)) if only is None else [only]
+        analytic = sum(float((named[k][2] * directions[k]).sum()) for k in chosen)
+        numerical = (loss_along(eps, only) - loss_along(-eps, only)) / (2 * eps)
+        return analytic, numerical, abs(analytic - numerical) <= atol + rtol * abs(numerical)
+
+    analytic, numerical, ok = compare()
+    if ok:
+        return analytic, numerical
+    lines = [f"gradient check failed: directional derivative from backward {analytic:.6g}, "
+             f"from central differences {numerical:.6g} (|diff| {abs(analytic - numerical):.3g}, "
+             f"allowed {atol + rtol * abs(numerical):.3g})"]
+    for k, (name, a, g) in enumerate(named):
+        a_k, n_k, ok_k = compare(k)
+        if ok_k:
+            continue
+        line = f"  {name} {tuple(a.shape)}: backward {a_k:.6g} vs numerical {n_k:.6g}"
+        if a.size <= 4096:
+            def scalar_loss(_):
+                return (gy * forward(*xs)).sum()
+            num = numerical_grad(scalar_loss, a, eps)
+            err = abs(backend.to_numpy(g) - backend.to_numpy(num))
+            where = np.unravel_index(int(err.argmax()), err.shape)
+            line += (f"; worst element {tuple(int(i) for i in where)}: backward "
+                     f"{float(g[where]):.6g}, numerical {float(num[where]):.6g}")
+        lines.append(line)
+    raise GradientCheckError("\n".join(lines))

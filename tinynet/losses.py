@@ -1,0 +1,225 @@
+r"""Losses: a scalar L from predictions and targets, and dL/d(predictions).
+
+Each loss is an object with the same two-step contract as a layer::
+
+    L  = loss.forward(y_pred, y_true)   # mean over the batch, a 0-d array
+    gp = loss.backward()                # dL/dy_pred, the shape of y_pred
+
+Cross-entropies and the logits of a softmax or sigmoid output
+-------------------------------------------------------------
+A cross-entropy can be fed probabilities p (``from_logits=False``) or logits z, the
+input of the softmax (``from_logits=True``). From logits it is both cheaper and
+exactly stable, and its gradient collapses to a famous one-liner::
+
+    p = softmax(z),   L = -1/N sum_n log p[n, t_n]   =>   dL/dz = (p - onehot(t)) / N
+
+Keras's default TensorFlow backend goes further: when ``from_logits=False`` but the
+model's output comes from a softmax or sigmoid *activation*, it quietly computes the
+loss from that activation's input, the logits (no clipping), even for a sigmoid
+output under a categorical cross-entropy, where it takes the *softmax*
+cross-entropy of the pre-sigmoid logits. tinynet follows that by default so its
+numbers match what Keras users see, and says so in ``model.summary()``. Pass
+``use_output_logits=False`` to get what Keras's JAX, PyTorch and NumPy backends do
+instead: use the probabilities, renormalised to sum 1 per row and clipped to
+[1e-7, 1 - 1e-7]. The model decides which path applies (see
+``Sequential.compile``); a loss object on its own computes what its
+``from_logits`` says.
+
+All losses here reduce like Keras's default "sum_over_batch_size": the mean over
+the batch of each sample's loss (for binary cross-entropy and MSE a sample's loss is
+the mean over its last axis).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from . import backend
+from .layers import sigmoid
+
+EPSILON = 1e-7  # Keras's "fuzz factor", keras.config.epsilon()
+
+
+class Loss:
+    """Base class. ``name`` is the Keras string for the loss."""
+
+    name = "loss"
+    is_crossentropy = False
+
+    def __init__(self, from_logits: bool = False, use_output_logits: bool = True):
+        self.from_logits = bool(from_logits)
+        self.use_output_logits = bool(use_output_logits)
+
+    def forward(self, y_pred, y_true):
+        raise NotImplementedError
+
+    def backward(self):
+        raise NotImplementedError
+
+    def with_logits(self) -> Loss:
+        """A copy of this loss that reads its input as logits."""
+        other = copy.copy(self)
+        other.from_logits = True
+        return other
+
+    def __repr__(self):
+        return f"{type(self).__name__}(from_logits={self.from_logits})"
+
+
+def _log_softmax(z):
+    """log softmax(z) row-wise, stable: z - max - log(sum(exp(z - max)))."""
+    xp = backend.get_array_module(z)
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def one_hot(labels, num_classes: int, dtype):
+    """(N,) integer labels -> (N, C) one-hot rows, on the labels' device."""
+    xp = backend.get_array_module(labels)
+    out = xp.zeros((labels.shape[0], num_classes), dtype=dtype)
+    out[xp.arange(labels.shape[0]), labels] = 1
+    return out
+
+
+class CategoricalCrossentropy(Loss):
+    r"""Cross-entropy between target distributions t (N, C) and predictions.
+
+    From logits z (N, C):
+        log p = log_softmax(z)
+        L  = -1/N sum_n sum_c t_nc log p_nc
+        gz = (p * sum_c t_nc - t) / N        = (p - t) / N when rows of t sum to 1
+
+    From probabilities y (N, C) (Keras's non-TensorFlow semantics):
+        q  = y / sum_c y_c                    renormalise each row
+        qc = clip(q, eps, 1 - eps)
+        L  = -1/N sum_n sum_c t_nc log qc_nc
+        gq = -t / qc / N  where eps <= q <= 1 - eps, else 0 (clip passes no gradient)
+        gy = (gq - sum_c gq_c q_c) / sum_c y_c  (the renormalisation's Jacobian)
+
+    Args:
+        from_logits: whether ``y_pred`` are logits. Defaults to False.
+        use_output_logits: use the logits of a final softmax/sigmoid as Keras's
+            TensorFlow backend does. Defaults to True. See the module docstring.
+    """
+
+    name = "categorical_crossentropy"
+    is_crossentropy = True
+
+    def _targets(self, y_true, y_pred):
+        return y_true.astype(y_pred.dtype, copy=False)
+
+    def forward(self, y_pred, y_true):
+        xp = backend.get_array_module(y_pred)
+        t = self._targets(y_true, y_pred)
+        n = y_pred.shape[0]
+        self._t, self._n = t, n
+        if self.from_logits:
+            log_p = _log_softmax(y_pred)
+            self._p = xp.exp(log_p)
+            return -(t * log_p).sum() / n
+        self._sum = y_pred.sum(axis=-1, keepdims=True)
+        self._q = y_pred / self._sum
+        self._qc = xp.clip(self._q, EPSILON, 1 - EPSILON)
+        return -(t * xp.log(self._qc)).sum() / n
+
+    def backward(self):
+        t, n = self._t, self._n
+        if self.from_logits:
+            return (self._p * t.sum(axis=-1, keepdims=True) - t) / n
+        q = self._q
+        inside = (q >= EPSILON) & (q <= 1 - EPSILON)
+        gq = -t / self._qc / n * inside
+        return (gq - (gq * q).sum(axis=-1, keepdims=True)) / self._sum
+
+
+class SparseCategoricalCrossentropy(CategoricalCrossentropy):
+    r"""Categorical cross-entropy with integer labels t (N,) in [0, C).
+
+    The same math as :class:`CategoricalCrossentropy` with t = onehot(labels); from
+    logits the gradient is the famous ``(softmax(z) - onehot(t)) / N``.
+    """
+
+    name = "sparse_categorical_crossentropy"
+
+    def _targets(self, y_true, y_pred):
+        labels = y_true.reshape(-1)
+        return one_hot(labels, y_pred.shape[-1], y_pred.dtype)
+
+
+class BinaryCrossentropy(Loss):
+    r"""Element-wise binary cross-entropy, targets t in [0, 1] with y_pred's shape.
+
+    From logits z (M = z.size elements):
+        L  = 1/M sum max(z, 0) - z t + log(1 + exp(-|z|))
+             (= -t log sigmoid(z) - (1 - t) log(1 - sigmoid(z)), written so that
+             nothing overflows)
+        gz = (sigmoid(z) - t) / M
+
+    From probabilities y:
+        yc = clip(y, eps, 1 - eps)
+        L  = -1/M sum t log yc + (1 - t) log(1 - yc)
+        gy = -(t / yc - (1 - t) / (1 - yc)) / M   where eps <= y <= 1 - eps, else 0
+    """
+
+    name = "binary_crossentropy"
+    is_crossentropy = True
+
+    def forward(self, y_pred, y_true):
+        xp = backend.get_array_module(y_pred)
+        t = y_true.astype(y_pred.dtype, copy=False).reshape(y_pred.shape)
+        self._t, self._m = t, y_pred.size
+        if self.from_logits:
+            z = y_pred
+            self._z = z
+            loss = xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
+            return loss.sum() / self._m
+        self._y = y_pred
+        self._yc = yc = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+        return -(t * xp.log(yc) + (1 - t) * xp.log(1 - yc)).sum() / self._m
+
+    def backward(self):
+        t, m = self._t, self._m
+        if self.from_logits:
+            return (sigmoid(self._z) - t) / m
+        y, yc = self._y, self._yc
+        inside = (y >= EPSILON) & (y <= 1 - EPSILON)
+        return -(t / yc - (1 - t) / (1 - yc)) / m * inside
+
+
+class MeanSquaredError(Loss):
+    r"""Mean squared error.
+
+    Forward:   L  = 1/M sum (y - t)^2          (M = y.size)
+    Backward:  gy = 2 (y - t) / M
+    """
+
+    name = "mean_squared_error"
+
+    def __init__(self):
+        super().__init__(from_logits=False, use_output_logits=False)
+
+    def forward(self, y_pred, y_true):
+        t = y_true.astype(y_pred.dtype, copy=False).reshape(y_pred.shape)
+        self._diff = y_pred - t
+        return (self._diff * self._diff).sum() / y_pred.size
+
+    def backward(self):
+        return 2 * self._diff / self._diff.size
+
+
+LOSSES = {
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+}
+
+
+def get(loss) -> Loss:
+    """A loss from a Keras string or a :class:`Loss` instance."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]()
+    raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)} or a Loss instance")

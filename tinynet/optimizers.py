@@ -1,0 +1,308 @@
+r"""Optimizers with Keras's exact update formulas, applied in place.
+
+An optimizer takes the model's list of :class:`~tinynet.layers.Parameter` and, once
+per training step, moves every ``p.value`` using its ``p.grad``. Its state (moments,
+velocities) is kept in lists parallel to that parameter list.
+
+Each step runs in Keras's order:
+
+1. clip the gradient (``clipnorm`` per parameter, ``global_clipnorm`` over all of
+   them, or ``clipvalue`` element-wise; at most one of the three);
+2. decoupled weight decay, if any: ``w <- w - w * weight_decay * lr``;
+3. the optimizer's own update, written out above each line of ``update``.
+
+The step counter ``iterations`` counts finished steps; Adam's bias corrections use
+``t = iterations + 1``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from . import backend
+
+
+def _check(name, value, lo, hi, lo_open=False, hi_open=False):
+    """Raise a ValueError naming the hyperparameter unless lo <= value <= hi."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        if hi == math.inf:
+            raise ValueError(f"{name} must be a finite number {'>' if lo_open else '>='} {lo}, got {value!r}")
+        lb, rb = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise ValueError(f"{name} must be a number in {lb}{lo}, {hi}{rb}, got {value!r}")
+
+
+class Optimizer:
+    """Base class: clipping, weight decay, the step counter and per-parameter state.
+
+    Args:
+        learning_rate: the step size, >= 0.
+        weight_decay: decoupled weight decay factor, or None.
+        clipnorm: clip each gradient to at most this L2 norm.
+        clipvalue: clip each gradient element to [-clipvalue, clipvalue].
+        global_clipnorm: clip all gradients together to this global L2 norm.
+    """
+
+    name = "optimizer"
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None):
+        _check("learning_rate", learning_rate, 0, math.inf)
+        for name, value in (("weight_decay", weight_decay), ("clipnorm", clipnorm),
+                            ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            if value is not None:
+                _check(name, value, 0, math.inf, lo_open=name != "weight_decay")
+        if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError("set at most one of clipnorm, clipvalue and global_clipnorm (as Keras)")
+        self.learning_rate = float(learning_rate)
+        weight_decay = float(weight_decay) if weight_decay is not None else None
+        self.weight_decay = weight_decay
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.iterations = 0
+        self.slots = None  # {slot name: [one array per parameter]}, made at the first step
+
+    def build(self, params):
+        """Zero state for each parameter, on the parameters' device."""
+        self.slots = {
+            name: [backend.get_array_module(p.value).zeros_like(p.value) for p in params]
+            for name in self.slot_names
+        }
+
+    def apply(self, params):
+        """One optimisation step over ``params`` (their ``.grad`` must be filled)."""
+        if self.slots is None:
+            self.build(params)
+        lr = self.learning_rate
+        grads = self._clip([p.grad for p in params])
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if self.weight_decay:
+                # w <- w - w * weight_decay * lr            (decoupled weight decay)
+                p.value -= p.value * (self.weight_decay * lr)
+            self.update(i, p.value, g, lr)
+        self.iterations += 1
+
+    def _clip(self, grads):
+        if self.clipnorm is not None:
+            # g <- g * clipnorm / max(||g||, clipnorm)      (each gradient on its own)
+            return [g * (self.clipnorm / max(_norm(g), self.clipnorm)) for g in grads]
+        if self.global_clipnorm is not None:
+            # g <- g * c / max(sqrt(sum of all ||g||^2), c)
+            total = math.sqrt(sum(_norm(g) ** 2 for g in grads))
+            return [g * (self.global_clipnorm / max(total, self.global_clipnorm)) for g in grads]
+        if self.clipvalue is not None:
+            xp = backend.get_array_module(grads[0]) if grads else None
+            return [xp.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        return grads
+
+    def update(self, i, w, g, lr):
+        """Update parameter ``i`` (array ``w``, gradient ``g``) in place."""
+        raise NotImplementedError
+
+    def to(self, device: str):
+        """Move the state to ``device``."""
+        if self.slots is not None:
+            self.slots = {k: [backend.to_device(a, device) for a in v] for k, v in self.slots.items()}
+        return self
+
+    def get_config(self) -> dict:
+        keys = ("learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
+        return {k: getattr(self, k) for k in keys}
+
+
+def _norm(g) -> float:
+    # a host read: clipping by norm synchronises the device once per parameter
+    return float(backend.get_array_module(g).sqrt((g * g).sum()))
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, with optional (Nesterov) momentum.
+
+    momentum == 0:   w <- w - lr g
+    momentum > 0:    m <- momentum m - lr g
+                     w <- w + m                         (classical)
+                     w <- w + momentum m - lr g         (nesterov=True)
+    """
+
+    name = "SGD"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        _check("momentum", momentum, 0, 1)
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.slot_names = ("momentum",) if self.momentum > 0 else ()
+
+    def update(self, i, w, g, lr):
+        if self.momentum == 0:
+            # w <- w - lr g
+            w -= lr * g
+            return
+        m = self.slots["momentum"][i]
+        # m <- momentum m - lr g
+        m *= self.momentum
+        m -= lr * g
+        if self.nesterov:
+            # w <- w + momentum m - lr g
+            w += self.momentum * m - lr * g
+        else:
+            # w <- w + m
+            w += m
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop: divide the step by a running root mean square of the gradient.
+
+    v <- rho v + (1 - rho) g^2
+    (centered)  a <- rho a + (1 - rho) g ;  denominator = v - a^2 + eps
+    (otherwise) denominator = v + eps                  (eps inside the sqrt, as Keras)
+    step = lr g / sqrt(denominator)
+    (momentum > 0)  s <- momentum s + step ;  step = s
+    w <- w - step
+    """
+
+    name = "RMSprop"
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        _check("rho", rho, 0, 1, hi_open=True)
+        _check("momentum", momentum, 0, 1)
+        _check("epsilon", epsilon, 0, math.inf)
+        self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
+        self.slot_names = ("velocity",) + (("average_gradient",) if centered else ()) + (
+            ("momentum",) if momentum > 0 else ())
+
+    def update(self, i, w, g, lr):
+        xp = backend.get_array_module(w)
+        v = self.slots["velocity"][i]
+        # v <- rho v + (1 - rho) g^2
+        v *= self.rho
+        v += (1 - self.rho) * g * g
+        if self.centered:
+            a = self.slots["average_gradient"][i]
+            # a <- rho a + (1 - rho) g ;  denominator = v - a^2 + eps
+            a *= self.rho
+            a += (1 - self.rho) * g
+            denominator = v - a * a + self.epsilon
+        else:
+            # denominator = v + eps
+            denominator = v + self.epsilon
+        # step = lr g / sqrt(denominator)
+        step = lr * g / xp.sqrt(denominator)
+        if self.momentum > 0:
+            s = self.slots["momentum"][i]
+            # s <- momentum s + step
+            s *= self.momentum
+            s += step
+            step = s
+        # w <- w - step
+        w -= step
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+class Adam(Optimizer):
+    r"""Adam, with Keras's formulation (t = iterations + 1):
+
+    m <- m + (g - m)(1 - beta_1)             running mean of g
+    v <- v + (g^2 - v)(1 - beta_2)           running mean of g^2
+    alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t)   both bias corrections, folded
+                                                     into the step size
+    w <- w - alpha m / (sqrt(v) + eps)
+
+    eps is added to the *uncorrected* sqrt(v) (the paper's "epsilon hat"); PyTorch
+    adds it to the corrected one, so the two differ slightly whatever eps is.
+    """
+
+    name = "Adam"
+    slot_names = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        _check("beta_1", beta_1, 0, 1, hi_open=True)
+        _check("beta_2", beta_2, 0, 1, hi_open=True)
+        _check("epsilon", epsilon, 0, math.inf)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+    def update(self, i, w, g, lr):
+        xp = backend.get_array_module(w)
+        m, v = self.slots["m"][i], self.slots["v"][i]
+        b1, b2, t = self.beta_1, self.beta_2, self.iterations + 1
+        # m <- m + (g - m)(1 - beta_1)
+        m += (g - m) * (1 - b1)
+        # v <- v + (g^2 - v)(1 - beta_2)
+        v += (g * g - v) * (1 - b2)
+        # alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t)
+        alpha = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        # w <- w - alpha m / (sqrt(v) + eps)
+        w -= alpha * m / (xp.sqrt(v) + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 0.004, as Keras): step 2 of the
+    optimizer's order, ``w <- w - w * weight_decay * lr``, then the Adam update."""
+
+    name = "AdamW"
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad: per-element step sizes from the sum of all squared gradients.
+
+    a <- a + g^2                  (a starts at initial_accumulator_value)
+    w <- w - lr g / sqrt(a + eps)
+    """
+
+    name = "Adagrad"
+    slot_names = ("accumulator",)
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        _check("initial_accumulator_value", initial_accumulator_value, 0, math.inf)
+        _check("epsilon", epsilon, 0, math.inf)
+        self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
+
+    def build(self, params):
+        super().build(params)
+        for a in self.slots["accumulator"]:
+            a += self.initial_accumulator_value
+
+    def update(self, i, w, g, lr):
+        xp = backend.get_array_module(w)
+        a = self.slots["accumulator"][i]
+        # a <- a + g^2
+        a += g * g
+        # w <- w - lr g / sqrt(a + eps)
+        w -= lr * g / xp.sqrt(a + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad}
+
+
+def get(optimizer) -> Optimizer:
+    """An optimizer from a Keras string ("adam", "sgd", ...) or an instance."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
+        return OPTIMIZERS[optimizer.lower()]()
+    raise ValueError(
+        f"unknown optimizer {optimizer!r}; expected one of {sorted(OPTIMIZERS)} or an Optimizer instance"
+    )

@@ -1,0 +1,98 @@
+"""A Keras-style progress bar that reads well in a terminal and in a CI log.
+
+    Epoch 1/10
+    1688/1688 ━━━━━━━━━━━━━━━━━━━━ 3s 2ms/step - accuracy: 0.9102 - loss: 0.3124
+
+``verbose=1``: on a terminal the line redraws in place, at most every
+``interval`` seconds (each redraw reads the running loss back from the device,
+so the rate is bounded on purpose); in a log (not a terminal) a line is written
+every ``log_interval`` seconds and at the end of the epoch. ``verbose=2``: one
+line per epoch. ``verbose=0``: nothing.
+
+The numbers are only computed when a line is drawn: ``update`` takes a function
+that returns them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+WIDTH = 20
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+    if seconds >= 60:
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+    return f"{seconds:.0f}s"
+
+
+def format_per_step(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
+def format_logs(logs: dict) -> str:
+    """ - accuracy: 0.9102 - loss: 0.3124   (keys in alphabetical order, as Keras)"""
+    return "".join(f" - {k}: {v:.4f}" for k, v in sorted(logs.items()))
+
+
+class ProgressBar:
+    def __init__(self, total: int, verbose: int = 1, stream=None, interval: float = 0.1,
+                 log_interval: float = 30.0):
+        self.total, self.verbose = total, verbose
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval if self.tty else log_interval
+        self.start = self.last_draw = time.perf_counter()
+        encoding = getattr(self.stream, "encoding", None) or "ascii"
+        try:
+            "━╺".encode(encoding)
+            self.chars = ("━", "╺", "─")
+        except (UnicodeEncodeError, LookupError):
+            self.chars = ("=", ">", ".")
+        self._width = 0
+
+    def bar(self, step: int) -> str:
+        done_chars = WIDTH * step / max(self.total, 1)
+        full = int(done_chars)
+        head = self.chars[1] if full < WIDTH and done_chars > full else ""
+        return self.chars[0] * full + head + self.chars[2] * (WIDTH - full - len(head))
+
+    def _line(self, step, logs, final):
+        elapsed = time.perf_counter() - self.start
+        per_step = elapsed / max(step, 1)
+        n = len(str(self.total))
+        if self.verbose == 2:
+            return f"{step}/{self.total} - {format_duration(elapsed)} - {format_per_step(per_step)}{format_logs(logs)}"
+        when = format_duration(elapsed) if final else "ETA " + format_duration(per_step * (self.total - step))
+        return f"{step:>{n}}/{self.total} {self.bar(step)} {when} {format_per_step(per_step)}{format_logs(logs)}"
+
+    def _write(self, line, final):
+        if self.tty:
+            pad = max(self._width - len(line), 0)
+            self.stream.write("\r" + line + " " * pad + ("\n" if final else ""))
+            self._width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def update(self, step: int, logs_fn):
+        """Maybe redraw after ``step`` steps; ``logs_fn()`` gives the running logs."""
+        if self.verbose != 1 or step >= self.total:
+            return
+        now = time.perf_counter()
+        if now - self.last_draw < self.interval:
+            return
+        self.last_draw = now
+        self._write(self._line(step, logs_fn(), final=False), final=False)
+
+    def finish(self, logs: dict):
+        """The epoch's closing line, with every log (validation included)."""
+        if self.verbose:
+            self._write(self._line(self.total, logs, final=True), final=True)

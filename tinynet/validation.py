@@ -1,0 +1,143 @@
+"""Checks at the API boundary, in one place: what ``fit``, ``evaluate``, ``predict``
+and friends accept, and the message when something else comes.
+
+Rules for the data:
+
+- ``x`` is an array (NumPy or CuPy) or a nested list of numbers with at least one
+  sample. Floating-point data is converted to float32; integer or boolean data
+  (e.g. uint8 images) is converted to float32 *with its values unchanged* (0..255
+  stays 0..255: scale it yourself, e.g. ``x / 255``). Object and string arrays are
+  refused. NaN or inf anywhere in ``x`` is refused.
+- ``y`` has as many samples as ``x``; for ``sparse_categorical_crossentropy``
+  whole numbers in [0, C), for the other cross-entropies values in [0, 1] shaped
+  like the model's output.
+
+Each check raises ``ValueError`` (``TypeError`` for a wrong kind of object) whose
+message says what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import backend
+
+
+def positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def non_negative_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def fraction(name: str, value, upper_inclusive=False) -> float:
+    """A number in [0, 1) (or [0, 1])."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value
+    ok = ok and (value <= 1 if upper_inclusive else value < 1)
+    if not ok:
+        raise ValueError(f"{name} must be a number in [0, {'1]' if upper_inclusive else '1)'}, got {value!r}")
+    return float(value)
+
+
+def verbosity(value) -> int:
+    if value == "auto":
+        return 1
+    if value not in (0, 1, 2) or isinstance(value, bool):
+        raise ValueError(f'verbose must be 0, 1, 2 or "auto", got {value!r}')
+    return int(value)
+
+
+def _as_array(name: str, a):
+    if backend.device_of(a) == "gpu":
+        return a
+    if isinstance(a, (list, tuple)):
+        a = np.asarray(a)
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}")
+    return a
+
+
+def _all_finite(a) -> bool:
+    xp = backend.get_array_module(a)
+    return bool(xp.isfinite(a).all())
+
+
+def features(x, input_shape=None, name: str = "x"):
+    """Validate ``x`` and return it as float32 (on the device it came from)."""
+    x = _as_array(name, x)
+    kind = np.dtype(x.dtype).kind
+    if kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got an array of dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(
+            f"{name} must have a batch axis first, shape (samples, features...), got shape {tuple(x.shape)}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
+    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+        raise ValueError(
+            f"the model expects samples of shape {tuple(input_shape)}, so {name} of shape "
+            f"(N, {', '.join(map(str, input_shape))}); got {name} of shape {tuple(x.shape)}"
+        )
+    x = x.astype(np.float32, copy=False)
+    if kind == "f" and not _all_finite(x):
+        xp = backend.get_array_module(x)
+        bad = int((~xp.isfinite(x)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); clean or impute them before training")
+    return x
+
+
+def targets(y, n: int, loss, output_shape, name: str = "y"):
+    """Validate ``y`` against ``n`` samples, the loss and the model's output shape.
+
+    Returns int64 class indices of shape (n,) for sparse cross-entropy, float32
+    otherwise.
+    """
+    y = _as_array(name, y)
+    if np.dtype(y.dtype).kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got an array of dtype {y.dtype}")
+    if y.ndim == 0 or y.shape[0] != n:
+        got = "a scalar" if y.ndim == 0 else f"{y.shape[0]} samples (shape {tuple(y.shape)})"
+        raise ValueError(f"x and {name} must have the same number of samples: x has {n}, {name} has {got}")
+    xp = backend.get_array_module(y)
+    if np.dtype(y.dtype).kind == "f" and not _all_finite(y):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    out_shape = tuple(output_shape)
+    loss_name = getattr(loss, "name", "")
+    if loss_name == "sparse_categorical_crossentropy":
+        classes = out_shape[-1]
+        if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+            raise ValueError(
+                f"sparse_categorical_crossentropy expects {name} as class indices of shape (N,) or (N, 1), "
+                f"got shape {tuple(y.shape)} (one-hot labels go with categorical_crossentropy)"
+            )
+        labels = y.reshape(-1)
+        if np.dtype(y.dtype).kind == "f" and not bool((labels == xp.round(labels)).all()):
+            raise ValueError(f"{name} must hold whole-number class indices, got fractional values")
+        low, high = float(labels.min()), float(labels.max())
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"labels in {name} must be in [0, {classes - 1}] for a model with {classes} outputs, "
+                f"got values from {low:g} to {high:g}"
+            )
+        return labels.astype(np.int64)
+    y = y.astype(np.float32, copy=False)
+    if y.size != n * int(np.prod(out_shape)):
+        raise ValueError(
+            f"{loss_name or 'the loss'} expects {name} shaped like the model's output (N, "
+            f"{', '.join(map(str, out_shape))}), got shape {tuple(y.shape)}"
+        )
+    if getattr(loss, "is_crossentropy", False):
+        if float(y.min()) < 0 or float(y.max()) > 1:
+            raise ValueError(
+                f"{loss_name} expects {name} in [0, 1], got values from {float(y.min()):g} to {float(y.max()):g}"
+                + ("; for class indices use sparse_categorical_crossentropy" if loss_name.startswith("cat") else "")
+            )
+    return y.reshape((n,) + out_shape)
