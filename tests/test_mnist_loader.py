@@ -1,0 +1,242 @@
+"""tinynet.datasets.mnist: where it looks, what it refuses, and downloads from a
+local HTTP server on 127.0.0.1 (good files, a wrong checksum, a dropped connection)."""
+
+import gzip
+import hashlib
+import http.server
+import os
+import threading
+
+import numpy as np
+import pytest
+from synthetic import write_mnist_dir
+
+from tinynet.datasets import DatasetError, mnist
+from tinynet.datasets.idx import to_idx_bytes
+
+STEMS = list(mnist.FILES.values())
+
+
+@pytest.fixture(scope="module")
+def fake_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("mnist")
+    arrays = write_mnist_dir(directory, n_train=40, n_test=12)
+    return directory, arrays
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+    """No TINYNET_DATA_DIR, an empty cache, and mirrors that refuse connections."""
+    monkeypatch.delenv("TINYNET_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(mnist, "MIRRORS", ["http://127.0.0.1:9/"])  # discard port: nothing listens
+    return tmp_path
+
+
+def test_explicit_directory(fake_dir):
+    directory, ((x_train, y_train), (x_test, y_test)) = fake_dir
+    (a, b), (c, d) = mnist.load_data(directory, verify=False)
+    assert a.dtype == b.dtype == c.dtype == d.dtype == np.uint8
+    assert a.shape == (40, 28, 28) and b.shape == (40,) and c.shape == (12, 28, 28) and d.shape == (12,)
+    np.testing.assert_array_equal(a, x_train)
+    np.testing.assert_array_equal(d, y_test)
+
+
+def test_checksum_failure_names_the_file(fake_dir):
+    directory, _ = fake_dir
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte.gz: SHA-256 of the content is [0-9a-f]{64}, "
+                                           r"expected MNIST's ba8910.*verify=False"):
+        mnist.load_data(directory)
+
+
+def test_environment_variable_then_cache(fake_dir, isolated, monkeypatch):
+    directory, _ = fake_dir
+    monkeypatch.setenv("TINYNET_DATA_DIR", str(directory))
+    assert mnist.load_data(verify=False)[0][0].shape == (40, 28, 28)
+    monkeypatch.delenv("TINYNET_DATA_DIR")
+    write_mnist_dir(os.path.join(isolated, "cache", "tinynet", "mnist"), n_train=7, n_test=3)
+    assert mnist.load_data(verify=False)[0][0].shape == (7, 28, 28)
+
+
+def test_offline_with_nothing_cached_gives_one_clear_message(isolated):
+    with pytest.raises(DatasetError) as info:
+        mnist.load_data()
+    message = str(info.value)
+    assert "MNIST not found" in message and "TINYNET_DATA_DIR (not set)" in message
+    assert "Put the four files" in message and "set TINYNET_DATA_DIR" in message
+    assert "127.0.0.1:9" in message  # which download failed
+
+
+def test_explicit_path_that_does_not_exist(tmp_path):
+    with pytest.raises(DatasetError, match="no such file or directory"):
+        mnist.load_data(tmp_path / "missing")
+
+
+def test_directory_with_a_missing_file(tmp_path):
+    write_mnist_dir(tmp_path, n_train=5, n_test=2)
+    os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte.gz \(or t10k-labels-idx1-ubyte\) is missing"):
+        mnist.load_data(tmp_path, verify=False)
+
+
+def test_uncompressed_files_are_accepted(tmp_path):
+    write_mnist_dir(tmp_path, n_train=5, n_test=2, compress=False)
+    assert mnist.load_data(tmp_path, verify=False)[1][1].shape == (2,)
+
+
+def test_mismatched_counts_and_wrong_dtype(tmp_path):
+    write_mnist_dir(tmp_path, n_train=5, n_test=2)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(to_idx_bytes(np.zeros(4, np.uint8))))
+    with pytest.raises(DatasetError, match="5 train images but 4 train labels"):
+        mnist.load_data(tmp_path, verify=False)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(to_idx_bytes(np.zeros(5, np.int16))))
+    with pytest.raises(DatasetError, match="y_train has dtype int16, expected uint8"):
+        mnist.load_data(tmp_path, verify=False)
+
+
+def test_keras_npz(tmp_path, fake_dir):
+    _, ((x_train, y_train), (x_test, y_test)) = fake_dir
+    np.savez(tmp_path / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    for where in (tmp_path, tmp_path / "mnist.npz"):
+        (a, _), (_, d) = mnist.load_data(where, verify=False)
+        np.testing.assert_array_equal(a, x_train)
+        np.testing.assert_array_equal(d, y_test)
+
+
+def test_npz_with_pickled_objects_is_refused(tmp_path):
+    objects = np.empty(2, dtype=object)
+    np.savez(tmp_path / "mnist.npz", x_train=objects, y_train=objects, x_test=objects, y_test=objects)
+    with pytest.raises(DatasetError, match="refused"):
+        mnist.load_data(tmp_path / "mnist.npz", verify=False)
+
+
+def test_npz_that_is_not_an_npz(tmp_path):
+    (tmp_path / "mnist.npz").write_bytes(b"PK\x03\x04 this is not really a zip")
+    with pytest.raises(DatasetError, match=r"mnist.npz: not a readable .npz file"):
+        mnist.load_data(tmp_path / "mnist.npz", verify=False)
+
+
+# -------------------------------------------------------------------- downloads
+
+
+class Server:
+    """A local HTTP server with a route table: path -> bytes, or ("drop", bytes)."""
+
+    def __init__(self):
+        routes = self.routes = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = routes.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                drop = isinstance(body, tuple)
+                data = body[1] if drop else body
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 3] if drop else data)
+                self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+def synthetic_files(seed=0):
+    """stem -> (gz bytes, sha256 of the content) for a tiny MNIST-shaped set."""
+    rng = np.random.default_rng(seed)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, 6).astype(np.uint8),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3).astype(np.uint8)}
+    out = {}
+    for stem, a in arrays.items():
+        content = to_idx_bytes(a)
+        out[stem] = (gzip.compress(content), hashlib.sha256(content).hexdigest())
+    return out
+
+
+def test_download_good_files_land_in_the_cache(server, tmp_path):
+    files = synthetic_files()
+    for stem, (gz, _) in files.items():
+        server.routes[f"/{stem}.gz"] = gz
+    checksums = {stem: sha for stem, (_, sha) in files.items()}
+    mnist.download(tmp_path, mirrors=[server.url], verbose=False, checksums=checksums)
+    assert sorted(os.listdir(tmp_path)) == sorted(f"{s}.gz" for s in STEMS)  # no temporary files
+    (a, _), (_, d) = mnist.load_data(tmp_path, verify=False)
+    assert a.shape == (6, 28, 28) and d.shape == (3,)
+
+
+def test_load_data_downloads_into_the_cache_when_nothing_else_is_there(server, isolated, monkeypatch):
+    files = synthetic_files()
+    for stem, (gz, _) in files.items():
+        server.routes[f"/{stem}.gz"] = gz
+    monkeypatch.setattr(mnist, "MIRRORS", ["http://127.0.0.1:9/", server.url])  # the first mirror is down
+    monkeypatch.setattr(mnist, "SHA256", {stem: sha for stem, (_, sha) in files.items()})
+    (a, _), _ = mnist.load_data(verify=False)
+    assert a.shape == (6, 28, 28)
+    assert sorted(os.listdir(mnist.cache_dir())) == sorted(f"{s}.gz" for s in STEMS)
+
+
+@pytest.mark.parametrize("failure", ["checksum", "dropped"])
+def test_a_bad_download_never_replaces_the_good_cached_file(server, tmp_path, failure):
+    old, new = synthetic_files(seed=1), synthetic_files(seed=2)
+    stem = "train-images-idx3-ubyte"
+    target = tmp_path / f"{stem}.gz"
+    target.write_bytes(old[stem][0])  # the good cached copy of an older version
+    if failure == "checksum":
+        server.routes[f"/{stem}.gz"] = new[stem][0]
+        expected = {stem: hashlib.sha256(b"something else").hexdigest()}
+        message = "SHA-256 of the content is"
+    else:
+        server.routes[f"/{stem}.gz"] = ("drop", new[stem][0])
+        expected = {stem: new[stem][1]}
+        message = "IncompleteRead|connection closed|cut short"
+    with pytest.raises(DatasetError, match=message):
+        mnist.download(tmp_path, mirrors=[server.url], verbose=False, checksums=expected)
+    assert target.read_bytes() == old[stem][0]  # the old file survives, whole
+    assert os.listdir(tmp_path) == [f"{stem}.gz"]  # and no temporary file is left
+
+
+def test_files_already_cached_with_the_right_checksum_are_not_fetched_again(server, tmp_path):
+    files = synthetic_files()
+    stem = "t10k-labels-idx1-ubyte"
+    (tmp_path / f"{stem}.gz").write_bytes(files[stem][0])
+    mnist.download(tmp_path, mirrors=[server.url], verbose=False, checksums={stem: files[stem][1]})  # no route: 404
+
+
+# -------------------------------------------------------------------- the real data
+
+REAL = os.environ.get("TINYNET_DATA_DIR")
+needs_real = pytest.mark.skipif(not (REAL and os.path.isdir(REAL) and mnist._complete(REAL)),
+                                reason="the real MNIST: set TINYNET_DATA_DIR to a folder with the four files")
+
+
+@needs_real
+def test_real_mnist():
+    (x_train, y_train), (x_test, y_test) = mnist.load_data()  # verifies the SHA-256 of each file
+    assert x_train.shape == (60000, 28, 28) and y_train.shape == (60000,)
+    assert x_test.shape == (10000, 28, 28) and y_test.shape == (10000,)
+    assert x_train.dtype == y_train.dtype == x_test.dtype == y_test.dtype == np.uint8
+    assert np.bincount(y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    pixels = x_train / 255.0
+    assert pixels.mean() == pytest.approx(0.1307, abs=5e-5)
+    assert pixels.std() == pytest.approx(0.3081, abs=5e-5)

@@ -1,0 +1,251 @@
+"""MNIST, loaded the way ``keras.datasets.mnist.load_data()`` returns it.
+
+``load_data()`` returns ``((x_train, y_train), (x_test, y_test))``: uint8 arrays of
+shapes (60000, 28, 28), (60000,), (10000, 28, 28), (10000,).
+
+Where it looks, in order:
+
+1. ``path``, when given: a directory with the four IDX files (``.gz`` or not) or a
+   Keras ``mnist.npz``, or the path of such an ``.npz`` file. An explicit path is
+   the only place looked at: if the data is not there, that is an error.
+2. The directory named by the environment variable ``TINYNET_DATA_DIR``.
+3. The user cache: ``$XDG_CACHE_HOME/tinynet/mnist`` or ``~/.cache/tinynet/mnist``.
+4. A download of the four IDX ``.gz`` files from the public mirrors into the cache.
+   Each file is written to a temporary file beside its final name, checked, and
+   only then renamed into place, so a bad or broken download never replaces a good
+   cached file.
+
+Every file is parsed with every field checked (:mod:`tinynet.datasets.idx`), its
+shapes and dtypes are compared with MNIST's, and, with ``verify=True`` (the
+default), the SHA-256 of its *decompressed* content with MNIST's published one
+(the check that holds for any copy, whatever compressed it). Pass
+``verify=False`` to load other data in MNIST's format (your own subset, or
+Fashion-MNIST, which uses the same file names).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import sys
+import urllib.request
+
+import numpy as np
+
+from ..fileio import atomic_write
+from ..progress import ProgressBar
+from .idx import DatasetError, maybe_decompress, parse_idx, read_bytes
+
+FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+# SHA-256 of each file's decompressed content.
+SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+MIRRORS = [
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+]
+SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28, 28), "y_test": (10000,)}
+
+
+def cache_dir() -> str:
+    """``$XDG_CACHE_HOME/tinynet/mnist``, or ``~/.cache/tinynet/mnist``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "tinynet", "mnist")
+
+
+def _find(directory: str, stem: str):
+    """The path of ``stem`` or ``stem.gz`` in ``directory``, or None."""
+    for name in (stem + ".gz", stem):
+        candidate = os.path.join(directory, name)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _has_data(directory) -> bool:
+    if not directory or not os.path.isdir(directory):
+        return False
+    if os.path.isfile(os.path.join(directory, "mnist.npz")):
+        return True
+    return any(_find(directory, stem) for stem in FILES.values())
+
+
+def _check_arrays(arrays: dict, source: str, strict_shapes: bool):
+    for key, a in arrays.items():
+        if a.dtype != np.uint8:
+            raise DatasetError(f"{source}: {key} has dtype {a.dtype}, expected uint8")
+        want_ndim = 3 if key.startswith("x") else 1
+        if a.ndim != want_ndim or (want_ndim == 3 and a.shape[1:] != (28, 28)):
+            expected = "(N, 28, 28)" if want_ndim == 3 else "(N,)"
+            raise DatasetError(f"{source}: {key} has shape {a.shape}, expected {expected}")
+        if strict_shapes and a.shape != SHAPES[key]:
+            raise DatasetError(f"{source}: {key} has shape {a.shape}, expected MNIST's {SHAPES[key]}")
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.shape[0] != y.shape[0]:
+            raise DatasetError(f"{source}: {x.shape[0]} {split} images but {y.shape[0]} {split} labels")
+        if y.size and int(y.max()) > 9:
+            raise DatasetError(f"{source}: {split} labels must be 0-9, found {int(y.max())}")
+
+
+def _load_idx_dir(directory: str, verify: bool) -> dict:
+    arrays = {}
+    for key, stem in FILES.items():
+        path = _find(directory, stem)
+        if path is None:
+            raise DatasetError(f"{directory}: {stem}.gz (or {stem}) is missing")
+        data = read_bytes(path)
+        if verify:
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != SHA256[stem]:
+                raise DatasetError(
+                    f"{path}: SHA-256 of the content is {digest}, expected MNIST's {SHA256[stem]} "
+                    "(corrupt file? for other data in MNIST's format pass verify=False)")
+        arrays[key] = parse_idx(data, path)
+    return arrays
+
+
+def _load_npz(path: str, verify: bool) -> dict:
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise DatasetError(f"{path}: not a readable .npz file (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in FILES if k not in f.files]
+            if missing:
+                raise DatasetError(f"{path}: not a Keras mnist.npz: keys {missing} are missing (has {f.files})")
+            return {k: f[k] for k in FILES}
+    except DatasetError:
+        raise
+    except ValueError as e:  # object arrays would need pickle
+        raise DatasetError(f"{path}: refused: {e}") from e
+    except Exception as e:  # zipfile.BadZipFile, truncated members, ...
+        raise DatasetError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
+
+
+def load_from(location: str, verify: bool = True) -> dict:
+    """Load MNIST from a directory of IDX files, a directory with mnist.npz, or an .npz path."""
+    if os.path.isfile(location):
+        arrays, source = _load_npz(location, verify), location
+    elif os.path.isfile(os.path.join(location, "mnist.npz")) and not _find(location, FILES["x_train"]):
+        source = os.path.join(location, "mnist.npz")
+        arrays = _load_npz(source, verify)
+    else:
+        arrays, source = _load_idx_dir(location, verify), location
+    _check_arrays(arrays, source, strict_shapes=verify)
+    return arrays
+
+
+def load_data(path=None, verify: bool = True):
+    """MNIST as ``((x_train, y_train), (x_test, y_test))``, uint8, like Keras.
+
+    Args:
+        path: a directory or an ``mnist.npz``; see the module docstring for where
+            tinynet looks when it is None.
+        verify: check each file's SHA-256 and MNIST's exact shapes. Defaults to True.
+
+    Raises:
+        DatasetError: a file is corrupt, truncated, of the wrong kind or fails its
+            checksum (the message names it), or no copy could be found or fetched.
+    """
+    if path is not None:
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise DatasetError(f"{path}: no such file or directory")
+        arrays = load_from(path, verify)
+    else:
+        arrays = _load_default(verify)
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def _load_default(verify: bool) -> dict:
+    env = os.environ.get("TINYNET_DATA_DIR")
+    if env and _has_data(env):
+        return load_from(env, verify)
+    cache = cache_dir()
+    if _complete(cache):
+        return load_from(cache, verify)
+    try:
+        download(cache)
+    except DatasetError as e:
+        looked = (f"TINYNET_DATA_DIR={env!r} (no MNIST files there)" if env else "TINYNET_DATA_DIR (not set)")
+        raise DatasetError(
+            f"MNIST not found. Looked in {looked} and the cache {cache}; the download failed: {e}\n"
+            "Put the four files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz in a directory and set "
+            "TINYNET_DATA_DIR to it, or pass load_data(path=...).") from None
+    return load_from(cache, verify)
+
+
+def _complete(directory) -> bool:
+    return os.path.isdir(directory) and all(_find(directory, s) for s in FILES.values())
+
+
+def download(directory=None, mirrors=None, timeout: float = 30.0, verbose: bool = True, checksums=None):
+    """Fetch the four files into ``directory`` (the cache by default).
+
+    Files already there with the right checksum are kept. Each new file is
+    downloaded into memory, its decompressed SHA-256 and IDX structure checked,
+    and only then written to a temporary file and renamed into place; a failed or
+    wrong download leaves any old file untouched. ``checksums`` maps file stems to
+    SHA-256 digests (MNIST's by default).
+    """
+    directory = directory or cache_dir()
+    mirrors = list(mirrors) if mirrors is not None else MIRRORS
+    checksums = SHA256 if checksums is None else checksums
+    os.makedirs(directory, exist_ok=True)
+    for stem in checksums:
+        target = os.path.join(directory, stem + ".gz")
+        if os.path.isfile(target):
+            try:
+                if hashlib.sha256(read_bytes(target)).hexdigest() == checksums[stem]:
+                    continue
+            except DatasetError:
+                pass  # a broken cached file is replaced below, only by a good one
+        errors = []
+        for mirror in mirrors:
+            url = mirror + stem + ".gz"
+            try:
+                _fetch_verified(url, target, checksums[stem], timeout, verbose)
+                break
+            except (OSError, DatasetError, http.client.HTTPException) as e:  # URLError is an OSError
+                errors.append(f"{url}: {e}")
+        else:
+            raise DatasetError(f"could not fetch {stem}.gz: " + "; ".join(errors))
+
+
+def _fetch_verified(url: str, target: str, sha256: str, timeout: float, verbose: bool):
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed https mirrors)
+        total = int(response.headers.get("Content-Length") or 0)
+        chunks, received = [], 0
+        bar = ProgressBar(max(total, 1), verbose=1 if verbose else 0, stream=sys.stderr,
+                          label=f"{os.path.basename(target)} ", megabytes=True)
+        while True:
+            chunk = response.read(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            received += len(chunk)
+            bar.update(received, dict)
+    data = b"".join(chunks)
+    if total and received != total:  # (http.client usually raises IncompleteRead first)
+        raise DatasetError(f"connection closed after {received} of {total} bytes")
+    content = maybe_decompress(data, url)
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != sha256:
+        raise DatasetError(f"SHA-256 of the content is {digest}, expected {sha256}")
+    parse_idx(content, url)  # a well-formed IDX file, too
+    with atomic_write(target) as f:
+        f.write(data)
+    bar.finish({})
+

@@ -1,0 +1,45 @@
+"""Writing files so that nothing is lost: write a temporary file in the same
+directory, flush and fsync it, then rename it over the target.
+
+A rename within one directory is atomic on POSIX and Windows, so a reader (or a
+crash, or a kill in the middle of a save) sees either the old file whole or the
+new file whole, never half of one. The temporary file is removed if anything
+fails.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+
+
+@contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """``with atomic_write(path) as f: f.write(...)`` replaces ``path`` only on success."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
