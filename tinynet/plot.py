@@ -1,0 +1,130 @@
+"""Plots for training and MNIST, written straight to PNG files.
+
+matplotlib is an optional dependency (``pip install "tinynet[plot]"``) and is
+imported only here, at the first plot. Figures are drawn with matplotlib's
+object-oriented API on an Agg canvas, so they work headless and never touch the
+global pyplot state or backend of the program that calls them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .fileio import atomic_write
+
+
+def _figure(width, height):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(
+            f'tinynet.plot needs matplotlib, which is not installed ({e}); pip install "tinynet[plot]"') from None
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path):
+    path = os.fspath(path)
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", bbox_inches="tight")
+    return path
+
+
+def _image_grid(images, titles, path, title, colors=None, cols=None):
+    images = np.asarray(images)
+    if images.ndim == 2:  # flattened
+        side = int(round(np.sqrt(images.shape[1])))
+        images = images.reshape(-1, side, side)
+    n = len(images)
+    cols = cols or min(n, 10)
+    rows = max(1, int(np.ceil(n / cols)))
+    fig = _figure(1.2 * cols, 1.35 * rows + 0.5)
+    for k in range(rows * cols):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.axis("off")
+        if k < n:
+            ax.imshow(images[k], cmap="gray_r")
+            ax.set_title(titles[k], fontsize=8, color=(colors[k] if colors else "black"))
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_samples(images, labels, path, n: int = 25, title: str = "Samples"):
+    """A grid of the first ``n`` images, each titled with its label."""
+    n = min(n, len(images))
+    return _image_grid(images[:n], [f"label {int(v)}" for v in np.asarray(labels)[:n]], path, title, cols=5)
+
+
+def plot_history(history, path, title: str = "Training"):
+    """Loss and accuracy per epoch, training and validation, from a History (or its dict)."""
+    h = getattr(history, "history", history)
+    if not h or "loss" not in h:
+        raise ValueError("plot_history needs a History with at least a 'loss' entry")
+    epochs = np.arange(1, len(h["loss"]) + 1)
+    panels = [k for k in ("loss", "accuracy") if k in h]
+    fig = _figure(5.5 * len(panels), 4)
+    for i, key in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.plot(epochs, h[key], "o-", label=f"training {key}")
+        if f"val_{key}" in h:
+            ax.plot(epochs, h[f"val_{key}"], "s--", label=f"validation {key}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(cm, path, title: str = "Confusion matrix (rows: true, columns: predicted)"):
+    """A heatmap of the confusion matrix with the count in every cell."""
+    cm = np.asarray(cm)
+    fig = _figure(7, 6)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    k = cm.shape[0]
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = cm.max() / 2 if cm.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                    color="white" if cm[i, j] > threshold else "black")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_misclassified(images, y_true, y_pred, path, n: int = 25, title: str = "Misclassified test images"):
+    """A grid of up to ``n`` images whose prediction is wrong: 'true 4 / pred 9'."""
+    y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    wrong = np.flatnonzero(y_true != y_pred)[:n]
+    if wrong.size == 0:
+        fig = _figure(4, 1.5)
+        fig.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+        return _save(fig, path)
+    titles = [f"true {int(y_true[i])} / pred {int(y_pred[i])}" for i in wrong]
+    return _image_grid(np.asarray(images)[wrong], titles, path, title, colors=["crimson"] * len(wrong), cols=5)
+
+
+def plot_trials(labels, scores, path, best=None, ylabel="validation accuracy",
+                title="Hyperparameter trials (best in orange)"):
+    """One bar per trial (e.g. of a hyperparameter search), the best highlighted."""
+    fig = _figure(max(5, 0.8 * len(scores) + 2), 4)
+    ax = fig.add_subplot(1, 1, 1)
+    bars = ax.bar(range(len(scores)), scores, color="tab:blue")
+    if best is not None:
+        bars[best].set_color("tab:orange")
+    ax.set_xticks(range(len(scores)))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylim(max(0.0, min(scores) - 0.02), min(1.0, max(scores) + 0.01) if max(scores) <= 1 else None)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _save(fig, path)
