@@ -9,15 +9,28 @@ fast enough on CPU and GPU to keep using. Non-goals: automatic differentiation o
 arbitrary code, distributed training, every layer ever published.
 """
 
-from . import backend, callbacks, gradcheck, initializers, layers, losses, metrics, optimizers
+from . import (
+               backend,
+               callbacks,
+               datasets,
+               gradcheck,
+               initializers,
+               layers,
+               losses,
+               metrics,
+               optimizers,
+               plot,
+               preprocessing,
+)
 from .backend import DeviceUnavailableError
 from .layers import Dense, Dropout, Flatten, Input, ReLU, Sigmoid, Softmax, Tanh
 from .model import Sequential
+from .saving import ModelFileError, load_model
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Dense", "DeviceUnavailableError", "Dropout", "Flatten", "Input", "ReLU", "Sequential",
-    "Sigmoid", "Softmax", "Tanh", "backend", "callbacks", "gradcheck", "initializers", "layers",
-    "losses", "metrics", "optimizers",
+    "Dense", "DeviceUnavailableError", "Dropout", "Flatten", "Input", "ModelFileError", "ReLU", "Sequential",
+    "Sigmoid", "Softmax", "Tanh", "backend", "callbacks", "datasets", "gradcheck", "initializers", "layers",
+    "load_model", "losses", "metrics", "optimizers", "plot", "preprocessing",
 ]

@@ -322,10 +322,11 @@ class Dense(Layer):
         return {
             "name": self.name,
             "units": self.units,
-            "activation": activation if isinstance(activation, (str, type(None))) else None,
+            "activation": activation if isinstance(activation, (str, type(None))) else self.describe(),
             "use_bias": self.use_bias,
-            "kernel_initializer": kernel_init if isinstance(kernel_init, str) else None,
-            "bias_initializer": bias_init if isinstance(bias_init, str) else None,
+            # a custom initializer cannot be saved; the saved weights replace it anyway
+            "kernel_initializer": kernel_init if isinstance(kernel_init, str) else "glorot_uniform",
+            "bias_initializer": bias_init if isinstance(bias_init, str) else "zeros",
         }
 
     def describe(self):

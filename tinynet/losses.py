@@ -56,6 +56,9 @@ class Loss:
     def backward(self):
         raise NotImplementedError
 
+    def get_config(self) -> dict:
+        return {"from_logits": self.from_logits, "use_output_logits": self.use_output_logits}
+
     def with_logits(self) -> Loss:
         """A copy of this loss that reads its input as logits."""
         other = copy.copy(self)
@@ -197,6 +200,9 @@ class MeanSquaredError(Loss):
 
     def __init__(self):
         super().__init__(from_logits=False, use_output_logits=False)
+
+    def get_config(self):
+        return {}
 
     def forward(self, y_pred, y_true):
         t = y_true.astype(y_pred.dtype, copy=False).reshape(y_pred.shape)

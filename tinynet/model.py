@@ -394,6 +394,13 @@ class Sequential:
         for (_, p), w in zip(slots, weights):
             p.value[...] = backend.to_device(np.asarray(backend.to_numpy(w), dtype=p.value.dtype), self.device)
 
+    def save(self, path):
+        """Save architecture, weights and compile settings to an .npz, atomically
+        (see :mod:`tinynet.saving`; load with ``tinynet.load_model``)."""
+        from .saving import save_model
+
+        return save_model(self, path)
+
     # ---------------------------------------------------------------- summary
 
     def summary(self, print_fn=print):

@@ -1,0 +1,164 @@
+"""Saving and loading models safely: an .npz of arrays plus a JSON description.
+
+The file is a NumPy ``.npz`` (a zip of ``.npy`` arrays) holding:
+
+- ``tinynet_config``: UTF-8 JSON as uint8 bytes: a format name and version, the
+  architecture (each layer's class and arguments), the input shape, the compile
+  configuration (optimizer, loss, metrics) and a list of the weights with their
+  layer, name, shape and dtype;
+- ``weight_0``, ``weight_1``, ...: the weights in ``get_weights`` order.
+
+Nothing is ever loaded with pickle (``allow_pickle=False``): a file can hold only
+plain arrays and text, never code. Loading checks the format, the version, every
+layer class, and each weight's shape and dtype against the rebuilt model, and
+turns anything else into a :class:`ModelFileError` that names the file and the
+problem. Saving is atomic: a crash mid-save leaves the previous file whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from . import layers as layers_module
+from . import losses, optimizers
+from .fileio import atomic_write
+
+FORMAT = "tinynet-model"
+VERSION = 1
+LAYER_CLASSES = {c.__name__: c for c in (layers_module.Dense, layers_module.ReLU, layers_module.Sigmoid,
+                                         layers_module.Tanh, layers_module.Softmax, layers_module.Flatten,
+                                         layers_module.Dropout)}
+
+
+class ModelFileError(ValueError):
+    """A file is not a tinynet model, or does not fit the model it describes."""
+
+
+def _describe(model) -> dict:
+    config = {
+        "format": FORMAT,
+        "version": VERSION,
+        "name": model.name,
+        "seed": model.seed if isinstance(model.seed, (int, type(None))) else None,
+        "input_shape": list(model.input_shape),
+        "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in model.layers],
+        "weights": [{"layer": layer.name, "name": p.name, "shape": list(p.value.shape), "dtype": str(p.value.dtype)}
+                    for layer in model.layers for p in layer.parameters()],
+        "compile": None,
+    }
+    if model.loss is not None:
+        config["compile"] = {
+            "optimizer": {"class": type(model.optimizer).__name__, "config": model.optimizer.get_config()},
+            "loss": {"class": type(model.loss).__name__, "config": model.loss.get_config()},
+            "metrics": list(model.metrics),
+        }
+    return config
+
+
+def save_model(model, path):
+    """Write ``model`` to ``path`` (an .npz), atomically."""
+    if not model.built:
+        raise RuntimeError("cannot save a model that is not built; train it or give it an Input shape first")
+    for layer in model.layers:
+        if type(layer).__name__ not in LAYER_CLASSES:
+            raise TypeError(f"cannot save layer {layer.name!r} of type {type(layer).__name__}: not a tinynet layer")
+    config = json.dumps(_describe(model)).encode("utf-8")
+    arrays = {"tinynet_config": np.frombuffer(config, dtype=np.uint8)}
+    arrays.update({f"weight_{i}": w for i, w in enumerate(model.get_weights())})
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+    return os.fspath(path)
+
+
+def _read(path) -> tuple[dict, dict]:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        raise ModelFileError(f"{path}: not a tinynet model file (a single .npy array, not an .npz)")
+    if magic[:4] != b"PK\x03\x04":
+        raise ModelFileError(f"{path}: not a tinynet model file (not an .npz archive: starts with {magic!r})")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "tinynet_config" not in f.files:
+                raise ModelFileError(f"{path}: not a tinynet model file (no tinynet_config entry; has {f.files[:5]})")
+            arrays = {k: f[k] for k in f.files}
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ModelFileError(f"{path}: not a tinynet model file, or truncated/corrupted ({e})") from e
+    except ValueError as e:  # includes "Object arrays cannot be loaded when allow_pickle=False"
+        raise ModelFileError(f"{path}: refused: {e}") from e
+    try:
+        config = json.loads(arrays.pop("tinynet_config").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path}: the model description is not valid JSON ({e})") from e
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a tinynet model file (format {config.get('format')!r})"
+                             if isinstance(config, dict) else f"{path}: the model description is not an object")
+    version = config.get("version")
+    if not isinstance(version, int) or version > VERSION or version < 1:
+        raise ModelFileError(f"{path}: format version {version!r}; this tinynet reads versions 1 to {VERSION}"
+                             + (" (saved by a newer tinynet?)" if isinstance(version, int) and version > VERSION
+                                else ""))
+    return config, arrays
+
+
+def load_model(path, device: str = "cpu", compile: bool = True):
+    """Rebuild a model saved by :func:`save_model` / ``model.save``.
+
+    Args:
+        path: the .npz file.
+        device: where to put the model. Defaults to "cpu".
+        compile: re-compile with the saved optimizer, loss and metrics (fresh
+            optimizer state). Defaults to True.
+    """
+    from .model import Sequential
+
+    config, arrays = _read(path)
+    path = os.fspath(path)
+    try:
+        model = Sequential(name=config.get("name", "sequential"), device=device, seed=config.get("seed"))
+        for entry in config["layers"]:
+            cls = LAYER_CLASSES.get(entry.get("class"))
+            if cls is None:
+                raise ModelFileError(f"{path}: unknown layer class {entry.get('class')!r}")
+            model.add(cls(**entry["config"]))
+        model.build(tuple(config["input_shape"]))
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: the architecture cannot be rebuilt ({type(e).__name__}: {e})") from e
+
+    expected = config.get("weights", [])
+    params = [(layer, p) for layer in model.layers for p in layer.parameters()]
+    weights = [arrays.get(f"weight_{i}") for i in range(len(params))]
+    if len(expected) != len(params) or any(w is None for w in weights) or len(arrays) != len(params):
+        raise ModelFileError(f"{path}: the architecture has {len(params)} weight arrays, the file "
+                             f"{len(arrays)} (with {len(expected)} described)")
+    for (layer, p), w in zip(params, weights):
+        if w.shape != p.value.shape:
+            raise ModelFileError(f"{path}: layer {layer.name!r} {p.name} should have shape {p.value.shape}, "
+                                 f"the file has {w.shape}")
+        if np.dtype(w.dtype).kind != "f":
+            raise ModelFileError(f"{path}: layer {layer.name!r} {p.name} has dtype {w.dtype}, expected float")
+        if not np.all(np.isfinite(w)):
+            raise ModelFileError(f"{path}: layer {layer.name!r} {p.name} contains NaN or infinite values")
+    model.set_weights(weights)
+
+    if compile and config.get("compile"):
+        c = config["compile"]
+        try:
+            opt_cls = optimizers.OPTIMIZERS[c["optimizer"]["class"].lower()]
+            loss_cls = {cls.__name__: cls for cls in losses.LOSSES.values()}[c["loss"]["class"]]
+            model.compile(opt_cls(**c["optimizer"]["config"]), loss_cls(**c["loss"]["config"]), c["metrics"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{path}: the compile configuration cannot be restored ({type(e).__name__}: {e})") \
+                from e
+    return model
