@@ -1,0 +1,61 @@
+"""Predict the digit in your own image files with a model saved by mnist_mlp.py.
+
+    python examples/mnist_mlp.py --save mnist_mlp.npz
+    python examples/predict_digits.py mnist_mlp.npz my_digit.png another.jpg
+
+Each image (PNG/JPEG, any size, colour or grey, dark-on-light or light-on-dark)
+is prepared the way MNIST's digits were (tinynet.images.prepare_digit): grey,
+inverted if the background is light, cropped to the digit, fitted into 20x20
+keeping the aspect ratio, centred by its centre of mass in 28x28. Then the model
+predicts. --show-input DIR writes the prepared 28x28 images, to see what the
+model saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+import tinynet as tn
+from tinynet.images import load_image, prepare_digit
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("model", help="a model saved with --save by examples/mnist_mlp.py")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--show-input", default=None, help="write each prepared 28x28 image as PNG into this directory")
+    args = p.parse_args(argv)
+    try:
+        model = tn.load_model(args.model)
+    except tn.ModelFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    status = 0
+    for path in args.images:
+        try:
+            digit = prepare_digit(load_image(path))
+        except (ValueError, OSError) as e:
+            print(f"{path}: error: {e}", file=sys.stderr)
+            status = 1
+            continue
+        x = digit.reshape(1, -1) if model.input_shape == (784,) else digit.reshape((1,) + model.input_shape)
+        probabilities = model.predict(x)[0]
+        best = int(np.argmax(probabilities))
+        ranked = ", ".join(f"{k}: {probabilities[k]:.3f}" for k in np.argsort(probabilities)[::-1][:3])
+        print(f"{path}: predicted {best} (p = {probabilities[best]:.3f}; top 3: {ranked})")
+        print("  probabilities: " + " ".join(f"{k}:{v:.3f}" for k, v in enumerate(probabilities)))
+        if args.show_input:
+            from PIL import Image
+
+            os.makedirs(args.show_input, exist_ok=True)
+            out = os.path.join(args.show_input, os.path.splitext(os.path.basename(path))[0] + "_28x28.png")
+            Image.fromarray((digit * 255).round().astype(np.uint8)).save(out)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The example scripts, end to end, on small MNIST-format data the test writes."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from synthetic import write_mnist_dir
+
+import tinynet as tn
+
+pytest.importorskip("matplotlib")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(script, *args, cwd):
+    env = {**os.environ, "PYTHONPATH": ROOT, "MPLBACKEND": "Agg"}
+    env.pop("TINYNET_DATA_DIR", None)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), *map(str, args)],
+                            cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Run mnist_mlp.py once for one epoch; share its outputs between the tests."""
+    work = tmp_path_factory.mktemp("example")
+    data = work / "data"
+    arrays = write_mnist_dir(data, n_train=600, n_test=120)
+    out = run("mnist_mlp.py", "--data-dir", data, "--no-verify", "--epochs", "1", "--hidden", "64",
+              "--plots", work / "plots", "--save", work / "model.npz", "--verbose", "2", cwd=work)
+    return work, arrays, out
+
+
+def test_mnist_mlp_prints_progress_results_and_writes_plots(trained):
+    work, _, out = trained
+    assert "MNIST: 600 training and 120 test images of (28, 28)" in out
+    assert "Epoch 1/1" in out and "- val_accuracy: " in out
+    assert "test loss: " in out and "test accuracy: " in out
+    assert "confusion matrix:" in out and "per-class report:" in out and "macro" in out
+    for name in ("samples.png", "history.png", "confusion_matrix.png", "misclassified.png"):
+        data = (work / "plots" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+    accuracy = float(out.split("test accuracy: ")[1].split()[0])
+    assert 0.3 < accuracy <= 1.0  # the strokes are learnable: far above chance (0.1) after one epoch
+
+
+def test_saved_model_loads_with_identical_predictions(trained):
+    work, (_, (x_test, _)), out = trained
+    model = tn.load_model(work / "model.npz")
+    x = x_test.reshape(len(x_test), -1).astype(np.float32) / 255
+    again = tn.load_model(work / "model.npz")
+    np.testing.assert_array_equal(model.predict(x), again.predict(x))
+    accuracy = float(out.split("test accuracy: ")[1].split()[0])
+    assert model.evaluate(x, trained[1][1][1], verbose=0)[1] == pytest.approx(accuracy, abs=1e-4)
+
+
+def test_predict_digits_on_images_drawn_by_the_test(trained):
+    from PIL import Image
+
+    work, (_, (x_test, _)), _ = trained
+    model = tn.load_model(work / "model.npz")
+    paths, expected = [], []
+    for k in range(6):
+        digit = x_test[k].astype(np.float32) / 255
+        big = np.kron(1 - digit, np.ones((4, 4)))  # dark on light, 4x larger
+        big = np.pad(big, ((7 * k, 20), (30, 5 + 3 * k)), constant_values=1.0)  # off-centre
+        if k % 2:  # colour, with a tint
+            img = Image.fromarray((np.stack([big, big * 0.9, big * 0.8], -1) * 255).astype(np.uint8), "RGB")
+        else:
+            img = Image.fromarray((big * 255).astype(np.uint8), "L")
+        path = work / f"digit{k}.{'jpg' if k == 3 else 'png'}"
+        img.save(path)
+        paths.append(path)
+        expected.append(int(model.predict(digit.reshape(1, -1)).argmax()))
+    out = run("predict_digits.py", work / "model.npz", *paths, "--show-input", work / "seen", cwd=work)
+    predicted = [int(line.split("predicted ")[1].split()[0]) for line in out.splitlines() if "predicted" in line]
+    assert predicted == expected, out
+    assert out.count("probabilities: ") == 6
+    assert len(os.listdir(work / "seen")) == 6
+
+
+def test_predict_digits_reports_unreadable_images(trained, tmp_path):
+    work, _, _ = trained
+    (tmp_path / "notes.png").write_text("not an image")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "predict_digits.py"),
+                             str(work / "model.npz"), str(tmp_path / "notes.png")],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1 and "cannot read it as an image" in result.stderr
+
+
+def test_tune_mlp_ranks_trials_on_validation_and_tests_once(trained):
+    work, _, _ = trained
+    out = run("tune_mlp.py", "--data-dir", work / "data", "--no-verify", "--search", "grid",
+              "--learning-rates", "0.001,0.01", "--batch-sizes", "32", "--hidden", "32", "--epochs", "1",
+              "--plots", work / "tuning", cwd=work)
+    assert out.count("trial ") == 2 and "rank learning_rate" in out
+    assert "scored once on the test set" in out
+    assert (work / "tuning" / "tuning.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mnist_mlp_bad_arguments_are_clear(tmp_path):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "mnist_mlp.py"), "--hidden", "10,x"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2 and "--hidden expects comma-separated positive integers" in result.stderr
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "mnist_mlp.py"),
+                             "--data-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2 and "is missing" in result.stderr
