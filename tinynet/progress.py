@@ -44,8 +44,9 @@ def format_logs(logs: dict) -> str:
 
 class ProgressBar:
     def __init__(self, total: int, verbose: int = 1, stream=None, interval: float = 0.1,
-                 log_interval: float = 30.0):
-        self.total, self.verbose = total, verbose
+                 log_interval: float = 30.0, label: str = "", megabytes: bool = False):
+        """``label`` starts each line; ``megabytes=True`` counts bytes (downloads)."""
+        self.total, self.verbose, self.label, self.megabytes = total, verbose, label, megabytes
         self.stream = stream if stream is not None else sys.stdout
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval if self.tty else log_interval
@@ -68,6 +69,9 @@ class ProgressBar:
         elapsed = time.perf_counter() - self.start
         per_step = elapsed / max(step, 1)
         n = len(str(self.total))
+        if self.megabytes:
+            when = format_duration(elapsed) if final else "ETA " + format_duration(per_step * (self.total - step))
+            return f"{self.label}{step / 1e6:.1f}/{self.total / 1e6:.1f} MB {self.bar(step)} {when}"
         if self.verbose == 2:
             return f"{step}/{self.total} - {format_duration(elapsed)} - {format_per_step(per_step)}{format_logs(logs)}"
         when = format_duration(elapsed) if final else "ETA " + format_duration(per_step * (self.total - step))
