@@ -62,21 +62,34 @@ def plot_samples(images, labels, path, n: int = 25, title: str = "Samples"):
 
 def plot_history(history, path, title: str = "Training"):
     """Loss and accuracy per epoch, training and validation, from a History (or its dict)."""
-    h = getattr(history, "history", history)
-    if not h or "loss" not in h:
+    return plot_histories({"": history}, path, title)
+
+
+def plot_histories(histories: dict, path, title: str = "Training"):
+    """Several runs' curves overlaid: ``{"keras": history, "tinynet": history}``.
+
+    Each run gets its own line style; training curves have round markers,
+    validation curves square ones.
+    """
+    runs = {name: getattr(h, "history", h) for name, h in histories.items()}
+    if not runs or any(not h or "loss" not in h for h in runs.values()):
         raise ValueError("plot_history needs a History with at least a 'loss' entry")
-    epochs = np.arange(1, len(h["loss"]) + 1)
-    panels = [k for k in ("loss", "accuracy") if k in h]
+    first = next(iter(runs.values()))
+    panels = [k for k in ("loss", "accuracy") if k in first]
     fig = _figure(5.5 * len(panels), 4)
+    styles = ["-", "--", ":", "-."]
     for i, key in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
-        ax.plot(epochs, h[key], "o-", label=f"training {key}")
-        if f"val_{key}" in h:
-            ax.plot(epochs, h[f"val_{key}"], "s--", label=f"validation {key}")
+        for k, (name, h) in enumerate(runs.items()):
+            epochs = np.arange(1, len(h[key]) + 1)
+            prefix = f"{name} " if name else ""
+            ax.plot(epochs, h[key], styles[k % 4], marker="o", label=f"{prefix}training {key}")
+            if f"val_{key}" in h:
+                ax.plot(epochs, h[f"val_{key}"], styles[k % 4], marker="s", label=f"{prefix}validation {key}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.suptitle(title)
     return _save(fig, path)
 
