@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, initializers
+from . import backend, initializers, kernels
 
 
 class Parameter:
@@ -97,16 +97,24 @@ class ReLU(Layer):
     r"""Rectified linear unit.
 
     Forward:   y = max(x, 0)
-    Backward:  gx = gy * [x > 0]        (the derivative at exactly 0 is taken as 0)
+    Backward:  gx = gy * [x > 0]        (the derivative at exactly 0 is taken as 0;
+                                         x > 0 exactly where y > 0, so y is kept)
     Shapes:    x, y, gy, gx all (N, ...)
     """
 
     def forward(self, x, training=False):
-        self._mask = x > 0
-        return x * self._mask
+        self._y = backend.get_array_module(x).maximum(x, 0)
+        return self._y
+
+    def forward_biased(self, z, b):
+        """y = max(z + b, 0): a Dense layer's bias add and this ReLU in one GPU kernel."""
+        self._y = kernels.bias_relu(z, b)
+        return self._y
 
     def backward(self, gy):
-        return gy * self._mask
+        if kernels.fused(gy):
+            return kernels.relu_backward(self._y, gy)  # the line below, in one GPU kernel
+        return gy * (self._y > 0)
 
 
 class Sigmoid(Layer):
@@ -303,18 +311,28 @@ class Dense(Layer):
             )
         self._x = x
         z = x @ W
+        self._through_activation = self.activation is not None and not logits
+        if self._through_activation and self.use_bias and isinstance(self.activation, ReLU) and kernels.fused(z):
+            return self.activation.forward_biased(z, self.bias.value)  # relu(z + b) in one GPU kernel
         if self.use_bias:
             z = z + self.bias.value
-        self._through_activation = self.activation is not None and not logits
         if not self._through_activation:
             return z
         return self.activation.forward(z, training)
 
-    def backward(self, gy):
+    def backward(self, gy, input_grad=True):
+        """``input_grad=False`` skips gx: the model asks that of its first layer,
+        whose input is data, which saves one of the three matrix products."""
+        xp = backend.get_array_module(gy)
         gz = self.activation.backward(gy) if self._through_activation else gy
-        self.kernel.grad = self._x.T @ gz
+        # gW = x^T gz and gb = sum_n gz, written into the gradient arrays (which may be
+        # views into the model's one flat gradient buffer, see Sequential)
+        xp.matmul(self._x.T, gz, out=self.kernel.grad)
         if self.use_bias:
-            self.bias.grad = gz.sum(axis=0)
+            gz.sum(axis=0, out=self.bias.grad)
+        if not input_grad:
+            return None
+        # gx = gz W^T
         return gz @ self.kernel.value.T
 
     def get_config(self):

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 
-from . import backend
+from . import backend, kernels
 from .layers import sigmoid
 
 EPSILON = 1e-7  # Keras's "fuzz factor", keras.config.epsilon()
@@ -147,6 +147,24 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     def _targets(self, y_true, y_pred):
         labels = y_true.reshape(-1)
         return one_hot(labels, y_pred.shape[-1], y_pred.dtype)
+
+    def forward(self, y_pred, y_true):
+        self._fused_grad = None
+        if self.from_logits and kernels.fused(y_pred):
+            # on the GPU: the loss and (softmax(z) - onehot) / N from one kernel
+            fused = kernels.softmax_xent(y_pred, y_true.reshape(-1))
+            if fused is not None:
+                loss, self._fused_grad = fused
+                return loss
+        return super().forward(y_pred, y_true)
+
+    def backward(self):
+        if self._fused_grad is not None:
+            return self._fused_grad
+        if self.from_logits:
+            # one-hot rows sum to 1: the general (p * sum(t) - t) / N is (p - onehot) / N
+            return (self._p - self._t) / self._n
+        return super().backward()
 
 
 class BinaryCrossentropy(Loss):

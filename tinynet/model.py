@@ -22,7 +22,7 @@ import numpy as np
 
 from . import backend, losses, metrics, optimizers, validation
 from .callbacks import CallbackList, History
-from .layers import Input, Layer
+from .layers import Dense, Input, Layer, Parameter
 from .progress import ProgressBar
 
 
@@ -177,11 +177,54 @@ class Sequential:
         last = self.layers[-1]
         return last.forward(x, training, logits=True) if logits else last.forward(x, training)
 
-    def backward(self, gy):
-        """Backprop ``gy = dL/d(output)`` through every layer, last first."""
+    def backward(self, gy, input_grad=True):
+        """Backprop ``gy = dL/d(output)`` through every layer, last first.
+
+        ``input_grad=False`` (training) lets a first Dense layer skip the gradient of
+        its input, the data, which nobody uses.
+        """
+        first = self.layers[0]
         for layer in reversed(self.layers):
+            if layer is first and not input_grad and isinstance(layer, Dense):
+                return layer.backward(gy, input_grad=False)
             gy = layer.backward(gy)
         return gy
+
+    def _optimizer_parameters(self):
+        """What the optimizer updates: one flat parameter when possible, else the list.
+
+        Every parameter's ``value`` and ``grad`` become views into one flat value
+        buffer and one flat gradient buffer, so the optimizer updates everything in a
+        few whole-buffer operations instead of a few per parameter: Adam is memory
+        bound, and at small batch sizes its per-parameter passes and calls are a
+        large share of a step. Not with ``clipnorm``, which clips each parameter on
+        its own. Packed again whenever a parameter was replaced (``to``, a cast).
+        """
+        params = self.parameters()
+        if getattr(self.optimizer, "clipnorm", None) is not None or not params or \
+                len({p.value.dtype for p in params}) != 1:
+            return params
+        views = getattr(self, "_views", None)
+        if views and len(views) == len(params) and all(
+                p is q and p.value is v and p.grad is g for p, (q, v, g) in zip(params, views)):
+            return [self._flat]
+        xp = backend.xp_for(self.device)
+        total = sum(p.value.size for p in params)
+        values = xp.empty(total, dtype=params[0].value.dtype)
+        grads = xp.zeros(total, dtype=params[0].value.dtype)
+        self._views, offset = [], 0
+        for p in params:
+            n, shape = p.value.size, p.value.shape
+            values[offset:offset + n] = p.value.ravel()
+            p.value = values[offset:offset + n].reshape(shape)
+            p.grad = grads[offset:offset + n].reshape(shape)
+            self._views.append((p, p.value, p.grad))
+            offset += n
+        self._flat = Parameter(values, "all parameters (flat)")
+        self._flat.grad = grads
+        if self.optimizer is not None:
+            self.optimizer.flatten_state(params)
+        return [self._flat]
 
     # ---------------------------------------------------------------- data at the boundary
 
@@ -200,7 +243,7 @@ class Sequential:
         """forward -> loss -> backward -> update, on one batch. Returns (L, output)."""
         out = self.forward(x, training=True, logits=self.output_logits)
         loss = loss_fn.forward(out, y)
-        self.backward(loss_fn.backward())
+        self.backward(loss_fn.backward(), input_grad=False)
         self.optimizer.apply(self._params)
         return loss, out
 
@@ -261,7 +304,7 @@ class Sequential:
         history = History()
         cbs = CallbackList([history] + list(callbacks or []), self)
         self.history, self.stop_training = history, False
-        self._params = self.parameters()
+        self._params = self._optimizer_parameters()
         loss_fn = self._step_loss()
         xp = backend.xp_for(self.device)
         n = x.shape[0]
@@ -360,7 +403,7 @@ class Sequential:
         """One optimisation step on exactly this batch; returns its loss (and metrics)."""
         self._require_compiled("train_on_batch")
         x, y = self._prepare(x, y)
-        self._params = self.parameters()
+        self._params = self._optimizer_parameters()
         loss, out = self._train_step(x, y, self._step_loss())
         loss, correct = self._batch_logs(loss, out, y)
         return self._format_logs(self._logs(loss * x.shape[0], correct, x.shape[0]), return_dict)

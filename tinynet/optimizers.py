@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from . import backend
+from . import backend, kernels
 
 
 def _check(name, value, lo, hi, lo_open=False, hi_open=False):
@@ -74,6 +74,19 @@ class Optimizer:
             for name in self.slot_names
         }
 
+    def flatten_state(self, params):
+        """Turn per-parameter state into the state of one flat parameter (the model
+        packs its parameters into one buffer; the moments follow, in the same order)."""
+        if self.slots is None:
+            return
+        for name, arrays in self.slots.items():
+            if len(arrays) == 1 and arrays[0].ndim == 1 and arrays[0].size == sum(p.value.size for p in params):
+                continue  # already flat
+            if len(arrays) != len(params) or any(a.shape != p.value.shape for a, p in zip(arrays, params)):
+                raise ValueError(f"optimizer state {name!r} does not match the model's parameters")
+            xp = backend.get_array_module(arrays[0])
+            self.slots[name] = [xp.concatenate([a.ravel() for a in arrays])]
+
     def apply(self, params):
         """One optimisation step over ``params`` (their ``.grad`` must be filled)."""
         if self.slots is None:
@@ -88,21 +101,37 @@ class Optimizer:
         self.iterations += 1
 
     def _clip(self, grads):
+        if not grads:
+            return grads
+        xp = backend.get_array_module(grads[0])
+        # the norms stay on the device: no host read in the step
         if self.clipnorm is not None:
             # g <- g * clipnorm / max(||g||, clipnorm)      (each gradient on its own)
-            return [g * (self.clipnorm / max(_norm(g), self.clipnorm)) for g in grads]
+            c = self.clipnorm
+            return [g * (c / xp.maximum(xp.sqrt((g * g).sum()), c)).astype(g.dtype) for g in grads]
         if self.global_clipnorm is not None:
             # g <- g * c / max(sqrt(sum of all ||g||^2), c)
-            total = math.sqrt(sum(_norm(g) ** 2 for g in grads))
-            return [g * (self.global_clipnorm / max(total, self.global_clipnorm)) for g in grads]
+            c = self.global_clipnorm
+            total = xp.sqrt(sum((g * g).sum() for g in grads))
+            return [g * (c / xp.maximum(total, c)).astype(g.dtype) for g in grads]
         if self.clipvalue is not None:
-            xp = backend.get_array_module(grads[0]) if grads else None
             return [xp.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
         return grads
 
     def update(self, i, w, g, lr):
         """Update parameter ``i`` (array ``w``, gradient ``g``) in place."""
         raise NotImplementedError
+
+    def scratch(self, i, w, count=2):
+        """``count`` work arrays shaped like parameter ``i``, made once and reused, so a
+        step allocates nothing (for a large model each fresh temporary costs page faults)."""
+        cache = self.__dict__.setdefault("_scratch", {})
+        arrays = cache.get(i)
+        if arrays is None or arrays[0].shape != w.shape or arrays[0].dtype != w.dtype \
+                or backend.device_of(arrays[0]) != backend.device_of(w):
+            xp = backend.get_array_module(w)
+            arrays = cache[i] = [xp.empty_like(w) for _ in range(count)]
+        return arrays
 
     def to(self, device: str):
         """Move the state to ``device``."""
@@ -113,11 +142,6 @@ class Optimizer:
     def get_config(self) -> dict:
         keys = ("learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
         return {k: getattr(self, k) for k in keys}
-
-
-def _norm(g) -> float:
-    # a host read: clipping by norm synchronises the device once per parameter
-    return float(backend.get_array_module(g).sqrt((g * g).sum()))
 
 
 class SGD(Optimizer):
@@ -143,6 +167,8 @@ class SGD(Optimizer):
             w -= lr * g
             return
         m = self.slots["momentum"][i]
+        if kernels.fused(w):  # on the GPU: the lines below in one pass
+            return kernels.sgd_momentum(w, g, m, lr, self.momentum, self.nesterov)
         # m <- momentum m - lr g
         m *= self.momentum
         m -= lr * g
@@ -183,28 +209,37 @@ class RMSprop(Optimizer):
     def update(self, i, w, g, lr):
         xp = backend.get_array_module(w)
         v = self.slots["velocity"][i]
+        if kernels.fused(w) and not self.centered and self.momentum == 0:
+            return kernels.rmsprop(w, g, v, lr, self.rho, self.epsilon)  # all below, one pass
+        tmp, den = self.scratch(i, w)
         # v <- rho v + (1 - rho) g^2
         v *= self.rho
-        v += (1 - self.rho) * (g * g)
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1 - self.rho
+        v += tmp
         if self.centered:
             a = self.slots["average_gradient"][i]
             # a <- rho a + (1 - rho) g ;  denominator = v - a^2 + eps
             a *= self.rho
             a += (1 - self.rho) * g
-            denominator = v - a * a + self.epsilon
+            xp.multiply(a, a, out=den)
+            xp.subtract(v, den, out=den)
+            den += self.epsilon
         else:
             # denominator = v + eps
-            denominator = v + self.epsilon
+            xp.add(v, self.epsilon, out=den)
         # step = lr g / sqrt(denominator)
-        step = lr * g / xp.sqrt(denominator)
+        xp.sqrt(den, out=den)
+        xp.multiply(g, lr, out=tmp)
+        tmp /= den
         if self.momentum > 0:
             s = self.slots["momentum"][i]
-            # s <- momentum s + step
+            # s <- momentum s + step ;  step = s
             s *= self.momentum
-            s += step
-            step = s
+            s += tmp
+            tmp = s
         # w <- w - step
-        w -= step
+        w -= tmp
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
@@ -238,18 +273,30 @@ class Adam(Optimizer):
         xp = backend.get_array_module(w)
         m, v = self.slots["m"][i], self.slots["v"][i]
         b1, b2 = self.beta_1, self.beta_2
-        # m <- m + (g - m)(1 - beta_1)
-        m += (g - m) * (1 - b1)
-        # v <- v + (g^2 - v)(1 - beta_2)
-        v += (g * g - v) * (1 - b2)
         # alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t), with t = iterations + 1
         # (the powers in the parameters' precision, as Keras: in float32 1 - 0.999^1 is
         # 1.3e-5 away from 0.001, which changes the step by 6e-6, relative)
         real = w.dtype.type
         t = real(self.iterations + 1)
         alpha = real(lr) * np.sqrt(1 - real(b2) ** t) / (1 - real(b1) ** t)
+        if kernels.fused(w):  # on the GPU: the three updates below in one pass
+            return kernels.adam(w, g, m, v, alpha, b1, b2, self.epsilon)
+        tmp, den = self.scratch(i, w)
+        # m <- m + (g - m)(1 - beta_1)
+        xp.subtract(g, m, out=tmp)
+        tmp *= 1 - b1
+        m += tmp
+        # v <- v + (g^2 - v)(1 - beta_2)
+        xp.multiply(g, g, out=tmp)
+        tmp -= v
+        tmp *= 1 - b2
+        v += tmp
         # w <- w - alpha m / (sqrt(v) + eps)
-        w -= alpha * m / (xp.sqrt(v) + self.epsilon)
+        xp.sqrt(v, out=den)
+        den += self.epsilon
+        xp.multiply(m, alpha, out=tmp)
+        tmp /= den
+        w -= tmp
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

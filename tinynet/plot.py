@@ -141,3 +141,22 @@ def plot_trials(labels, scores, path, best=None, ylabel="validation accuracy",
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_grouped_bars(groups, series: dict, path, ylabel: str, title: str = "", log: bool = False):
+    """Bars grouped by ``groups`` (x labels), one colour per entry of ``series``
+    (name -> one value per group; None for a missing one). For benchmark results."""
+    fig = _figure(max(6, 1.8 * len(groups) + 2), 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(series), 1)
+    for k, (name, values) in enumerate(series.items()):
+        xs = [i + k * width for i, v in enumerate(values) if v is not None]
+        ax.bar(xs, [v for v in values if v is not None], width, label=name)
+    ax.set_xticks(np.arange(len(groups)) + width * (len(series) - 1) / 2)
+    ax.set_xticklabels(groups)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,337 @@
+"""MNIST MLP training speed: tinynet, Keras and PyTorch side by side, in one run.
+
+    python benchmarks/bench_mnist_mlp.py                 # CPU: every framework installed
+    python benchmarks/bench_mnist_mlp.py --device gpu    # on a CUDA machine
+
+Every framework trains the same model on the same real MNIST (60,000 images,
+pixels in [0, 1]) with Adam and sparse categorical cross-entropy, one after the
+other, each run in a fresh worker process of this script (so that one
+framework's threads and memory cannot slow another down, and peak memory is
+each run's own):
+
+- tinynet on the chosen device;
+- Keras 3 ``fit`` (TensorFlow backend when TensorFlow is installed, else JAX);
+- PyTorch eager: data already on the device, the idiomatic loop (randperm,
+  index, zero_grad, forward, loss, backward, step), the loss summed on the device;
+- PyTorch with ``torch.compile`` on the model, as an extra column where it runs.
+
+Configurations: 784-100-10 at batch 32 and 128, 784-512-512-10 at batch 128.
+For each: the median epoch time over the epochs after the first (the device is
+synchronised before the clock is read), the test accuracy after the run, and the
+peak memory (resident set on the CPU, the framework's allocator on the GPU);
+ratios are framework time / tinynet time. A framework that is missing is skipped
+with a line saying so. Writes bench_mnist_mlp_{cpu,gpu}.json / .md / .png to
+benchmarks/results/, each naming the machine, the library versions and the TF32
+setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import numpy as np  # noqa: E402
+
+import tinynet as tn  # noqa: E402
+from tinynet import preprocessing  # noqa: E402
+from tinynet.datasets import mnist  # noqa: E402
+
+CONFIGS = [((100,), 32), ((100,), 128), ((512, 512), 128)]
+
+
+# ------------------------------------------------------------------ machine facts
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def peak_rss_mb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# ------------------------------------------------------------------ frameworks
+
+
+def bench_tinynet(hidden, batch, data, args):
+    x, y, x_test, y_test = data
+    layers = [tn.Input((784,))] + [tn.Dense(h, activation="relu") for h in hidden]
+    model = tn.Sequential(layers + [tn.Dense(10, activation="softmax")], device=args.device, seed=0)
+    model.compile(tn.optimizers.Adam(), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    times = []
+
+    class Timer(tn.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            sync_tinynet(args.device)
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):  # logs were read from the device: synchronised
+            times.append(time.perf_counter() - self.start)
+
+    model.fit(x, y, batch_size=batch, epochs=args.epochs, verbose=0, callbacks=[Timer()])
+    accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)[1]
+    return times, accuracy, gpu_peak_tinynet(args.device)
+
+
+def sync_tinynet(device):
+    if device == "gpu":
+        tn.backend.xp_for("gpu").cuda.Device().synchronize()
+
+
+def gpu_peak_tinynet(device):
+    if device != "gpu":
+        return None
+    pool = tn.backend.xp_for("gpu").get_default_memory_pool()
+    return pool.total_bytes() / 2**20
+
+
+def bench_keras(hidden, batch, data, args):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y, x_test, y_test = data
+    layers = [keras.Input((784,))] + [keras.layers.Dense(h, activation="relu") for h in hidden]
+    model = keras.Sequential(layers + [keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    model.fit(x, y, batch_size=batch, epochs=args.epochs, verbose=0, callbacks=[Timer()])
+    accuracy = float(model.evaluate(x_test, y_test, batch_size=1024, verbose=0)[1])
+    return times, accuracy, None
+
+
+def bench_torch(hidden, batch, data, args, compiled=False):
+    import torch
+
+    torch.manual_seed(0)
+    dev = torch.device("cuda" if args.device == "gpu" else "cpu")
+    x, y, x_test, y_test = data
+    sizes = [784, *hidden]
+    modules = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        modules += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*modules, torch.nn.Linear(sizes[-1], 10)).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    forward = torch.compile(model) if compiled else model
+    X, Y = torch.from_numpy(x).to(dev), torch.from_numpy(y.astype(np.int64)).to(dev)
+    n, times = len(X), []
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(args.epochs):
+        sync()
+        start = time.perf_counter()
+        total = torch.zeros((), device=dev)
+        perm = torch.randperm(n, device=dev)
+        for i in range(0, n, batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(forward(X[idx]), Y[idx])
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(idx)
+        float(total)  # read once per epoch, like the others
+        sync()
+        times.append(time.perf_counter() - start)
+    with torch.no_grad():
+        xt = torch.from_numpy(x_test).to(dev)
+        accuracy = float((model(xt).argmax(1).cpu().numpy() == y_test).mean())
+    peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
+    return times, accuracy, peak
+
+
+def _keras(args):
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend is None:
+        try:
+            import tensorflow  # noqa: F401
+
+            backend = "tensorflow"
+        except ImportError:
+            backend = "jax"
+        os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return bench_keras, f"{keras.__version__} / {backend} {__import__(backend).__version__}"
+
+
+def _torch(args, compiled=False):
+    import torch
+
+    if args.device == "gpu" and not torch.cuda.is_available():
+        raise ImportError("this PyTorch has no CUDA build or sees no device")
+    torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
+    torch.backends.cudnn.allow_tf32 = bool(args.tf32)
+    return (lambda *a: bench_torch(*a, compiled=compiled)), torch.__version__
+
+
+RUNNERS = {
+    "tinynet": lambda args: (bench_tinynet, tn.__version__),
+    "keras": _keras,
+    "pytorch eager": _torch,
+    "pytorch compile": lambda args: _torch(args, compiled=True),
+}
+
+
+def available(args):
+    """The frameworks that can run here; prints a line for each one that is missing."""
+    out = []
+    for name in RUNNERS:
+        if name == "pytorch compile" and args.no_compile:
+            continue
+        try:
+            RUNNERS[name](args)
+            out.append(name)
+        except ImportError as e:
+            print(f"skipping {name}: not installed or not usable here ({e})")
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+
+def machine(args):
+    if args.device == "gpu":
+        cupy = tn.backend.xp_for("gpu")
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        return f"{props['name'].decode()} (CuPy {cupy.__version__}), host {cpu_name()}, {os.cpu_count()} cores"
+    return f"{cpu_name()}, {os.cpu_count()} cores, CPU only"
+
+
+def write_report(results, args, versions):
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"bench_mnist_mlp_{args.device}")
+    meta = {"machine": machine(args), "device": args.device, "epochs": args.epochs,
+            "tf32": bool(args.tf32), "versions": versions, "python": platform.python_version(),
+            "numpy": np.__version__, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
+    with open(stem + ".json", "w") as f:
+        json.dump({"meta": meta, "results": results}, f, indent=1)
+    lines = [f"# MNIST MLP training speed ({args.device})", "",
+             f"Machine: {meta['machine']}. TF32: {'on' if args.tf32 else 'off'}. "
+             f"Epochs: {args.epochs} (median of epochs 2..{args.epochs}). Versions: "
+             + ", ".join(f"{k} {v}" for k, v in versions.items()) + f", NumPy {np.__version__}.", "",
+             "Command: `python benchmarks/bench_mnist_mlp.py" + (" --device gpu" if args.device == "gpu" else "")
+             + "`", "",
+             "| model | batch | framework | epoch (s) | × tinynet | test acc | peak mem (MB) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        mem = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "–"
+        lines.append(f"| {r['model']} | {r['batch']} | {r['framework']} | {r['epoch_s']:.3f} | "
+                     f"{r['ratio']:.2f} | {r['test_accuracy']:.4f} | {mem} |")
+    lines += ["", "× tinynet = the framework's epoch time / tinynet's: above 1 means tinynet is faster."]
+    with open(stem + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    try:
+        from tinynet.plot import plot_grouped_bars
+
+        groups = list(dict.fromkeys((r["model"], r["batch"]) for r in results))
+        names = list(dict.fromkeys(r["framework"] for r in results))
+        series = {name: [next((r["epoch_s"] for r in results if (r["model"], r["batch"]) == g
+                               and r["framework"] == name), None) for g in groups] for name in names}
+        path = plot_grouped_bars([f"{m}\nbatch {b}" for m, b in groups], series, stem + ".png",
+                                 "seconds per epoch (lower is better)",
+                                 f"MNIST MLP epoch time, {meta['machine']}, TF32 {'on' if args.tf32 else 'off'}",
+                                 log=True)
+        print("plot: " + path)
+    except ImportError:
+        print("no plot: matplotlib is not installed")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is warm-up (default 4)")
+    p.add_argument("--only", nargs="*", default=None, help="framework names to run (default: all installed)")
+    p.add_argument("--configs", default=None, help="e.g. '100:32,100:128,512-512:128' (default: all three)")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on the GPU (default: off)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.device == "gpu" and args.tf32:
+        os.environ["CUPY_TF32"] = "1"
+    configs = CONFIGS
+    if args.configs:
+        configs = [(tuple(int(u) for u in c.split(":")[0].split("-")), int(c.split(":")[1]))
+                   for c in args.configs.split(",")]
+
+    if args.worker:
+        return worker(args, configs[0])
+    frameworks = [name for name in available(args) if args.only is None or name in args.only]
+    results, versions = [], {}
+    for hidden, batch in configs:
+        model = "784-" + "-".join(map(str, hidden)) + "-10"
+        base = None
+        for name in frameworks:
+            command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--device", args.device,
+                       "--epochs", str(args.epochs), "--configs", f"{'-'.join(map(str, hidden))}:{batch}"]
+            command += (["--data-dir", args.data_dir] if args.data_dir else []) + (["--tf32"] if args.tf32 else [])
+            done = subprocess.run(command, capture_output=True, text=True)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            if done.returncode or not lines:
+                print(f"{model} batch {batch} {name}: failed\n{done.stderr[-2000:]}")
+                continue
+            r = json.loads(lines[-1])
+            versions[name] = r.pop("version")
+            base = r["epoch_s"] if name == "tinynet" else base
+            r.update(model=model, batch=batch, framework=name, ratio=r["epoch_s"] / base if base else float("nan"))
+            results.append(r)
+            print(f"{model} batch {batch} {name}: {r['epoch_s']:.3f} s/epoch, test accuracy "
+                  f"{r['test_accuracy']:.4f}", flush=True)
+    write_report(results, args, versions)
+    return 0
+
+
+def worker(args, config):
+    """Run one framework on one configuration; print the result as one JSON line."""
+    hidden, batch = config
+    (x_train, y_train), (x_test, y_test) = mnist.load_data(args.data_dir)
+    data = (preprocessing.flatten(preprocessing.scale(x_train)), y_train.astype(np.int64),
+            preprocessing.flatten(preprocessing.scale(x_test)), y_test.astype(np.int64))
+    run, version = RUNNERS[args.worker](args)
+    times, accuracy, gpu_peak = run(hidden, batch, data, args)
+    peak = gpu_peak if args.device == "gpu" else peak_rss_mb()
+    print(json.dumps({"epoch_s": statistics.median(times[1:] or times), "epoch_times": times,
+                      "test_accuracy": float(accuracy), "peak_mb": peak, "version": version}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
