@@ -1,7 +1,8 @@
-"""MNIST MLP training speed: tinynet, Keras and PyTorch side by side, in one run.
+"""MNIST training speed: tinynet, Keras and PyTorch side by side, in one run.
 
     python benchmarks/bench_mnist_mlp.py                 # CPU: every framework installed
     python benchmarks/bench_mnist_mlp.py --device gpu    # on a CUDA machine
+    python benchmarks/bench_mnist_mlp.py --model cnn     # the Keras simple convnet instead
 
 Every framework trains the same model on the same real MNIST (60,000 images,
 pixels in [0, 1]) with Adam and sparse categorical cross-entropy, one after the
@@ -46,6 +47,19 @@ from tinynet import preprocessing  # noqa: E402
 from tinynet.datasets import mnist  # noqa: E402
 
 CONFIGS = [((100,), 32), ((100,), 128), ((512, 512), 128)]
+CNN = ("cnn",)  # the Keras "simple MNIST convnet": conv 32, pool, conv 64, pool, dropout 0.5, dense 10
+CNN_CONFIGS = [(CNN, 128)]
+
+
+def model_name(hidden) -> str:
+    return "convnet 32-64" if hidden == CNN else "784-" + "-".join(map(str, hidden)) + "-10"
+
+
+def images(x, hidden, channels_first=False):
+    """Flat pixels as the model wants them: (N, 784), or images for the convnet."""
+    if hidden != CNN:
+        return x
+    return x.reshape(-1, 1, 28, 28) if channels_first else x.reshape(-1, 28, 28, 1)
 
 
 # ------------------------------------------------------------------ machine facts
@@ -77,7 +91,12 @@ def peak_rss_mb():
 
 def bench_tinynet(hidden, batch, data, args):
     x, y, x_test, y_test = data
-    layers = [tn.Input((784,))] + [tn.Dense(h, activation="relu") for h in hidden]
+    x, x_test = images(x, hidden), images(x_test, hidden)
+    if hidden == CNN:
+        layers = [tn.Input((28, 28, 1)), tn.Conv2D(32, 3, activation="relu"), tn.MaxPooling2D(2),
+                  tn.Conv2D(64, 3, activation="relu"), tn.MaxPooling2D(2), tn.Flatten(), tn.Dropout(0.5)]
+    else:
+        layers = [tn.Input((784,))] + [tn.Dense(h, activation="relu") for h in hidden]
     model = tn.Sequential(layers + [tn.Dense(10, activation="softmax")], device=args.device, seed=0)
     model.compile(tn.optimizers.Adam(), "sparse_categorical_crossentropy", metrics=["accuracy"])
     times = []
@@ -112,7 +131,13 @@ def bench_keras(hidden, batch, data, args):
 
     keras.utils.set_random_seed(0)
     x, y, x_test, y_test = data
-    layers = [keras.Input((784,))] + [keras.layers.Dense(h, activation="relu") for h in hidden]
+    x, x_test = images(x, hidden), images(x_test, hidden)
+    L = keras.layers
+    if hidden == CNN:
+        layers = [keras.Input((28, 28, 1)), L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
+                  L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(), L.Dropout(0.5)]
+    else:
+        layers = [keras.Input((784,))] + [L.Dense(h, activation="relu") for h in hidden]
     model = keras.Sequential(layers + [keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     times = []
@@ -135,11 +160,18 @@ def bench_torch(hidden, batch, data, args, compiled=False):
     torch.manual_seed(0)
     dev = torch.device("cuda" if args.device == "gpu" else "cpu")
     x, y, x_test, y_test = data
-    sizes = [784, *hidden]
-    modules = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        modules += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*modules, torch.nn.Linear(sizes[-1], 10)).to(dev)
+    x, x_test = images(x, hidden, channels_first=True), images(x_test, hidden, channels_first=True)
+    nn = torch.nn
+    if hidden == CNN:
+        modules = [nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                   nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5)]
+        last = 1600
+    else:
+        sizes, modules = [784, *hidden], []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            modules += [nn.Linear(a, b), nn.ReLU()]
+        last = sizes[-1]
+    model = nn.Sequential(*modules, nn.Linear(last, 10)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
     forward = torch.compile(model) if compiled else model
@@ -167,6 +199,7 @@ def bench_torch(hidden, batch, data, args, compiled=False):
         float(total)  # read once per epoch, like the others
         sync()
         times.append(time.perf_counter() - start)
+    model.eval()
     with torch.no_grad():
         xt = torch.from_numpy(x_test).to(dev)
         accuracy = float((model(xt).argmax(1).cpu().numpy() == y_test).mean())
@@ -235,18 +268,20 @@ def machine(args):
 
 def write_report(results, args, versions):
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"bench_mnist_mlp_{args.device}")
-    meta = {"machine": machine(args), "device": args.device, "epochs": args.epochs,
+    stem = os.path.join(args.out, f"bench_mnist_{args.model}_{args.device}")
+    meta = {"machine": machine(args), "device": args.device, "epochs": args.epochs, "subset": args.subset,
             "tf32": bool(args.tf32), "versions": versions, "python": platform.python_version(),
             "numpy": np.__version__, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
     with open(stem + ".json", "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
-    lines = [f"# MNIST MLP training speed ({args.device})", "",
+    lines = [f"# MNIST {args.model.upper()} training speed ({args.device})", "",
              f"Machine: {meta['machine']}. TF32: {'on' if args.tf32 else 'off'}. "
-             f"Epochs: {args.epochs} (median of epochs 2..{args.epochs}). Versions: "
+             f"Epochs: {args.epochs} (median of epochs 2..{args.epochs}) over "
+             f"{args.subset or 60000} training images. Versions: "
              + ", ".join(f"{k} {v}" for k, v in versions.items()) + f", NumPy {np.__version__}.", "",
              "Command: `python benchmarks/bench_mnist_mlp.py" + (" --device gpu" if args.device == "gpu" else "")
-             + "`", "",
+             + (f" --model {args.model}" if args.model != "mlp" else "")
+             + (f" --subset {args.subset}" if args.subset else "") + f" --epochs {args.epochs}`", "",
              "| model | batch | framework | epoch (s) | × tinynet | test acc | peak mem (MB) |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -266,7 +301,8 @@ def write_report(results, args, versions):
                                and r["framework"] == name), None) for g in groups] for name in names}
         path = plot_grouped_bars([f"{m}\nbatch {b}" for m, b in groups], series, stem + ".png",
                                  "seconds per epoch (lower is better)",
-                                 f"MNIST MLP epoch time, {meta['machine']}, TF32 {'on' if args.tf32 else 'off'}",
+                                 f"MNIST {args.model.upper()} epoch time, {meta['machine']}, "
+                                 f"TF32 {'on' if args.tf32 else 'off'}",
                                  log=True)
         print("plot: " + path)
     except ImportError:
@@ -276,6 +312,9 @@ def write_report(results, args, versions):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                   help="mlp: the three MLP configurations; cnn: the Keras simple convnet at batch 128")
+    p.add_argument("--subset", type=int, default=None, help="train on the first N images only (a faster run)")
     p.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is warm-up (default 4)")
     p.add_argument("--only", nargs="*", default=None, help="framework names to run (default: all installed)")
     p.add_argument("--configs", default=None, help="e.g. '100:32,100:128,512-512:128' (default: all three)")
@@ -287,21 +326,22 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.device == "gpu" and args.tf32:
         os.environ["CUPY_TF32"] = "1"
-    configs = CONFIGS
+    configs = CNN_CONFIGS if args.model == "cnn" else CONFIGS
     if args.configs:
-        configs = [(tuple(int(u) for u in c.split(":")[0].split("-")), int(c.split(":")[1]))
-                   for c in args.configs.split(",")]
+        configs = [(CNN if c.split(":")[0] == "cnn" else tuple(int(u) for u in c.split(":")[0].split("-")),
+                    int(c.split(":")[1])) for c in args.configs.split(",")]
 
     if args.worker:
         return worker(args, configs[0])
     frameworks = [name for name in available(args) if args.only is None or name in args.only]
     results, versions = [], {}
     for hidden, batch in configs:
-        model = "784-" + "-".join(map(str, hidden)) + "-10"
+        model = model_name(hidden)
         base = None
         for name in frameworks:
             command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--device", args.device,
-                       "--epochs", str(args.epochs), "--configs", f"{'-'.join(map(str, hidden))}:{batch}"]
+                       "--epochs", str(args.epochs), "--configs", f"{'-'.join(map(str, hidden))}:{batch}",
+                       "--model", args.model] + (["--subset", str(args.subset)] if args.subset else [])
             command += (["--data-dir", args.data_dir] if args.data_dir else []) + (["--tf32"] if args.tf32 else [])
             done = subprocess.run(command, capture_output=True, text=True)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -323,6 +363,8 @@ def worker(args, config):
     """Run one framework on one configuration; print the result as one JSON line."""
     hidden, batch = config
     (x_train, y_train), (x_test, y_test) = mnist.load_data(args.data_dir)
+    if args.subset:
+        x_train, y_train = x_train[:args.subset], y_train[:args.subset]
     data = (preprocessing.flatten(preprocessing.scale(x_train)), y_train.astype(np.int64),
             preprocessing.flatten(preprocessing.scale(x_test)), y_test.astype(np.int64))
     run, version = RUNNERS[args.worker](args)

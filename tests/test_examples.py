@@ -110,3 +110,15 @@ def test_mnist_mlp_bad_arguments_are_clear(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "mnist_mlp.py"),
                              "--data-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2 and "is missing" in result.stderr
+
+
+def test_mnist_cnn_on_a_subset_for_one_epoch(trained):
+    work, _, _ = trained
+    out = run("mnist_cnn.py", "--data-dir", work / "data", "--no-verify", "--epochs", "1", "--subset", "300",
+              "--batch-size", "32", "--plots", work / "cnn_plots", "--save", work / "cnn.npz", "--verbose", "2",
+              cwd=work)
+    assert "conv2d (Conv2D)" in out and "max_pooling2d (MaxPooling2D)" in out and "dropout (Dropout)" in out
+    assert "test accuracy: " in out and "confusion matrix:" in out
+    for name in ("samples.png", "history.png", "confusion_matrix.png", "misclassified.png"):
+        assert (work / "cnn_plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert tn.load_model(work / "cnn.npz").input_shape == (28, 28, 1)

@@ -158,3 +158,20 @@ def test_a_missing_clip_is_caught():
     losses = np.array([model.train_on_batch(xb, yb) for xb, yb in batches(case, x, y)])
     with pytest.raises(AssertionError):
         np.testing.assert_allclose(losses[:100], keras["losses"][:100], rtol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["cnn_same_strided", "cnn_valid_rectangular"])
+def test_cnn_with_keras_weights_gives_keras_outputs(name):
+    """Keras-shaped weights (kernels (kh, kw, in, out), BatchNormalization's gamma, beta,
+    moving mean and variance) load with set_weights and give Keras's forward output, in
+    inference mode and in training mode (batch statistics)."""
+    path = fixture_path(name, "tensorflow")
+    with np.load(path, allow_pickle=False) as f:
+        data = {k: f[k] for k in f.files}
+    meta = json.loads(data["meta"].tobytes())
+    layers = [tn.Input(tuple(meta["shape"]))] + [getattr(tn, kind)(*args, **kwargs)
+                                                 for kind, args, kwargs in meta["spec"]]
+    model = tn.Sequential(layers)
+    model.set_weights([data[f"weight_{i}"] for i in range(sum(k.startswith("weight_") for k in data))])
+    np.testing.assert_allclose(model.predict(data["x"]), data["inference"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.forward(data["x"], training=True), data["training"], rtol=1e-4, atol=1e-5)

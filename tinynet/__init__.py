@@ -21,15 +21,19 @@ from . import (
                optimizers,
                plot,
                preprocessing,
+    regularizers,
 )
 from .backend import DeviceUnavailableError
-from .layers import Dense, Dropout, Flatten, Input, ReLU, Sigmoid, Softmax, Tanh
+from .conv import AveragePooling2D, Conv2D, MaxPooling2D
+from .layers import Dense, Dropout, Flatten, Input, ReLU, Reshape, Sigmoid, Softmax, Tanh
 from .model import Sequential
+from .normalization import BatchNormalization
 from .saving import ModelFileError, load_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AveragePooling2D", "BatchNormalization", "Conv2D", "MaxPooling2D", "Reshape", "regularizers",
     "Dense", "DeviceUnavailableError", "Dropout", "Flatten", "Input", "ModelFileError", "ReLU", "Sequential",
     "Sigmoid", "Softmax", "Tanh", "backend", "callbacks", "datasets", "gradcheck", "initializers", "layers",
     "load_model", "losses", "metrics", "optimizers", "plot", "preprocessing",

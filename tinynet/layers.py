@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, initializers, kernels
+from . import backend, initializers, kernels, regularizers
 
 
 class Parameter:
@@ -64,6 +64,14 @@ class Layer:
         """The trainable parameters, in Keras's ``get_weights`` order."""
         return []
 
+    def non_trainable(self) -> list[Parameter]:
+        """State that is saved and loaded but not trained (BatchNormalization's moving statistics)."""
+        return []
+
+    def weights(self) -> list[Parameter]:
+        """Everything ``get_weights`` returns for this layer: trainable, then non-trainable (Keras's order)."""
+        return self.parameters() + self.non_trainable()
+
     def forward(self, x, training=False):
         raise NotImplementedError
 
@@ -71,8 +79,8 @@ class Layer:
         raise NotImplementedError
 
     def to(self, device: str):
-        """Move the parameters (and their gradients) to ``device``."""
-        for p in self.parameters():
+        """Move the weights (and their gradients) to ``device``."""
+        for p in self.weights():
             p.value = backend.to_device(p.value, device)
             p.grad = backend.to_device(p.grad, device)
         return self
@@ -253,6 +261,8 @@ class Dense(Layer):
         kernel_initializer: name or callable ``f(shape, rng)``. Defaults to
             "glorot_uniform" (as Keras).
         bias_initializer: Defaults to "zeros".
+        kernel_regularizer: a penalty on W added to the loss, e.g.
+            ``tinynet.regularizers.l2(1e-4)`` (see :mod:`tinynet.regularizers`).
 
     The kernel is stored (in, out) like Keras, so ``get_weights``/``set_weights`` move
     weights between Keras and tinynet unchanged.
@@ -265,6 +275,7 @@ class Dense(Layer):
         use_bias: bool = True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        kernel_regularizer=None,
         name=None,
         input_shape=None,
     ):
@@ -276,6 +287,7 @@ class Dense(Layer):
         self.use_bias = use_bias
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self._init_names = (kernel_initializer, bias_initializer, activation)
 
     @property
@@ -345,6 +357,7 @@ class Dense(Layer):
             # a custom initializer cannot be saved; the saved weights replace it anyway
             "kernel_initializer": kernel_init if isinstance(kernel_init, str) else "glorot_uniform",
             "bias_initializer": bias_init if isinstance(bias_init, str) else "zeros",
+            "kernel_regularizer": self.kernel_regularizer.get_config() if self.kernel_regularizer else None,
         }
 
     def describe(self):
@@ -373,6 +386,42 @@ class Flatten(Layer):
 
     def backward(self, gy):
         return gy.reshape(self._shape)
+
+
+class Reshape(Layer):
+    r"""Reshape each sample to ``target_shape`` (one entry may be -1), as Keras.
+
+    Forward:   y = x.reshape((N,) + target_shape)
+    Backward:  gx = gy.reshape(x.shape)
+    """
+
+    def __init__(self, target_shape, name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        self.target_shape = tuple(int(d) for d in target_shape)
+        if sum(d == -1 for d in self.target_shape) > 1 or any(d < 1 and d != -1 for d in self.target_shape):
+            raise ValueError(f"Reshape target_shape takes positive sizes and at most one -1, got {target_shape!r}")
+
+    def compute_output_shape(self, input_shape):
+        size = int(np.prod(input_shape))
+        known = int(np.prod([d for d in self.target_shape if d != -1]))
+        if -1 in self.target_shape:
+            if size % known:
+                raise ValueError(f"cannot reshape samples of shape {tuple(input_shape)} into {self.target_shape}")
+            return tuple(size // known if d == -1 else d for d in self.target_shape)
+        if known != size:
+            raise ValueError(f"cannot reshape samples of shape {tuple(input_shape)} ({size} values) into "
+                             f"{self.target_shape} ({known} values)")
+        return self.target_shape
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        return x.reshape((x.shape[0],) + self.compute_output_shape(x.shape[1:]))
+
+    def backward(self, gy):
+        return gy.reshape(self._shape)
+
+    def get_config(self):
+        return {"name": self.name, "target_shape": list(self.target_shape)}
 
 
 class Dropout(Layer):

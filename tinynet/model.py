@@ -22,12 +22,13 @@ import numpy as np
 
 from . import backend, losses, metrics, optimizers, validation
 from .callbacks import CallbackList, History
+from .conv import Conv2D
 from .layers import Dense, Input, Layer, Parameter
 from .progress import ProgressBar
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()  # Conv2D -> conv2d, ReLU -> re_lu (as Keras)
 
 
 class Sequential:
@@ -180,12 +181,12 @@ class Sequential:
     def backward(self, gy, input_grad=True):
         """Backprop ``gy = dL/d(output)`` through every layer, last first.
 
-        ``input_grad=False`` (training) lets a first Dense layer skip the gradient of
-        its input, the data, which nobody uses.
+        ``input_grad=False`` (training) lets a first Dense or Conv2D layer skip the
+        gradient of its input, the data, which nobody uses.
         """
         first = self.layers[0]
         for layer in reversed(self.layers):
-            if layer is first and not input_grad and isinstance(layer, Dense):
+            if layer is first and not input_grad and isinstance(layer, (Dense, Conv2D)):
                 return layer.backward(gy, input_grad=False)
             gy = layer.backward(gy)
         return gy
@@ -244,8 +245,23 @@ class Sequential:
         out = self.forward(x, training=True, logits=self.output_logits)
         loss = loss_fn.forward(out, y)
         self.backward(loss_fn.backward(), input_grad=False)
+        penalty = self._regularization(add_gradients=True)
         self.optimizer.apply(self._params)
-        return loss, out
+        return (loss if penalty is None else loss + penalty), out
+
+    def _regularization(self, add_gradients=False):
+        """The sum of the layers' weight penalties (None without any); with
+        ``add_gradients``, each penalty's gradient is added to its kernel's gradient."""
+        total = None
+        for layer in self.layers:
+            reg = getattr(layer, "kernel_regularizer", None)
+            if reg is None:
+                continue
+            W = layer.kernel.value
+            total = reg(W) if total is None else total + reg(W)
+            if add_gradients:
+                layer.kernel.grad += reg.gradient(W)
+        return total
 
     def _accuracy_kind(self, y):
         return metrics.accuracy_kind(y.shape, (y.shape[0],) + tuple(self.output_shape))
@@ -354,6 +370,7 @@ class Sequential:
 
     def _evaluate_prepared(self, x, y, batch_size):
         loss_fn = self._step_loss()
+        penalty = self._regularization()
         xp = backend.xp_for(self.device)
         loss_sum = xp.zeros((), dtype=np.float64)
         correct_sum = xp.zeros((), dtype=np.float64)
@@ -361,7 +378,10 @@ class Sequential:
         for lo in range(0, n, batch_size):
             xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
             out = self.forward(xb, training=False, logits=self.output_logits)
-            loss, correct = self._batch_logs(loss_fn.forward(out, yb), out, yb)
+            loss = loss_fn.forward(out, yb)
+            if penalty is not None:
+                loss = loss + penalty
+            loss, correct = self._batch_logs(loss, out, yb)
             loss_sum += loss * xb.shape[0]
             if correct is not None:
                 correct_sum += correct
@@ -418,14 +438,14 @@ class Sequential:
 
     def get_weights(self):
         """Every parameter as a NumPy array, in Keras's order (kernel, then bias)."""
-        return [backend.to_numpy(p.value).copy() for p in self.parameters()]
+        return [backend.to_numpy(p.value).copy() for layer in self.layers for p in layer.weights()]
 
     def set_weights(self, weights):
         """Load arrays in ``get_weights`` order; shapes must match exactly."""
         if not self.built:
             raise RuntimeError("build the model first (give an Input shape, or call fit/predict/build)")
         weights = list(weights)
-        slots = [(layer, p) for layer in self.layers for p in layer.parameters()]
+        slots = [(layer, p) for layer in self.layers for p in layer.weights()]
         if len(weights) != len(slots):
             raise ValueError(f"set_weights expected {len(slots)} arrays, got {len(weights)}")
         for (layer, p), w in zip(slots, weights):
@@ -457,9 +477,11 @@ class Sequential:
             kind = type(layer).__name__
             extra = layer.describe()
             rows.append((f"{layer.name} ({kind})", str((None,) + tuple(shape)),
-                         f"{sum(p.value.size for p in layer.parameters()):,}", extra))
-        total = sum(p.value.size for p in self.parameters())
-        nbytes = sum(p.value.nbytes for p in self.parameters())
+                         f"{sum(p.value.size for p in layer.weights()):,}", extra))
+        trainable = [p.value for p in self.parameters()]
+        frozen = [p.value for layer in self.layers for p in layer.non_trainable()]
+        n_train, n_frozen = sum(a.size for a in trainable), sum(a.size for a in frozen)
+        b_train, b_frozen = sum(a.nbytes for a in trainable), sum(a.nbytes for a in frozen)
         w = (33, 24, 15, 13)
         lines = [f'Model: "{self.name}"  (device: {self.device})',
                  "┏" + "┳".join("━" * c for c in w) + "┓",
@@ -474,9 +496,9 @@ class Sequential:
             if k != len(rows) - 1:
                 lines.append("├" + "┼".join("─" * c for c in w) + "┤")
         lines.append("└" + "┴".join("─" * c for c in w) + "┘")
-        lines.append(f" Total params: {total:,} ({_readable_bytes(nbytes)})")
-        lines.append(f" Trainable params: {total:,} ({_readable_bytes(nbytes)})")
-        lines.append(f" Non-trainable params: 0 ({_readable_bytes(0)})")
+        lines.append(f" Total params: {n_train + n_frozen:,} ({_readable_bytes(b_train + b_frozen)})")
+        lines.append(f" Trainable params: {n_train:,} ({_readable_bytes(b_train)})")
+        lines.append(f" Non-trainable params: {n_frozen:,} ({_readable_bytes(b_frozen)})")
         if self.loss is not None:
             lines.append(f" Loss: {self.loss.name}" + self._loss_note())
         print_fn("\n".join(lines))

@@ -23,15 +23,16 @@ import zipfile
 
 import numpy as np
 
+from . import conv, losses, normalization, optimizers
 from . import layers as layers_module
-from . import losses, optimizers
 from .fileio import atomic_write
 
 FORMAT = "tinynet-model"
 VERSION = 1
-LAYER_CLASSES = {c.__name__: c for c in (layers_module.Dense, layers_module.ReLU, layers_module.Sigmoid,
-                                         layers_module.Tanh, layers_module.Softmax, layers_module.Flatten,
-                                         layers_module.Dropout)}
+LAYER_CLASSES = {c.__name__: c for c in (
+    layers_module.Dense, layers_module.ReLU, layers_module.Sigmoid, layers_module.Tanh, layers_module.Softmax,
+    layers_module.Flatten, layers_module.Reshape, layers_module.Dropout, conv.Conv2D, conv.MaxPooling2D,
+    conv.AveragePooling2D, normalization.BatchNormalization)}
 
 
 class ModelFileError(ValueError):
@@ -47,7 +48,7 @@ def _describe(model) -> dict:
         "input_shape": list(model.input_shape),
         "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in model.layers],
         "weights": [{"layer": layer.name, "name": p.name, "shape": list(p.value.shape), "dtype": str(p.value.dtype)}
-                    for layer in model.layers for p in layer.parameters()],
+                    for layer in model.layers for p in layer.weights()],
         "compile": None,
     }
     if model.loss is not None:
@@ -137,7 +138,7 @@ def load_model(path, device: str = "cpu", compile: bool = True):
         raise ModelFileError(f"{path}: the architecture cannot be rebuilt ({type(e).__name__}: {e})") from e
 
     expected = config.get("weights", [])
-    params = [(layer, p) for layer in model.layers for p in layer.parameters()]
+    params = [(layer, p) for layer in model.layers for p in layer.weights()]
     weights = [arrays.get(f"weight_{i}") for i in range(len(params))]
     if len(expected) != len(params) or any(w is None for w in weights) or len(arrays) != len(params):
         raise ModelFileError(f"{path}: the architecture has {len(params)} weight arrays, the file "
