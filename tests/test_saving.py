@@ -166,7 +166,9 @@ def test_file_holds_only_arrays_and_json(tmp_path):
     model, _, _ = trained_model()
     model.save(tmp_path / "m.npz")
     with zipfile.ZipFile(tmp_path / "m.npz") as z:
-        assert sorted(z.namelist()) == ["tinynet_config.npy"] + [f"weight_{i}.npy" for i in range(4)]
+        # the config, the weights, and RMSprop's velocity (one flat array: see Sequential)
+        assert sorted(z.namelist()) == (["slot_velocity_0.npy", "tinynet_config.npy"]
+                                        + [f"weight_{i}.npy" for i in range(4)])
     with np.load(tmp_path / "m.npz", allow_pickle=False) as f:
         config = json.loads(f["tinynet_config"].tobytes())
     assert config["format"] == "tinynet-model" and config["version"] == 1

@@ -22,19 +22,20 @@ from . import (
                plot,
                preprocessing,
     regularizers,
+    schedules,
 )
 from .backend import DeviceUnavailableError
 from .conv import AveragePooling2D, Conv2D, MaxPooling2D
 from .layers import Dense, Dropout, Flatten, Input, ReLU, Reshape, Sigmoid, Softmax, Tanh
-from .model import Sequential
+from .model import Sequential, TrainingDiverged
 from .normalization import BatchNormalization
 from .saving import ModelFileError, load_model
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AveragePooling2D", "BatchNormalization", "Conv2D", "MaxPooling2D", "Reshape", "regularizers",
-    "Dense", "DeviceUnavailableError", "Dropout", "Flatten", "Input", "ModelFileError", "ReLU", "Sequential",
-    "Sigmoid", "Softmax", "Tanh", "backend", "callbacks", "datasets", "gradcheck", "initializers", "layers",
-    "load_model", "losses", "metrics", "optimizers", "plot", "preprocessing",
+    "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense", "DeviceUnavailableError", "Dropout", "Flatten",
+    "Input", "MaxPooling2D", "ModelFileError", "ReLU", "Reshape", "Sequential", "Sigmoid", "Softmax", "Tanh",
+    "TrainingDiverged", "backend", "callbacks", "datasets", "gradcheck", "initializers", "layers", "load_model",
+    "losses", "metrics", "optimizers", "plot", "preprocessing", "regularizers", "schedules",
 ]

@@ -70,8 +70,8 @@ class CallbackList:
             if not isinstance(c, Callback):
                 raise TypeError(f"callbacks must be tinynet Callback instances, got {c!r}")
             c.set_model(model)
-        overridden = [c for c in self.callbacks
-                      if type(c).on_train_batch_end is not Callback.on_train_batch_end]
+        overridden = [c for c in self.callbacks if "on_train_batch_end" in vars(c)
+                      or type(c).on_train_batch_end is not Callback.on_train_batch_end]
         self._batch_callbacks = overridden
 
     def _call(self, hook, *args):
@@ -93,3 +93,233 @@ class CallbackList:
     def on_train_batch_end(self, step, logs=None):
         for c in self._batch_callbacks:
             c.on_train_batch_end(step, logs)
+
+
+def _monitor_mode(monitor: str, mode: str) -> str:
+    """"min" or "max": Keras's "auto" maximises accuracies, minimises the rest."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f'mode must be "auto", "min" or "max", got {mode!r}')
+    if mode == "auto":
+        return "max" if "acc" in monitor else "min"
+    return mode
+
+
+def _non_negative(name, value, integer=False):
+    import numbers
+
+    ok = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
+    if not ok or value < 0:
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} >= 0, got {value!r}")
+    return value
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has stopped improving, as ``keras.callbacks.EarlyStopping``.
+
+    An epoch improves on the best so far when it beats it by more than
+    ``min_delta``. After ``patience`` epochs without improvement training stops. With
+    ``restore_best_weights`` the model gets the weights of the best epoch back at
+    the end of training. Epochs before ``start_from_epoch`` are not considered.
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
+                 restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        self.monitor, self.verbose = monitor, verbose
+        self.min_delta = abs(_non_negative("min_delta", min_delta))
+        self.patience = _non_negative("patience", patience, integer=True)
+        self.start_from_epoch = _non_negative("start_from_epoch", start_from_epoch, integer=True)
+        self.mode = _monitor_mode(monitor, mode)
+        self.baseline, self.restore_best_weights = baseline, restore_best_weights
+
+    def _improves(self, value, reference):
+        if reference is None:
+            return True
+        if self.mode == "min":
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.stopped_epoch, self.best, self.best_epoch, self.best_weights = 0, 0, None, 0, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            print(f"EarlyStopping: '{self.monitor}' is not in the logs ({sorted(logs or {})}); "
+                  "did you pass validation data?")
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if self._improves(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improves(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping ({self.monitor} has not improved on "
+                  f"{self.best:.4f} from epoch {self.best_epoch + 1} for {self.wait} epochs)")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model at the end of every epoch (or only when ``monitor`` improved).
+
+    ``filepath`` may hold ``{epoch:02d}`` and any log, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``.
+    A full checkpoint (the default) holds the weights, the optimizer state, the
+    epoch, the random generators' states and the History, so that
+    ``tinynet.load_model(path)`` then ``fit(..., initial_epoch=epoch)`` continues
+    exactly. Every file is written atomically.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto", initial_value_threshold=None):
+        super().__init__()
+        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
+        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+        self.mode = _monitor_mode(monitor, mode)
+        self.best = initial_value_threshold
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"ModelCheckpoint filepath {self.filepath!r} cannot be filled from epoch and "
+                             f"the logs {sorted(logs)}: {e}") from None
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                print(f"ModelCheckpoint: '{self.monitor}' is not in the logs; saving skipped")
+                return
+            better = self.best is None or (current < self.best if self.mode == "min" else current > self.best)
+            if not better:
+                return
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: {self.monitor} improved to {current:.5f}, saving the model to {path}")
+            self.best = current
+        elif self.verbose:
+            print(f"Epoch {epoch + 1}: saving the model to {path}")
+        self.model.save(path, include_optimizer=not self.save_weights_only)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0):
+        super().__init__()
+        if not 0 < factor < 1:
+            raise ValueError(f"ReduceLROnPlateau factor must be in (0, 1), got {factor!r}")
+        self.monitor, self.factor, self.verbose = monitor, float(factor), verbose
+        self.patience = _non_negative("patience", patience, integer=True)
+        self.cooldown = _non_negative("cooldown", cooldown, integer=True)
+        self.min_delta, self.min_lr = _non_negative("min_delta", min_delta), _non_negative("min_lr", min_lr)
+        self.mode = _monitor_mode(monitor, mode)
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.cooldown_counter, self.best = 0, 0, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        current = logs.get(self.monitor)
+        if current is None:
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        improved = self.best is None or (current < self.best - self.min_delta if self.mode == "min"
+                                         else current > self.best + self.min_delta)
+        if improved:
+            self.best, self.wait = current, 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = self.model.optimizer.current_learning_rate
+                if old > self.min_lr:
+                    new = max(old * self.factor, self.min_lr)
+                    self.model.optimizer.learning_rate = new
+                    if self.verbose:
+                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new:g}.")
+                    self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of each epoch to ``schedule(epoch, lr)``."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise ValueError(f"LearningRateScheduler needs a function schedule(epoch, lr), got {schedule!r}")
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.schedule(epoch, self.model.optimizer.current_learning_rate))
+        if not (lr >= 0 and lr < float("inf")):
+            raise ValueError(f"the schedule returned learning rate {lr!r} for epoch {epoch}")
+        self.model.optimizer.learning_rate = lr
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr:g}.")
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs as a row of a CSV file (flushed every epoch)."""
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename, self.separator, self.append = str(filename), separator, append
+        self._file = None
+
+    def on_train_begin(self, logs=None):
+        import os
+
+        exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+        self._file = open(self.filename, "a" if self.append else "w", encoding="utf-8")
+        self._header = exists
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        keys = sorted(logs)
+        if not self._header:
+            self._file.write(self.separator.join(["epoch"] + keys) + "\n")
+            self._header = True
+        self._file.write(self.separator.join([str(epoch)] + [repr(float(logs[k])) for k in keys]) + "\n")
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class TerminateOnNaN(Callback):
+    """Stop training quietly (no exception) when the loss becomes NaN or infinite.
+
+    Without it ``fit`` raises :class:`tinynet.model.TrainingDiverged`; either way
+    the epoch and step are reported and no further step trains on NaN.
+    """
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
+                 on_train_batch_end=None):
+        super().__init__()
+        for name, fn in (("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
+                         ("on_train_begin", on_train_begin), ("on_train_end", on_train_end),
+                         ("on_train_batch_end", on_train_batch_end)):
+            if fn is not None:
+                setattr(self, name, fn)

@@ -17,14 +17,52 @@ from __future__ import annotations
 
 import math
 import re
+import signal
+import threading
 
 import numpy as np
 
 from . import backend, losses, metrics, optimizers, validation
-from .callbacks import CallbackList, History
+from .callbacks import CallbackList, History, TerminateOnNaN
 from .conv import Conv2D
 from .layers import Dense, Input, Layer, Parameter
 from .progress import ProgressBar
+
+NAN_CHECK_EVERY = 50  # GPU: steps between reads of the running loss (each read waits for the device)
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; ``epoch`` and ``step`` (0-based) say where,
+    ``history`` holds the finished epochs."""
+
+    def __init__(self, message, epoch, step):
+        super().__init__(message)
+        self.epoch, self.step, self.history = epoch, step, None
+
+
+class InterruptGuard:
+    """Ctrl-C during ``fit``: the first stops training after the current batch, the
+    second aborts at once (the previous handler is back in place after the first).
+    Only installed in the main thread, where Python delivers signals."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+        print("\nInterrupted: stopping after this batch (press Ctrl-C again to abort at once).", flush=True)
+
+    def __exit__(self, *exc):
+        if self._previous is not None and not self.requested:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def _snake(name: str) -> str:
@@ -317,47 +355,97 @@ class Sequential:
         else:
             val = None
 
-        history = History()
-        cbs = CallbackList([history] + list(callbacks or []), self)
+        history = self._start_history(initial_epoch)
+        callbacks = list(callbacks or [])
+        cbs = CallbackList([history] + callbacks, self)
+        self._callbacks_batch_end = cbs.on_train_batch_end
         self.history, self.stop_training = history, False
         self._params = self._optimizer_parameters()
-        loss_fn = self._step_loss()
-        xp = backend.xp_for(self.device)
-        n = x.shape[0]
-        steps = math.ceil(n / batch_size)
+        quiet_nan = any(isinstance(c, TerminateOnNaN) for c in callbacks)
         cbs.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch)
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-            bar = ProgressBar(steps, verbose)
-            order = backend.to_device(self._shuffle_rng.permutation(n), self.device) if shuffle else None
-            loss_sum = xp.zeros((), dtype=np.float64)
-            correct_sum = xp.zeros((), dtype=np.float64)
-            for step in range(steps):
-                lo, hi = step * batch_size, min((step + 1) * batch_size, n)
-                if order is None:
-                    xb, yb = x[lo:hi], y[lo:hi]
-                else:
-                    idx = order[lo:hi]
-                    xb, yb = x[idx], y[idx]
-                loss, out = self._train_step(xb, yb, loss_fn)
-                loss, correct = self._batch_logs(loss, out, yb)
-                loss_sum += loss * (hi - lo)
-                if correct is not None:
-                    correct_sum += correct
-                cbs.on_train_batch_end(step)
-                bar.update(step + 1, lambda s=loss_sum, c=correct_sum, k=hi: self._logs(s, c, k))
-            logs = self._logs(loss_sum, correct_sum, n)
-            if val is not None:
-                val_logs = self._evaluate_prepared(*val, batch_size)
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            bar.finish(logs)
-            cbs.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
+        with InterruptGuard() as interrupt:
+            for epoch in range(initial_epoch, epochs):
+                cbs.on_epoch_begin(epoch)
+                if verbose:
+                    print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+                try:
+                    logs = self._train_epoch(x, y, batch_size, shuffle, verbose, epoch, interrupt)
+                except TrainingDiverged as e:
+                    if not quiet_nan:
+                        e.history = history
+                        raise
+                    print(f"TerminateOnNaN: {e}")
+                    break
+                if logs is None:  # interrupted
+                    print(f"Training interrupted in epoch {epoch + 1} (Ctrl-C); the model holds the weights "
+                          f"after the last finished step. Epochs finished: {epoch - initial_epoch}. To resume "
+                          "exactly, load the last checkpoint (ModelCheckpoint) with tinynet.load_model and call "
+                          "fit(..., initial_epoch=<the epochs it holds>).", flush=True)
+                    break
+                if val is not None:
+                    val_logs = self._evaluate_prepared(*val, batch_size)
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                self._bar.finish(logs)
+                self._epochs_done = epoch + 1
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
         cbs.on_train_end()
         return history
+
+    def _start_history(self, initial_epoch):
+        """A new History; when resuming from a checkpoint at ``initial_epoch``, one that
+        already holds the checkpoint's epochs, so the run reads as if never interrupted."""
+        history = History()
+        resumed = getattr(self, "_resume_state", None)
+        if initial_epoch > 0 and resumed and resumed.get("epoch") == initial_epoch:
+            history.history = {k: list(v) for k, v in resumed.get("history", {}).items()}
+            history.epoch = list(range(initial_epoch))
+        return history
+
+    def _train_epoch(self, x, y, batch_size, shuffle, verbose, epoch, interrupt):
+        """One pass over (x, y). Returns the epoch's logs, or None when interrupted.
+
+        The loss is summed on the device. A NaN or infinite loss is caught without a
+        host read per step on the GPU: the running sum turns non-finite too, and it is
+        read every ``NAN_CHECK_EVERY`` steps (on the CPU reading is free: every step).
+        """
+        xp = backend.xp_for(self.device)
+        loss_fn = self._step_loss()
+        n = x.shape[0]
+        steps = math.ceil(n / batch_size)
+        self._bar = bar = ProgressBar(steps, verbose)
+        order = backend.to_device(self._shuffle_rng.permutation(n), self.device) if shuffle else None
+        loss_sum = xp.zeros((), dtype=np.float64)
+        correct_sum = xp.zeros((), dtype=np.float64)
+        check_every = 1 if self.device == "cpu" else NAN_CHECK_EVERY
+        last_check = 0
+        for step in range(steps):
+            lo, hi = step * batch_size, min((step + 1) * batch_size, n)
+            if order is None:
+                xb, yb = x[lo:hi], y[lo:hi]
+            else:
+                idx = order[lo:hi]
+                xb, yb = x[idx], y[idx]
+            loss, out = self._train_step(xb, yb, loss_fn)
+            loss, correct = self._batch_logs(loss, out, yb)
+            loss_sum += loss * (hi - lo)
+            if correct is not None:
+                correct_sum += correct
+            if ((step + 1) % check_every == 0 or step == steps - 1) and not math.isfinite(float(loss_sum)):
+                where = f"step {step + 1}" if check_every == 1 else f"steps {last_check + 1}-{step + 1}"
+                raise TrainingDiverged(
+                    f"the training loss became NaN or infinite in epoch {epoch + 1}, {where} of {steps}. "
+                    "Training stopped instead of going on with NaN weights. Try a lower learning rate "
+                    f"(now {self.optimizer.current_learning_rate:g}), clipping gradients (clipnorm=1.0), "
+                    "or scaling the inputs (e.g. x / 255).", epoch, step)
+            if (step + 1) % check_every == 0:
+                last_check = step + 1
+            self._callbacks_batch_end(step)
+            bar.update(step + 1, lambda s=loss_sum, c=correct_sum, k=hi: self._logs(s, c, k))
+            if interrupt.requested:
+                return None
+        return self._logs(loss_sum, correct_sum, n)
 
     def _logs(self, loss_sum, correct_sum, n):
         """Read the epoch's running sums back from the device: {"loss", "accuracy"}."""
@@ -457,12 +545,17 @@ class Sequential:
         for (_, p), w in zip(slots, weights):
             p.value[...] = backend.to_device(np.asarray(backend.to_numpy(w), dtype=p.value.dtype), self.device)
 
-    def save(self, path):
-        """Save architecture, weights and compile settings to an .npz, atomically
-        (see :mod:`tinynet.saving`; load with ``tinynet.load_model``)."""
+    def save(self, path, include_optimizer=True):
+        """Save architecture, weights and compile settings to an .npz, atomically.
+
+        With ``include_optimizer`` (the default) the file is a full checkpoint: the
+        optimizer's state, the epochs done, the random generators' states and the
+        History too, so that ``tinynet.load_model(path).fit(..., initial_epoch=k)``
+        continues as if never interrupted (see :mod:`tinynet.saving`).
+        """
         from .saving import save_model
 
-        return save_model(self, path)
+        return save_model(self, path, include_optimizer=include_optimizer)
 
     # ---------------------------------------------------------------- summary
 

@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from . import backend, kernels
+from . import backend, kernels, schedules
 
 
 def _check(name, value, lo, hi, lo_open=False, hi_open=False):
@@ -53,14 +53,16 @@ class Optimizer:
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None):
-        _check("learning_rate", learning_rate, 0, math.inf)
+        if not callable(learning_rate):
+            _check("learning_rate", learning_rate, 0, math.inf)
         for name, value in (("weight_decay", weight_decay), ("clipnorm", clipnorm),
                             ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
             if value is not None:
                 _check(name, value, 0, math.inf, lo_open=name != "weight_decay")
         if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError("set at most one of clipnorm, clipvalue and global_clipnorm (as Keras)")
-        self.learning_rate = float(learning_rate)
+        # a number, or a schedule: any callable of the step (see tinynet.schedules)
+        self.learning_rate = learning_rate if callable(learning_rate) else float(learning_rate)
         weight_decay = float(weight_decay) if weight_decay is not None else None
         self.weight_decay = weight_decay
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
@@ -91,7 +93,7 @@ class Optimizer:
         """One optimisation step over ``params`` (their ``.grad`` must be filled)."""
         if self.slots is None:
             self.build(params)
-        lr = self.learning_rate
+        lr = self.current_learning_rate
         grads = self._clip([p.grad for p in params])
         for i, (p, g) in enumerate(zip(params, grads)):
             if self.weight_decay:
@@ -99,6 +101,16 @@ class Optimizer:
                 p.value -= p.value * (self.weight_decay * lr)
             self.update(i, p.value, g, lr)
         self.iterations += 1
+
+    @property
+    def current_learning_rate(self) -> float:
+        """The learning rate of the next step (a schedule is evaluated at ``iterations``)."""
+        if callable(self.learning_rate):
+            lr = float(self.learning_rate(self.iterations))
+            if not (math.isfinite(lr) and lr >= 0):
+                raise ValueError(f"the learning-rate schedule gave {lr!r} at step {self.iterations}")
+            return lr
+        return self.learning_rate
 
     def _clip(self, grads):
         if not grads:
@@ -141,7 +153,21 @@ class Optimizer:
 
     def get_config(self) -> dict:
         keys = ("learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
-        return {k: getattr(self, k) for k in keys}
+        config = {k: getattr(self, k) for k in keys}
+        lr = self.learning_rate
+        if isinstance(lr, schedules.LearningRateSchedule):
+            config["learning_rate"] = {"schedule": type(lr).__name__, "config": lr.get_config()}
+        elif callable(lr):  # an arbitrary function cannot be saved: keep its current value
+            config["learning_rate"] = self.current_learning_rate
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        lr = config.get("learning_rate")
+        if isinstance(lr, dict):
+            config["learning_rate"] = schedules.SCHEDULES[lr["schedule"]](**lr["config"])
+        return cls(**config)
 
 
 class SGD(Optimizer):

@@ -23,7 +23,7 @@ import zipfile
 
 import numpy as np
 
-from . import conv, losses, normalization, optimizers
+from . import backend, conv, losses, normalization, optimizers
 from . import layers as layers_module
 from .fileio import atomic_write
 
@@ -60,16 +60,49 @@ def _describe(model) -> dict:
     return config
 
 
-def save_model(model, path):
-    """Write ``model`` to ``path`` (an .npz), atomically."""
+def _rng_state(rng):
+    """A NumPy Generator's state as JSON-able data (None for a GPU generator)."""
+    state = getattr(getattr(rng, "bit_generator", None), "state", None)
+    return state if isinstance(state, dict) else None
+
+
+def _training_state(model) -> tuple[dict, dict]:
+    """(description, arrays) of what resuming needs beyond the weights."""
+    optimizer, arrays = model.optimizer, {}
+    slots = {}
+    if optimizer is not None and optimizer.slots is not None:
+        for name, values in optimizer.slots.items():
+            slots[name] = len(values)
+            arrays.update({f"slot_{name}_{i}": backend.to_numpy(a) for i, a in enumerate(values)})
+    history = getattr(model.history, "history", None) or {}
+    state = {
+        "optimizer": {"iterations": optimizer.iterations if optimizer else 0, "slots": slots,
+                      "learning_rate": optimizer.current_learning_rate if optimizer else None},
+        "epoch": getattr(model, "_epochs_done", 0),
+        "history": {k: [float(v) for v in vals] for k, vals in history.items()},
+        "rng": {"shuffle": _rng_state(model._shuffle_rng),
+                "layers": {layer.name: _rng_state(layer.rng) for layer in model.layers
+                           if getattr(layer, "rng", None) is not None}},
+    }
+    return state, arrays
+
+
+def save_model(model, path, include_optimizer=True):
+    """Write ``model`` to ``path`` (an .npz), atomically; a full checkpoint with
+    ``include_optimizer`` (optimizer state, epoch, random states, History)."""
     if not model.built:
         raise RuntimeError("cannot save a model that is not built; train it or give it an Input shape first")
     for layer in model.layers:
         if type(layer).__name__ not in LAYER_CLASSES:
             raise TypeError(f"cannot save layer {layer.name!r} of type {type(layer).__name__}: not a tinynet layer")
-    config = json.dumps(_describe(model)).encode("utf-8")
+    described = _describe(model)
+    extra = {}
+    if include_optimizer:
+        described["training_state"], extra = _training_state(model)
+    config = json.dumps(described).encode("utf-8")
     arrays = {"tinynet_config": np.frombuffer(config, dtype=np.uint8)}
     arrays.update({f"weight_{i}": w for i, w in enumerate(model.get_weights())})
+    arrays.update(extra)
     with atomic_write(path) as f:
         np.savez(f, **arrays)
     return os.fspath(path)
@@ -117,9 +150,23 @@ def load_model(path, device: str = "cpu", compile: bool = True):
     Args:
         path: the .npz file.
         device: where to put the model. Defaults to "cpu".
-        compile: re-compile with the saved optimizer, loss and metrics (fresh
-            optimizer state). Defaults to True.
+        compile: re-compile with the saved optimizer, loss and metrics, and restore
+            a checkpoint's optimizer state, random generators and History.
+            Defaults to True.
+
+    Raises:
+        ModelFileError: for any file that is not a whole, consistent tinynet model;
+            never another exception type, whatever the bytes.
     """
+    try:
+        return _load(path, device, compile)
+    except (ModelFileError, backend.DeviceUnavailableError):
+        raise
+    except Exception as e:  # anything the bytes could provoke, named, never raw
+        raise ModelFileError(f"{os.fspath(path)}: not a valid tinynet model file ({type(e).__name__}: {e})") from e
+
+
+def _load(path, device, compile):
     from .model import Sequential
 
     config, arrays = _read(path)
@@ -140,9 +187,10 @@ def load_model(path, device: str = "cpu", compile: bool = True):
     expected = config.get("weights", [])
     params = [(layer, p) for layer in model.layers for p in layer.weights()]
     weights = [arrays.get(f"weight_{i}") for i in range(len(params))]
-    if len(expected) != len(params) or any(w is None for w in weights) or len(arrays) != len(params):
+    stored = sum(k.startswith("weight_") for k in arrays)
+    if len(expected) != len(params) or any(w is None for w in weights) or stored != len(params):
         raise ModelFileError(f"{path}: the architecture has {len(params)} weight arrays, the file "
-                             f"{len(arrays)} (with {len(expected)} described)")
+                             f"{stored} (with {len(expected)} described)")
     for (layer, p), w in zip(params, weights):
         if w.shape != p.value.shape:
             raise ModelFileError(f"{path}: layer {layer.name!r} {p.name} should have shape {p.value.shape}, "
@@ -158,8 +206,48 @@ def load_model(path, device: str = "cpu", compile: bool = True):
         try:
             opt_cls = optimizers.OPTIMIZERS[c["optimizer"]["class"].lower()]
             loss_cls = {cls.__name__: cls for cls in losses.LOSSES.values()}[c["loss"]["class"]]
-            model.compile(opt_cls(**c["optimizer"]["config"]), loss_cls(**c["loss"]["config"]), c["metrics"])
+            model.compile(opt_cls.from_config(c["optimizer"]["config"]), loss_cls(**c["loss"]["config"]),
+                          c["metrics"])
         except (KeyError, TypeError, ValueError) as e:
             raise ModelFileError(f"{path}: the compile configuration cannot be restored ({type(e).__name__}: {e})") \
                 from e
+        if "training_state" in config:
+            _restore_training_state(model, config["training_state"], arrays, path)
     return model
+
+
+def _restore_training_state(model, state, arrays, path):
+    """Put back the optimizer state, the random generators and the History of a checkpoint."""
+    opt = state["optimizer"]
+    slots = {}
+    for name, count in opt["slots"].items():
+        values = [arrays.get(f"slot_{name}_{i}") for i in range(count)]
+        if any(v is None or np.dtype(v.dtype).kind != "f" for v in values):
+            raise ModelFileError(f"{path}: optimizer state {name!r} is missing or not floating point")
+        slots[name] = [backend.to_device(v, model.device) for v in values]
+    total = sum(p.value.size for p in model.parameters())
+    for name, values in slots.items():
+        sizes = [v.size for v in values]
+        if sum(sizes) != total:
+            raise ModelFileError(f"{path}: optimizer state {name!r} holds {sum(sizes)} values, the model has "
+                                 f"{total} parameters")
+    if slots:
+        if set(slots) != set(model.optimizer.slot_names):
+            raise ModelFileError(f"{path}: optimizer state {sorted(slots)} does not fit "
+                                 f"{type(model.optimizer).__name__} ({sorted(model.optimizer.slot_names)})")
+        model.optimizer.slots = slots
+    iterations = opt["iterations"]
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ModelFileError(f"{path}: optimizer iterations must be an integer >= 0, got {iterations!r}")
+    model.optimizer.iterations = iterations
+    if not callable(model.optimizer.learning_rate) and opt.get("learning_rate") is not None:
+        model.optimizer.learning_rate = float(opt["learning_rate"])  # as ReduceLROnPlateau left it
+    rng = state.get("rng", {})
+    if rng.get("shuffle") is not None:
+        model._shuffle_rng.bit_generator.state = rng["shuffle"]
+    for layer in model.layers:
+        saved = rng.get("layers", {}).get(layer.name)
+        if saved is not None and model.device == "cpu" and getattr(layer, "rng", None) is not None:
+            layer.rng.bit_generator.state = saved
+    model._epochs_done = int(state.get("epoch", 0))
+    model._resume_state = {"epoch": model._epochs_done, "history": state.get("history", {})}

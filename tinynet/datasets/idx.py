@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import zlib
 
 import numpy as np
 
@@ -56,8 +55,8 @@ def maybe_decompress(raw: bytes, name: str) -> bytes:
         return gzip.decompress(raw)
     except EOFError:
         raise DatasetError(f"{name}: the gzip stream is cut short (truncated download or copy?)") from None
-    except (OSError, zlib.error) as e:
-        raise DatasetError(f"{name}: corrupt gzip data ({e})") from e
+    except Exception as e:  # zlib.error, BadGzipFile, struct.error, ...: whatever the bytes provoke
+        raise DatasetError(f"{name}: corrupt gzip data ({type(e).__name__}: {e})") from e
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:

@@ -134,7 +134,19 @@ def _load_npz(path: str, verify: bool) -> dict:
 
 
 def load_from(location: str, verify: bool = True) -> dict:
-    """Load MNIST from a directory of IDX files, a directory with mnist.npz, or an .npz path."""
+    """Load MNIST from a directory of IDX files, a directory with mnist.npz, or an .npz path.
+
+    Any failure is a DatasetError naming the file, never another exception type.
+    """
+    try:
+        return _load_from(location, verify)
+    except DatasetError:
+        raise
+    except Exception as e:
+        raise DatasetError(f"{location}: cannot be read as MNIST ({type(e).__name__}: {e})") from e
+
+
+def _load_from(location: str, verify: bool) -> dict:
     if os.path.isfile(location):
         arrays, source = _load_npz(location, verify), location
     elif os.path.isfile(os.path.join(location, "mnist.npz")) and not _find(location, FILES["x_train"]):
