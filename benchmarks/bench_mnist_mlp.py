@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import numpy as np  # noqa: E402
 
 import tinynet as tn  # noqa: E402
+from benchmarks.common import cpu_name, epoch_timer  # noqa: E402
 from tinynet import preprocessing  # noqa: E402
 from tinynet.datasets import mnist  # noqa: E402
 
@@ -63,17 +64,6 @@ def images(x, hidden, channels_first=False):
 
 
 # ------------------------------------------------------------------ machine facts
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def peak_rss_mb():
     try:
@@ -100,16 +90,8 @@ def bench_tinynet(hidden, batch, data, args):
     model = tn.Sequential(layers + [tn.Dense(10, activation="softmax")], device=args.device, seed=0)
     model.compile(tn.optimizers.Adam(), "sparse_categorical_crossentropy", metrics=["accuracy"])
     times = []
-
-    class Timer(tn.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            sync_tinynet(args.device)
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):  # logs were read from the device: synchronised
-            times.append(time.perf_counter() - self.start)
-
-    model.fit(x, y, batch_size=batch, epochs=args.epochs, verbose=0, callbacks=[Timer()])
+    timer = epoch_timer(tn.callbacks.Callback, times, sync=lambda: sync_tinynet(args.device))
+    model.fit(x, y, batch_size=batch, epochs=args.epochs, verbose=0, callbacks=[timer])
     accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)[1]
     return times, accuracy, gpu_peak_tinynet(args.device)
 
@@ -141,15 +123,8 @@ def bench_keras(hidden, batch, data, args):
     model = keras.Sequential(layers + [keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     times = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
-    model.fit(x, y, batch_size=batch, epochs=args.epochs, verbose=0, callbacks=[Timer()])
+    model.fit(x, y, batch_size=batch, epochs=args.epochs, verbose=0,
+              callbacks=[epoch_timer(keras.callbacks.Callback, times)])
     accuracy = float(model.evaluate(x_test, y_test, batch_size=1024, verbose=0)[1])
     return times, accuracy, None
 

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,21 +30,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import tinynet as tn  # noqa: E402
+from benchmarks.common import cpu_name, epoch_timer  # noqa: E402
 from tinynet import preprocessing  # noqa: E402
 from tinynet.datasets import mnist  # noqa: E402
 
 KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_keras(x, y, x_test, y_test, args):
@@ -57,16 +46,9 @@ def run_keras(x, y, x_test, y_test, args):
     model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     initial = model.get_weights()
     times = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_split=0.1,
-                        callbacks=[Timer()], verbose=0, shuffle=not args.no_shuffle)
+                        callbacks=[epoch_timer(keras.callbacks.Callback, times)], verbose=0,
+                        shuffle=not args.no_shuffle)
     _, test_accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
     return initial, {k: [float(v) for v in history.history[k]] for k in KEYS}, times, float(test_accuracy), \
         keras.__version__
@@ -78,16 +60,9 @@ def run_tinynet(initial, x, y, x_test, y_test, args):
     model.compile(tn.optimizers.Adam(), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.set_weights(initial)
     times = []
-
-    class Timer(tn.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_split=0.1,
-                        callbacks=[Timer()], verbose=0, shuffle=not args.no_shuffle)
+                        callbacks=[epoch_timer(tn.callbacks.Callback, times)], verbose=0,
+                        shuffle=not args.no_shuffle)
     _, test_accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
     return {k: history.history[k] for k in KEYS}, times, float(test_accuracy)
 

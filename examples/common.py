@@ -96,3 +96,21 @@ def report(model, history, args, x_test, y_test, images_test, title):
         print("\nplots: " + ", ".join(written))
     if args.save:
         print(f"model saved to {model.save(args.save)}")
+
+
+def run(args, build_model, image_shape, title) -> int:
+    """Load, build, train and report: the whole example; returns the exit status."""
+    data = load(args, image_shape)
+    if data is None:
+        return 2
+    x_train, y_train, x_test, y_test, images_test = data
+    try:
+        model = build_model(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    history = train(model, args, x_train, y_train)
+    if history is None:
+        return 2
+    report(model, history, args, x_test, y_test, images_test, title)
+    return 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import add_common_flags, load, make_optimizer, report, train
+from common import add_common_flags, make_optimizer, run
 
 import tinynet as tn
 
@@ -50,20 +50,7 @@ def build_model(args) -> tn.Sequential:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    data = load(args, (28, 28, 1))
-    if data is None:
-        return 2
-    x_train, y_train, x_test, y_test, images_test = data
-    try:
-        model = build_model(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    history = train(model, args, x_train, y_train)
-    if history is None:
-        return 2
-    report(model, history, args, x_test, y_test, images_test, "MNIST CNN (Keras simple convnet)")
-    return 0
+    return run(args, build_model, (28, 28, 1), "MNIST CNN (Keras simple convnet)")
 
 
 if __name__ == "__main__":
