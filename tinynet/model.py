@@ -17,52 +17,16 @@ from __future__ import annotations
 
 import math
 import re
-import signal
-import threading
 
 import numpy as np
 
 from . import backend, losses, metrics, optimizers, validation
 from .callbacks import CallbackList, History, TerminateOnNaN
 from .conv import Conv2D
-from .layers import Dense, Input, Layer, Parameter
+from .layers import Dense, Input, Layer
 from .progress import ProgressBar
-
-NAN_CHECK_EVERY = 50  # GPU: steps between reads of the running loss (each read waits for the device)
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; ``epoch`` and ``step`` (0-based) say where,
-    ``history`` holds the finished epochs."""
-
-    def __init__(self, message, epoch, step):
-        super().__init__(message)
-        self.epoch, self.step, self.history = epoch, step, None
-
-
-class InterruptGuard:
-    """Ctrl-C during ``fit``: the first stops training after the current batch, the
-    second aborts at once (the previous handler is back in place after the first).
-    Only installed in the main thread, where Python delivers signals."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
-        print("\nInterrupted: stopping after this batch (press Ctrl-C again to abort at once).", flush=True)
-
-    def __exit__(self, *exc):
-        if self._previous is not None and not self.requested:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
+from .summary import format_summary
+from .training import NAN_CHECK_EVERY, InterruptGuard, TrainingDiverged, pack_parameters
 
 
 def _snake(name: str) -> str:
@@ -230,40 +194,9 @@ class Sequential:
         return gy
 
     def _optimizer_parameters(self):
-        """What the optimizer updates: one flat parameter when possible, else the list.
-
-        Every parameter's ``value`` and ``grad`` become views into one flat value
-        buffer and one flat gradient buffer, so the optimizer updates everything in a
-        few whole-buffer operations instead of a few per parameter: Adam is memory
-        bound, and at small batch sizes its per-parameter passes and calls are a
-        large share of a step. Not with ``clipnorm``, which clips each parameter on
-        its own. Packed again whenever a parameter was replaced (``to``, a cast).
-        """
-        params = self.parameters()
-        if getattr(self.optimizer, "clipnorm", None) is not None or not params or \
-                len({p.value.dtype for p in params}) != 1:
-            return params
-        views = getattr(self, "_views", None)
-        if views and len(views) == len(params) and all(
-                p is q and p.value is v and p.grad is g for p, (q, v, g) in zip(params, views)):
-            return [self._flat]
-        xp = backend.xp_for(self.device)
-        total = sum(p.value.size for p in params)
-        values = xp.empty(total, dtype=params[0].value.dtype)
-        grads = xp.zeros(total, dtype=params[0].value.dtype)
-        self._views, offset = [], 0
-        for p in params:
-            n, shape = p.value.size, p.value.shape
-            values[offset:offset + n] = p.value.ravel()
-            p.value = values[offset:offset + n].reshape(shape)
-            p.grad = grads[offset:offset + n].reshape(shape)
-            self._views.append((p, p.value, p.grad))
-            offset += n
-        self._flat = Parameter(values, "all parameters (flat)")
-        self._flat.grad = grads
-        if self.optimizer is not None:
-            self.optimizer.flatten_state(params)
-        return [self._flat]
+        """What the optimizer updates: one flat parameter when possible (see
+        :func:`tinynet.training.pack_parameters`), else the list of parameters."""
+        return pack_parameters(self)
 
     # ---------------------------------------------------------------- data at the boundary
 
@@ -561,58 +494,8 @@ class Sequential:
 
     def summary(self, print_fn=print):
         """Print a table of layers, output shapes and parameter counts (Keras's format)."""
-        if not self.built:
-            raise RuntimeError(
-                "the model is not built yet: start it with Input(shape) or input_shape=, "
-                "or call fit/predict/build first")
-        rows = []
-        for layer, shape in zip(self.layers, self._shapes):
-            kind = type(layer).__name__
-            extra = layer.describe()
-            rows.append((f"{layer.name} ({kind})", str((None,) + tuple(shape)),
-                         f"{sum(p.value.size for p in layer.weights()):,}", extra))
-        trainable = [p.value for p in self.parameters()]
-        frozen = [p.value for layer in self.layers for p in layer.non_trainable()]
-        n_train, n_frozen = sum(a.size for a in trainable), sum(a.size for a in frozen)
-        b_train, b_frozen = sum(a.nbytes for a in trainable), sum(a.nbytes for a in frozen)
-        w = (33, 24, 15, 13)
-        lines = [f'Model: "{self.name}"  (device: {self.device})',
-                 "┏" + "┳".join("━" * c for c in w) + "┓",
-                 "┃" + "┃".join(f" {h:<{c - 2}} " if i != 2 else f" {h:>{c - 2}} "
-                                for i, (h, c) in enumerate(zip(
-                                    ("Layer (type)", "Output Shape", "Param #", "Activation"), w))) + "┃",
-                 "┡" + "╇".join("━" * c for c in w) + "┩"]
-        for k, row in enumerate(rows):
-            cells = [f" {row[0]:<{w[0] - 2}} ", f" {row[1]:<{w[1] - 2}} ",
-                     f" {row[2]:>{w[2] - 2}} ", f" {row[3]:<{w[3] - 2}} "]
-            lines.append("│" + "│".join(cells) + "│")
-            if k != len(rows) - 1:
-                lines.append("├" + "┼".join("─" * c for c in w) + "┤")
-        lines.append("└" + "┴".join("─" * c for c in w) + "┘")
-        lines.append(f" Total params: {n_train + n_frozen:,} ({_readable_bytes(b_train + b_frozen)})")
-        lines.append(f" Trainable params: {n_train:,} ({_readable_bytes(b_train)})")
-        lines.append(f" Non-trainable params: {n_frozen:,} ({_readable_bytes(b_frozen)})")
-        if self.loss is not None:
-            lines.append(f" Loss: {self.loss.name}" + self._loss_note())
-        print_fn("\n".join(lines))
-
-    def _loss_note(self) -> str:
-        if self.output_logits:
-            act = self.layers[-1].output_activation
-            return (f", computed from the logits of the final {act} (Keras TensorFlow-backend "
-                    "semantics; pass the loss with use_output_logits=False to use probabilities)")
-        if self.loss.is_crossentropy and not self.loss.from_logits:
-            return ", computed from probabilities (renormalised, clipped to [1e-7, 1 - 1e-7])"
-        return ", from logits" if self.loss.from_logits else ""
+        print_fn(format_summary(self))
 
 
 def metrics_names():
     return metrics.ACCURACY_NAMES
-
-
-def _readable_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.2f} {unit}"
-        n /= 1024
-
