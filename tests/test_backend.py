@@ -30,33 +30,29 @@ def test_gpu_without_cupy_says_how_to_install(no_cupy):
     assert not isinstance(info.value, ImportError)
 
 
-def test_gpu_without_a_cuda_device(monkeypatch):
-    class FakeRuntime:
-        @staticmethod
-        def getDeviceCount():
-            return 0
+def fake_cupy(device_count):
+    """A stand-in for the cupy module whose runtime reports ``device_count()``."""
 
     class FakeCupy:
         class cuda:
-            runtime = FakeRuntime
+            class runtime:
+                getDeviceCount = staticmethod(device_count)
 
-    monkeypatch.setattr(backend, "_import_cupy", lambda: (FakeCupy, None))
+    return FakeCupy
+
+
+def test_gpu_without_a_cuda_device(monkeypatch):
+    monkeypatch.setattr(backend, "_import_cupy", lambda: (fake_cupy(lambda: 0), None))
     with pytest.raises(tn.DeviceUnavailableError, match="CuPy is installed but this machine has no CUDA device"):
         backend.resolve_device("gpu")
     assert backend.resolve_device("auto") == "cpu"
 
 
 def test_driver_error_is_reported(monkeypatch):
-    class FakeRuntime:
-        @staticmethod
-        def getDeviceCount():
-            raise RuntimeError("cudaErrorInsufficientDriver")
+    def broken():
+        raise RuntimeError("cudaErrorInsufficientDriver")
 
-    class FakeCupy:
-        class cuda:
-            runtime = FakeRuntime
-
-    monkeypatch.setattr(backend, "_import_cupy", lambda: (FakeCupy, None))
+    monkeypatch.setattr(backend, "_import_cupy", lambda: (fake_cupy(broken), None))
     with pytest.raises(tn.DeviceUnavailableError, match="cannot reach a CUDA device.*InsufficientDriver"):
         backend.resolve_device("gpu")
 

@@ -50,34 +50,27 @@ IDX_GZ = gzip.compress(IDX, mtime=0)
 NPZ = _valid_npz()
 
 
-def load_model_bytes(data):
-    path = os.path.join(WORK, "fuzzed.npz")
+def _write_and_load(name, data, load, expected_error):
+    """Write ``data`` to a file and load it: it may load, or raise ``expected_error``, nothing else."""
+    path = os.path.join(WORK, name)
     with open(path, "wb") as f:
         f.write(data)
     try:
-        tn.load_model(path)
-    except tn.ModelFileError:
+        load(path)
+    except expected_error:
         pass
+
+
+def load_model_bytes(data):
+    _write_and_load("fuzzed.npz", data, tn.load_model, tn.ModelFileError)
 
 
 def load_idx_bytes(data):
-    path = os.path.join(WORK, "fuzzed-idx3-ubyte")
-    with open(path, "wb") as f:
-        f.write(data)
-    try:
-        read_idx(path)
-    except DatasetError:
-        pass
+    _write_and_load("fuzzed-idx3-ubyte", data, read_idx, DatasetError)
 
 
 def load_npz_bytes(data):
-    path = os.path.join(WORK, "mnist.npz")
-    with open(path, "wb") as f:
-        f.write(data)
-    try:
-        mnist.load_data(path, verify=False)
-    except DatasetError:
-        pass
+    _write_and_load("mnist.npz", data, lambda path: mnist.load_data(path, verify=False), DatasetError)
 
 
 with np.load(os.path.join(WORK, "valid.npz"), allow_pickle=False) as _f:
