@@ -17,6 +17,8 @@ current epoch.
 
 from __future__ import annotations
 
+from . import validation
+
 
 class Callback:
     """Base class: every hook does nothing."""
@@ -104,15 +106,6 @@ def _monitor_mode(monitor: str, mode: str) -> str:
     return mode
 
 
-def _non_negative(name, value, integer=False):
-    import numbers
-
-    ok = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
-    if not ok or value < 0:
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} >= 0, got {value!r}")
-    return value
-
-
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has stopped improving, as ``keras.callbacks.EarlyStopping``.
 
@@ -126,9 +119,9 @@ class EarlyStopping(Callback):
                  restore_best_weights=False, start_from_epoch=0):
         super().__init__()
         self.monitor, self.verbose = monitor, verbose
-        self.min_delta = abs(_non_negative("min_delta", min_delta))
-        self.patience = _non_negative("patience", patience, integer=True)
-        self.start_from_epoch = _non_negative("start_from_epoch", start_from_epoch, integer=True)
+        self.min_delta = abs(validation.in_range("min_delta", min_delta, 0))
+        self.patience = validation.non_negative_int("patience", patience)
+        self.start_from_epoch = validation.non_negative_int("start_from_epoch", start_from_epoch)
         self.mode = _monitor_mode(monitor, mode)
         self.baseline, self.restore_best_weights = baseline, restore_best_weights
 
@@ -224,9 +217,10 @@ class ReduceLROnPlateau(Callback):
         if not 0 < factor < 1:
             raise ValueError(f"ReduceLROnPlateau factor must be in (0, 1), got {factor!r}")
         self.monitor, self.factor, self.verbose = monitor, float(factor), verbose
-        self.patience = _non_negative("patience", patience, integer=True)
-        self.cooldown = _non_negative("cooldown", cooldown, integer=True)
-        self.min_delta, self.min_lr = _non_negative("min_delta", min_delta), _non_negative("min_lr", min_lr)
+        self.patience = validation.non_negative_int("patience", patience)
+        self.cooldown = validation.non_negative_int("cooldown", cooldown)
+        self.min_delta = validation.in_range("min_delta", min_delta, 0)
+        self.min_lr = validation.in_range("min_lr", min_lr, 0)
         self.mode = _monitor_mode(monitor, mode)
 
     def on_train_begin(self, logs=None):

@@ -24,6 +24,7 @@ from . import backend, losses, metrics, optimizers, validation
 from .callbacks import CallbackList, History, TerminateOnNaN
 from .conv import Conv2D
 from .layers import Dense, Input, Layer
+from .metrics import ACCURACY_NAMES
 from .progress import ProgressBar
 from .summary import format_summary
 from .training import NAN_CHECK_EVERY, InterruptGuard, TrainingDiverged, pack_parameters
@@ -145,8 +146,8 @@ class Sequential:
         self.loss = losses.get(loss)
         self.metrics = []
         for m in metrics or []:
-            if m not in metrics_names():
-                raise ValueError(f"unknown metric {m!r}; tinynet supports {list(metrics_names())}")
+            if m not in ACCURACY_NAMES:
+                raise ValueError(f"unknown metric {m!r}; tinynet supports {list(ACCURACY_NAMES)}")
             self.metrics.append("accuracy")
         if self.optimizer.slots is not None:
             self.optimizer.to(self.device)
@@ -291,7 +292,6 @@ class Sequential:
         history = self._start_history(initial_epoch)
         callbacks = list(callbacks or [])
         cbs = CallbackList([history] + callbacks, self)
-        self._callbacks_batch_end = cbs.on_train_batch_end
         self.history, self.stop_training = history, False
         self._params = self._optimizer_parameters()
         quiet_nan = any(isinstance(c, TerminateOnNaN) for c in callbacks)
@@ -301,8 +301,9 @@ class Sequential:
                 cbs.on_epoch_begin(epoch)
                 if verbose:
                     print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+                bar = ProgressBar(math.ceil(x.shape[0] / batch_size), verbose)
                 try:
-                    logs = self._train_epoch(x, y, batch_size, shuffle, verbose, epoch, interrupt)
+                    logs = self._train_epoch(x, y, batch_size, shuffle, epoch, bar, cbs, interrupt)
                 except TrainingDiverged as e:
                     if not quiet_nan:
                         e.history = history
@@ -318,7 +319,7 @@ class Sequential:
                 if val is not None:
                     val_logs = self._evaluate_prepared(*val, batch_size)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                self._bar.finish(logs)
+                bar.finish(logs)
                 self._epochs_done = epoch + 1
                 cbs.on_epoch_end(epoch, logs)
                 if self.stop_training:
@@ -336,7 +337,7 @@ class Sequential:
             history.epoch = list(range(initial_epoch))
         return history
 
-    def _train_epoch(self, x, y, batch_size, shuffle, verbose, epoch, interrupt):
+    def _train_epoch(self, x, y, batch_size, shuffle, epoch, bar, cbs, interrupt):
         """One pass over (x, y). Returns the epoch's logs, or None when interrupted.
 
         The loss is summed on the device. A NaN or infinite loss is caught without a
@@ -347,7 +348,6 @@ class Sequential:
         loss_fn = self._step_loss()
         n = x.shape[0]
         steps = math.ceil(n / batch_size)
-        self._bar = bar = ProgressBar(steps, verbose)
         order = backend.to_device(self._shuffle_rng.permutation(n), self.device) if shuffle else None
         loss_sum = xp.zeros((), dtype=np.float64)
         correct_sum = xp.zeros((), dtype=np.float64)
@@ -374,7 +374,7 @@ class Sequential:
                     "or scaling the inputs (e.g. x / 255).", epoch, step)
             if (step + 1) % check_every == 0:
                 last_check = step + 1
-            self._callbacks_batch_end(step)
+            cbs.on_train_batch_end(step)
             bar.update(step + 1, lambda s=loss_sum, c=correct_sum, k=hi: self._logs(s, c, k))
             if interrupt.requested:
                 return None
@@ -495,7 +495,3 @@ class Sequential:
     def summary(self, print_fn=print):
         """Print a table of layers, output shapes and parameter counts (Keras's format)."""
         print_fn(format_summary(self))
-
-
-def metrics_names():
-    return metrics.ACCURACY_NAMES

@@ -18,23 +18,11 @@ The step counter ``iterations`` counts finished steps; Adam's bias corrections u
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from . import backend, kernels, schedules
-
-
-def _check(name, value, lo, hi, lo_open=False, hi_open=False):
-    """Raise a ValueError naming the hyperparameter unless lo <= value <= hi."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
-    if not ok:
-        if hi == math.inf:
-            raise ValueError(f"{name} must be a finite number {'>' if lo_open else '>='} {lo}, got {value!r}")
-        lb, rb = "(" if lo_open else "[", ")" if hi_open else "]"
-        raise ValueError(f"{name} must be a number in {lb}{lo}, {hi}{rb}, got {value!r}")
+from .validation import in_range
 
 
 class Optimizer:
@@ -54,11 +42,11 @@ class Optimizer:
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None):
         if not callable(learning_rate):
-            _check("learning_rate", learning_rate, 0, math.inf)
+            in_range("learning_rate", learning_rate, 0, math.inf)
         for name, value in (("weight_decay", weight_decay), ("clipnorm", clipnorm),
                             ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
             if value is not None:
-                _check(name, value, 0, math.inf, lo_open=name != "weight_decay")
+                in_range(name, value, 0, math.inf, lo_open=name != "weight_decay")
         if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError("set at most one of clipnorm, clipvalue and global_clipnorm (as Keras)")
         # a number, or a schedule: any callable of the step (see tinynet.schedules)
@@ -183,7 +171,7 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        _check("momentum", momentum, 0, 1)
+        in_range("momentum", momentum, 0, 1)
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
         self.slot_names = ("momentum",) if self.momentum > 0 else ()
 
@@ -225,9 +213,9 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
                  centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        _check("rho", rho, 0, 1, hi_open=True)
-        _check("momentum", momentum, 0, 1)
-        _check("epsilon", epsilon, 0, math.inf)
+        in_range("rho", rho, 0, 1, hi_open=True)
+        in_range("momentum", momentum, 0, 1)
+        in_range("epsilon", epsilon, 0, math.inf)
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
         self.slot_names = ("velocity",) + (("average_gradient",) if centered else ()) + (
             ("momentum",) if momentum > 0 else ())
@@ -290,9 +278,9 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        _check("beta_1", beta_1, 0, 1, hi_open=True)
-        _check("beta_2", beta_2, 0, 1, hi_open=True)
-        _check("epsilon", epsilon, 0, math.inf)
+        in_range("beta_1", beta_1, 0, 1, hi_open=True)
+        in_range("beta_2", beta_2, 0, 1, hi_open=True)
+        in_range("epsilon", epsilon, 0, math.inf)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def update(self, i, w, g, lr):
@@ -351,8 +339,8 @@ class Adagrad(Optimizer):
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        _check("initial_accumulator_value", initial_accumulator_value, 0, math.inf)
-        _check("epsilon", epsilon, 0, math.inf)
+        in_range("initial_accumulator_value", initial_accumulator_value, 0, math.inf)
+        in_range("epsilon", epsilon, 0, math.inf)
         self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
 
     def build(self, params):

@@ -13,23 +13,15 @@ loss that is minimised and to the loss that is reported, in training and in
 
 from __future__ import annotations
 
-import math
-import numbers
-
 from . import backend
-
-
-def _factor(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+from .validation import in_range
 
 
 class Regularizer:
     """R(W) = l1 * sum |W| + l2 * sum W^2."""
 
     def __init__(self, l1=0.0, l2=0.0):
-        self.l1, self.l2 = _factor("l1", l1), _factor("l2", l2)
+        self.l1, self.l2 = float(in_range("l1", l1, 0)), float(in_range("l2", l2, 0))
 
     def __call__(self, w):
         """The penalty R(w), a 0-d array on w's device."""

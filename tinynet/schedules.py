@@ -17,6 +17,8 @@ from __future__ import annotations
 import bisect
 import math
 
+from .validation import in_range
+
 
 class LearningRateSchedule:
     """Base class: ``schedule(step) -> learning rate``; serialisable with get_config."""
@@ -28,17 +30,11 @@ class LearningRateSchedule:
         return dict(self.__dict__)
 
 
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
-
-
 class ExponentialDecay(LearningRateSchedule):
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
-        self.initial_learning_rate = _positive("initial_learning_rate", initial_learning_rate)
-        self.decay_steps = _positive("decay_steps", decay_steps)
-        self.decay_rate = _positive("decay_rate", decay_rate)
+        self.initial_learning_rate = in_range("initial_learning_rate", initial_learning_rate, 0, lo_open=True)
+        self.decay_steps = in_range("decay_steps", decay_steps, 0, lo_open=True)
+        self.decay_rate = in_range("decay_rate", decay_rate, 0, lo_open=True)
         self.staircase = bool(staircase)
 
     def __call__(self, step):
@@ -64,8 +60,8 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 
 class CosineDecay(LearningRateSchedule):
     def __init__(self, initial_learning_rate, decay_steps, alpha=0.0):
-        self.initial_learning_rate = _positive("initial_learning_rate", initial_learning_rate)
-        self.decay_steps = _positive("decay_steps", decay_steps)
+        self.initial_learning_rate = in_range("initial_learning_rate", initial_learning_rate, 0, lo_open=True)
+        self.decay_steps = in_range("decay_steps", decay_steps, 0, lo_open=True)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"CosineDecay alpha must be in [0, 1], got {alpha!r}")
         self.alpha = float(alpha)

@@ -18,6 +18,7 @@ message says what was expected and what came.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -35,6 +36,20 @@ def non_negative_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return int(value)
+
+
+def in_range(name: str, value, lo, hi=math.inf, lo_open=False, hi_open=False):
+    """A finite real number with lo <= value <= hi (open ends on request); a
+    hyperparameter check shared by optimizers, schedules, regularizers and callbacks."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        if hi == math.inf:
+            raise ValueError(f"{name} must be a finite number {'>' if lo_open else '>='} {lo}, got {value!r}")
+        lb, rb = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise ValueError(f"{name} must be a number in {lb}{lo}, {hi}{rb}, got {value!r}")
+    return value
 
 
 def fraction(name: str, value, upper_inclusive=False) -> float:
