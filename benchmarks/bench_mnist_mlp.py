@@ -65,6 +65,7 @@ def images(x, hidden, channels_first=False):
 
 # ------------------------------------------------------------------ machine facts
 
+
 def peak_rss_mb():
     try:
         with open("/proc/self/status") as f:
@@ -83,8 +84,15 @@ def bench_tinynet(hidden, batch, data, args):
     x, y, x_test, y_test = data
     x, x_test = images(x, hidden), images(x_test, hidden)
     if hidden == CNN:
-        layers = [tn.Input((28, 28, 1)), tn.Conv2D(32, 3, activation="relu"), tn.MaxPooling2D(2),
-                  tn.Conv2D(64, 3, activation="relu"), tn.MaxPooling2D(2), tn.Flatten(), tn.Dropout(0.5)]
+        layers = [
+            tn.Input((28, 28, 1)),
+            tn.Conv2D(32, 3, activation="relu"),
+            tn.MaxPooling2D(2),
+            tn.Conv2D(64, 3, activation="relu"),
+            tn.MaxPooling2D(2),
+            tn.Flatten(),
+            tn.Dropout(0.5),
+        ]
     else:
         layers = [tn.Input((784,))] + [tn.Dense(h, activation="relu") for h in hidden]
     model = tn.Sequential(layers + [tn.Dense(10, activation="softmax")], device=args.device, seed=0)
@@ -116,15 +124,23 @@ def bench_keras(hidden, batch, data, args):
     x, x_test = images(x, hidden), images(x_test, hidden)
     L = keras.layers
     if hidden == CNN:
-        layers = [keras.Input((28, 28, 1)), L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
-                  L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(), L.Dropout(0.5)]
+        layers = [
+            keras.Input((28, 28, 1)),
+            L.Conv2D(32, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dropout(0.5),
+        ]
     else:
         layers = [keras.Input((784,))] + [L.Dense(h, activation="relu") for h in hidden]
     model = keras.Sequential(layers + [keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     times = []
-    model.fit(x, y, batch_size=batch, epochs=args.epochs, verbose=0,
-              callbacks=[epoch_timer(keras.callbacks.Callback, times)])
+    model.fit(
+        x, y, batch_size=batch, epochs=args.epochs, verbose=0, callbacks=[epoch_timer(keras.callbacks.Callback, times)]
+    )
     accuracy = float(model.evaluate(x_test, y_test, batch_size=1024, verbose=0)[1])
     return times, accuracy, None
 
@@ -138,8 +154,16 @@ def bench_torch(hidden, batch, data, args, compiled=False):
     x, x_test = images(x, hidden, channels_first=True), images(x_test, hidden, channels_first=True)
     nn = torch.nn
     if hidden == CNN:
-        modules = [nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
-                   nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5)]
+        modules = [
+            nn.Conv2d(1, 32, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(0.5),
+        ]
         last = 1600
     else:
         sizes, modules = [784, *hidden], []
@@ -165,7 +189,7 @@ def bench_torch(hidden, batch, data, args, compiled=False):
         total = torch.zeros((), device=dev)
         perm = torch.randperm(n, device=dev)
         for i in range(0, n, batch):
-            idx = perm[i:i + batch]
+            idx = perm[i : i + batch]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(forward(X[idx]), Y[idx])
             loss.backward()
@@ -244,25 +268,43 @@ def machine(args):
 def write_report(results, args, versions):
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"bench_mnist_{args.model}_{args.device}")
-    meta = {"machine": machine(args), "device": args.device, "epochs": args.epochs, "subset": args.subset,
-            "tf32": bool(args.tf32), "versions": versions, "python": platform.python_version(),
-            "numpy": np.__version__, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
+    meta = {
+        "machine": machine(args),
+        "device": args.device,
+        "epochs": args.epochs,
+        "subset": args.subset,
+        "tf32": bool(args.tf32),
+        "versions": versions,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+    }
     with open(stem + ".json", "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
-    lines = [f"# MNIST {args.model.upper()} training speed ({args.device})", "",
-             f"Machine: {meta['machine']}. TF32: {'on' if args.tf32 else 'off'}. "
-             f"Epochs: {args.epochs} (median of epochs 2..{args.epochs}) over "
-             f"{args.subset or 60000} training images. Versions: "
-             + ", ".join(f"{k} {v}" for k, v in versions.items()) + f", NumPy {np.__version__}.", "",
-             "Command: `python benchmarks/bench_mnist_mlp.py" + (" --device gpu" if args.device == "gpu" else "")
-             + (f" --model {args.model}" if args.model != "mlp" else "")
-             + (f" --subset {args.subset}" if args.subset else "") + f" --epochs {args.epochs}`", "",
-             "| model | batch | framework | epoch (s) | × tinynet | test acc | peak mem (MB) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# MNIST {args.model.upper()} training speed ({args.device})",
+        "",
+        f"Machine: {meta['machine']}. TF32: {'on' if args.tf32 else 'off'}. "
+        f"Epochs: {args.epochs} (median of epochs 2..{args.epochs}) over "
+        f"{args.subset or 60000} training images. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+        + f", NumPy {np.__version__}.",
+        "",
+        "Command: `python benchmarks/bench_mnist_mlp.py"
+        + (" --device gpu" if args.device == "gpu" else "")
+        + (f" --model {args.model}" if args.model != "mlp" else "")
+        + (f" --subset {args.subset}" if args.subset else "")
+        + f" --epochs {args.epochs}`",
+        "",
+        "| model | batch | framework | epoch (s) | × tinynet | test acc | peak mem (MB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         mem = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "–"
-        lines.append(f"| {r['model']} | {r['batch']} | {r['framework']} | {r['epoch_s']:.3f} | "
-                     f"{r['ratio']:.2f} | {r['test_accuracy']:.4f} | {mem} |")
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['framework']} | {r['epoch_s']:.3f} | "
+            f"{r['ratio']:.2f} | {r['test_accuracy']:.4f} | {mem} |"
+        )
     lines += ["", "× tinynet = the framework's epoch time / tinynet's: above 1 means tinynet is faster."]
     with open(stem + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -272,13 +314,21 @@ def write_report(results, args, versions):
 
         groups = list(dict.fromkeys((r["model"], r["batch"]) for r in results))
         names = list(dict.fromkeys(r["framework"] for r in results))
-        series = {name: [next((r["epoch_s"] for r in results if (r["model"], r["batch"]) == g
-                               and r["framework"] == name), None) for g in groups] for name in names}
-        path = plot_grouped_bars([f"{m}\nbatch {b}" for m, b in groups], series, stem + ".png",
-                                 "seconds per epoch (lower is better)",
-                                 f"MNIST {args.model.upper()} epoch time, {meta['machine']}, "
-                                 f"TF32 {'on' if args.tf32 else 'off'}",
-                                 log=True)
+        series = {
+            name: [
+                next((r["epoch_s"] for r in results if (r["model"], r["batch"]) == g and r["framework"] == name), None)
+                for g in groups
+            ]
+            for name in names
+        }
+        path = plot_grouped_bars(
+            [f"{m}\nbatch {b}" for m, b in groups],
+            series,
+            stem + ".png",
+            "seconds per epoch (lower is better)",
+            f"MNIST {args.model.upper()} epoch time, {meta['machine']}, TF32 {'on' if args.tf32 else 'off'}",
+            log=True,
+        )
         print("plot: " + path)
     except ImportError:
         print("no plot: matplotlib is not installed")
@@ -287,8 +337,12 @@ def write_report(results, args, versions):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
-    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
-                   help="mlp: the three MLP configurations; cnn: the Keras simple convnet at batch 128")
+    p.add_argument(
+        "--model",
+        choices=["mlp", "cnn"],
+        default="mlp",
+        help="mlp: the three MLP configurations; cnn: the Keras simple convnet at batch 128",
+    )
     p.add_argument("--subset", type=int, default=None, help="train on the first N images only (a faster run)")
     p.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is warm-up (default 4)")
     p.add_argument("--only", nargs="*", default=None, help="framework names to run (default: all installed)")
@@ -303,8 +357,13 @@ def main(argv=None) -> int:
         os.environ["CUPY_TF32"] = "1"
     configs = CNN_CONFIGS if args.model == "cnn" else CONFIGS
     if args.configs:
-        configs = [(CNN if c.split(":")[0] == "cnn" else tuple(int(u) for u in c.split(":")[0].split("-")),
-                    int(c.split(":")[1])) for c in args.configs.split(",")]
+        configs = [
+            (
+                CNN if c.split(":")[0] == "cnn" else tuple(int(u) for u in c.split(":")[0].split("-")),
+                int(c.split(":")[1]),
+            )
+            for c in args.configs.split(",")
+        ]
 
     if args.worker:
         return worker(args, configs[0])
@@ -314,9 +373,20 @@ def main(argv=None) -> int:
         model = model_name(hidden)
         base = None
         for name in frameworks:
-            command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--device", args.device,
-                       "--epochs", str(args.epochs), "--configs", f"{'-'.join(map(str, hidden))}:{batch}",
-                       "--model", args.model] + (["--subset", str(args.subset)] if args.subset else [])
+            command = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--worker",
+                name,
+                "--device",
+                args.device,
+                "--epochs",
+                str(args.epochs),
+                "--configs",
+                f"{'-'.join(map(str, hidden))}:{batch}",
+                "--model",
+                args.model,
+            ] + (["--subset", str(args.subset)] if args.subset else [])
             command += (["--data-dir", args.data_dir] if args.data_dir else []) + (["--tf32"] if args.tf32 else [])
             done = subprocess.run(command, capture_output=True, text=True)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -328,8 +398,10 @@ def main(argv=None) -> int:
             base = r["epoch_s"] if name == "tinynet" else base
             r.update(model=model, batch=batch, framework=name, ratio=r["epoch_s"] / base if base else float("nan"))
             results.append(r)
-            print(f"{model} batch {batch} {name}: {r['epoch_s']:.3f} s/epoch, test accuracy "
-                  f"{r['test_accuracy']:.4f}", flush=True)
+            print(
+                f"{model} batch {batch} {name}: {r['epoch_s']:.3f} s/epoch, test accuracy {r['test_accuracy']:.4f}",
+                flush=True,
+            )
     write_report(results, args, versions)
     return 0
 
@@ -339,14 +411,27 @@ def worker(args, config):
     hidden, batch = config
     (x_train, y_train), (x_test, y_test) = mnist.load_data(args.data_dir)
     if args.subset:
-        x_train, y_train = x_train[:args.subset], y_train[:args.subset]
-    data = (preprocessing.flatten(preprocessing.scale(x_train)), y_train.astype(np.int64),
-            preprocessing.flatten(preprocessing.scale(x_test)), y_test.astype(np.int64))
+        x_train, y_train = x_train[: args.subset], y_train[: args.subset]
+    data = (
+        preprocessing.flatten(preprocessing.scale(x_train)),
+        y_train.astype(np.int64),
+        preprocessing.flatten(preprocessing.scale(x_test)),
+        y_test.astype(np.int64),
+    )
     run, version = RUNNERS[args.worker](args)
     times, accuracy, gpu_peak = run(hidden, batch, data, args)
     peak = gpu_peak if args.device == "gpu" else peak_rss_mb()
-    print(json.dumps({"epoch_s": statistics.median(times[1:] or times), "epoch_times": times,
-                      "test_accuracy": float(accuracy), "peak_mb": peak, "version": version}))
+    print(
+        json.dumps(
+            {
+                "epoch_s": statistics.median(times[1:] or times),
+                "epoch_times": times,
+                "test_accuracy": float(accuracy),
+                "peak_mb": peak,
+                "version": version,
+            }
+        )
+    )
     return 0
 
 

@@ -38,8 +38,10 @@ def record(backend: str, names):
     import numpy as np
 
     keras.utils.set_random_seed(0)
-    backend_version = {"tensorflow": lambda: __import__("tensorflow").__version__,
-                       "jax": lambda: __import__("jax").__version__}[backend]()
+    backend_version = {
+        "tensorflow": lambda: __import__("tensorflow").__version__,
+        "jax": lambda: __import__("jax").__version__,
+    }[backend]()
     for name in names:
         case = parity_cases.CASES[name]
         if backend not in case["backends"]:
@@ -55,42 +57,66 @@ def record(backend: str, names):
         model = keras.Sequential(layers)
         opt_name, opt_kwargs = case["optimizer"]
         loss_name, loss_kwargs = case["loss"]
-        model.compile(optimizer=getattr(keras.optimizers, opt_name)(**opt_kwargs),
-                      loss=getattr(keras.losses, loss_name)(**loss_kwargs))
+        model.compile(
+            optimizer=getattr(keras.optimizers, opt_name)(**opt_kwargs),
+            loss=getattr(keras.losses, loss_name)(**loss_kwargs),
+        )
         model.set_weights(initial)
         losses = [float(model.train_on_batch(xb, yb)) for xb, yb in parity_cases.batches(case, x, y)]
         samples, sums, norms = parity_cases.weight_samples(model.get_weights())
         predictions = np.asarray(model.predict(x[:8], verbose=0), dtype=np.float32)
-        meta = {"case": name, "backend": backend, "keras": keras.__version__, "backend_version": backend_version,
-                "numpy": np.__version__, "data_sha256": parity_cases.digest([x, y]),
-                "weights_sha256": parity_cases.digest(initial), "config": case}
-        arrays = {"losses": np.array(losses), "sums": sums, "norms": norms, "predictions": predictions,
-                  "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+        meta = {
+            "case": name,
+            "backend": backend,
+            "keras": keras.__version__,
+            "backend_version": backend_version,
+            "numpy": np.__version__,
+            "data_sha256": parity_cases.digest([x, y]),
+            "weights_sha256": parity_cases.digest(initial),
+            "config": case,
+        }
+        arrays = {
+            "losses": np.array(losses),
+            "sums": sums,
+            "norms": norms,
+            "predictions": predictions,
+            "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        }
         arrays.update({f"sample_{i}": s for i, s in enumerate(samples)})
         os.makedirs(parity_cases.FIXTURES, exist_ok=True)
         path = parity_cases.fixture_path(name, backend)
         np.savez_compressed(path, **arrays)
-        print(f"{path}: {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f} "
-              f"({os.path.getsize(path) / 1024:.0f} KB)")
+        print(
+            f"{path}: {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f} "
+            f"({os.path.getsize(path) / 1024:.0f} KB)"
+        )
 
 
 CNN_MODELS = {
     # name: (input shape, layers as (kind, args, kwargs))
-    "cnn_same_strided": ((11, 10, 2), [
-        ("Conv2D", (4, 3), {"strides": 2, "padding": "same", "activation": "relu"}),
-        ("MaxPooling2D", (2,), {"padding": "same"}),
-        ("Conv2D", (3, (2, 2)), {"padding": "valid"}),
-        ("AveragePooling2D", (2,), {"strides": 1, "padding": "same"}),
-        ("BatchNormalization", (), {}),
-        ("Flatten", (), {}),
-        ("Dense", (5,), {"activation": "softmax"})]),
-    "cnn_valid_rectangular": ((12, 11, 3), [
-        ("Conv2D", (5, (3, 2)), {"strides": (1, 2), "activation": "tanh"}),
-        ("AveragePooling2D", (2,), {}),
-        ("Conv2D", (2, 2), {"padding": "same", "activation": "sigmoid"}),
-        ("MaxPooling2D", ((2, 1),), {"strides": (1, 1)}),
-        ("Reshape", ((-1,),), {}),
-        ("Dense", (4,), {})]),
+    "cnn_same_strided": (
+        (11, 10, 2),
+        [
+            ("Conv2D", (4, 3), {"strides": 2, "padding": "same", "activation": "relu"}),
+            ("MaxPooling2D", (2,), {"padding": "same"}),
+            ("Conv2D", (3, (2, 2)), {"padding": "valid"}),
+            ("AveragePooling2D", (2,), {"strides": 1, "padding": "same"}),
+            ("BatchNormalization", (), {}),
+            ("Flatten", (), {}),
+            ("Dense", (5,), {"activation": "softmax"}),
+        ],
+    ),
+    "cnn_valid_rectangular": (
+        (12, 11, 3),
+        [
+            ("Conv2D", (5, (3, 2)), {"strides": (1, 2), "activation": "tanh"}),
+            ("AveragePooling2D", (2,), {}),
+            ("Conv2D", (2, 2), {"padding": "same", "activation": "sigmoid"}),
+            ("MaxPooling2D", ((2, 1),), {"strides": (1, 1)}),
+            ("Reshape", ((-1,),), {}),
+            ("Dense", (4,), {}),
+        ],
+    ),
 }
 
 
@@ -106,14 +132,17 @@ def record_cnn():
         model = keras.Sequential(layers)
         weights = [w + rng.uniform(-0.1, 0.1, w.shape).astype(np.float32) for w in model.get_weights()]
         # non-trivial moving statistics for BatchNormalization (variance kept positive)
-        weights = [np.abs(w) + 0.5 if model.weights[i].name == "moving_variance" else w
-                   for i, w in enumerate(weights)]
+        weights = [np.abs(w) + 0.5 if model.weights[i].name == "moving_variance" else w for i, w in enumerate(weights)]
         model.set_weights(weights)
         x = rng.standard_normal((4,) + shape).astype(np.float32)
-        arrays = {"x": x, "inference": np.asarray(model(x, training=False)),
-                  "training": np.asarray(model(x, training=True)),
-                  "meta": np.frombuffer(json.dumps({"keras": keras.__version__, "spec": spec, "shape": shape})
-                                        .encode(), dtype=np.uint8)}
+        arrays = {
+            "x": x,
+            "inference": np.asarray(model(x, training=False)),
+            "training": np.asarray(model(x, training=True)),
+            "meta": np.frombuffer(
+                json.dumps({"keras": keras.__version__, "spec": spec, "shape": shape}).encode(), dtype=np.uint8
+            ),
+        }
         arrays.update({f"weight_{i}": w for i, w in enumerate(weights)})
         path = parity_cases.fixture_path(name, "tensorflow")
         np.savez_compressed(path, **arrays)

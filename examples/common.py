@@ -11,8 +11,13 @@ import tinynet as tn
 from tinynet import metrics, optimizers, preprocessing
 from tinynet.datasets import DatasetError, mnist
 
-OPTIMIZERS = {"adam": optimizers.Adam, "adamw": optimizers.AdamW, "rmsprop": optimizers.RMSprop,
-              "sgd": optimizers.SGD, "adagrad": optimizers.Adagrad}
+OPTIMIZERS = {
+    "adam": optimizers.Adam,
+    "adamw": optimizers.AdamW,
+    "rmsprop": optimizers.RMSprop,
+    "sgd": optimizers.SGD,
+    "adagrad": optimizers.Adagrad,
+}
 
 
 def add_common_flags(p: argparse.ArgumentParser, epochs: int, batch_size: int, dropout: float):
@@ -24,8 +29,11 @@ def add_common_flags(p: argparse.ArgumentParser, epochs: int, batch_size: int, d
     p.add_argument("--dropout", type=float, default=dropout, help=f"dropout rate (default: {dropout})")
     p.add_argument("--validation-split", type=float, default=0.1, help="default: 0.1")
     p.add_argument("--seed", type=int, default=0, help="default: 0")
-    p.add_argument("--data-dir", default=None, help="directory with the MNIST files (default: $TINYNET_DATA_DIR, "
-                                                     "the cache, or a download)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="directory with the MNIST files (default: $TINYNET_DATA_DIR, the cache, or a download)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check (other data in MNIST's format)")
     p.add_argument("--subset", type=int, default=None, help="use only the first N training and test images")
     p.add_argument("--plots", default="plots", help="directory for the PNG plots (default: plots; '' for none)")
@@ -47,8 +55,8 @@ def load(args, image_shape):
         print(f"error: {e}", file=sys.stderr)
         return None
     if args.subset:
-        x_train, y_train = x_train[:args.subset], y_train[:args.subset]
-        x_test, y_test = x_test[:args.subset], y_test[:args.subset]
+        x_train, y_train = x_train[: args.subset], y_train[: args.subset]
+        x_test, y_test = x_test[: args.subset], y_test[: args.subset]
     print(f"MNIST: {len(x_train)} training and {len(x_test)} test images of {x_train.shape[1:]}")
     images_test = x_test
     x_train = preprocessing.scale(x_train).reshape((len(x_train),) + image_shape)
@@ -61,14 +69,22 @@ def train(model, args, x_train, y_train):
     try:
         model.summary()
         start = time.perf_counter()
-        history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-                            validation_split=args.validation_split, verbose=args.verbose)
+        history = model.fit(
+            x_train,
+            y_train,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            validation_split=args.validation_split,
+            verbose=args.verbose,
+        )
     except (ValueError, tn.DeviceUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return None
     seconds = time.perf_counter() - start
-    print(f"trained {len(history.epoch)} epochs in {seconds:.1f} s ({seconds / max(len(history.epoch), 1):.2f} s/epoch)"
-          f" on {model.device}")
+    print(
+        f"trained {len(history.epoch)} epochs in {seconds:.1f} s ({seconds / max(len(history.epoch), 1):.2f} s/epoch)"
+        f" on {model.device}"
+    )
     return history
 
 

@@ -30,7 +30,8 @@ def parse_hidden(text: str) -> list[int]:
         units = [int(u) for u in text.split(",") if u.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--hidden expects comma-separated positive integers like 512,512, got {text!r}") from None
+            f"--hidden expects comma-separated positive integers like 512,512, got {text!r}"
+        ) from None
     if any(u < 1 for u in units):
         raise argparse.ArgumentTypeError(f"--hidden sizes must be positive, got {text!r}")
     return units

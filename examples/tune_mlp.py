@@ -36,8 +36,11 @@ def ints(text):
 
 
 def make_model(hidden, learning_rate, seed, device):
-    model = tn.Sequential([tn.Input((784,)), tn.Dense(hidden, activation="relu"), tn.Dense(10, activation="softmax")],
-                          seed=seed, device=device)
+    model = tn.Sequential(
+        [tn.Input((784,)), tn.Dense(hidden, activation="relu"), tn.Dense(10, activation="softmax")],
+        seed=seed,
+        device=device,
+    )
     model.compile(tn.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -65,7 +68,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.subset:
-        x_train, y_train = x_train[:args.subset], y_train[:args.subset]
+        x_train, y_train = x_train[: args.subset], y_train[: args.subset]
     x_train = preprocessing.flatten(preprocessing.scale(x_train))
     x_test = preprocessing.flatten(preprocessing.scale(x_test))
     (x_fit, y_fit), (x_val, y_val) = preprocessing.train_val_split(x_train, y_train, args.validation_split)
@@ -74,8 +77,10 @@ def main(argv=None) -> int:
     if args.search == "random":
         rng = np.random.default_rng(args.seed)
         grid = [grid[i] for i in rng.choice(len(grid), size=min(args.trials, len(grid)), replace=False)]
-    print(f"{args.search} search: {len(grid)} trials of {args.epochs} epochs, "
-          f"{len(x_fit)} training / {len(x_val)} validation images")
+    print(
+        f"{args.search} search: {len(grid)} trials of {args.epochs} epochs, "
+        f"{len(x_fit)} training / {len(x_val)} validation images"
+    )
 
     results = []
     for k, (lr, batch, hidden) in enumerate(grid, start=1):
@@ -84,31 +89,49 @@ def main(argv=None) -> int:
         model.fit(x_fit, y_fit, batch_size=batch, epochs=args.epochs, validation_data=(x_val, y_val), verbose=0)
         val_loss, val_acc = model.evaluate(x_val, y_val, batch_size=512, verbose=0)
         seconds = time.perf_counter() - start
-        results.append({"learning_rate": lr, "batch_size": batch, "hidden": hidden, "val_loss": val_loss,
-                        "val_accuracy": val_acc, "seconds": seconds})
-        print(f"trial {k}/{len(grid)}: lr {lr:g}, batch {batch}, hidden {hidden} -> "
-              f"val_accuracy {val_acc:.4f}, val_loss {val_loss:.4f} ({seconds:.1f} s)")
+        results.append(
+            {
+                "learning_rate": lr,
+                "batch_size": batch,
+                "hidden": hidden,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "seconds": seconds,
+            }
+        )
+        print(
+            f"trial {k}/{len(grid)}: lr {lr:g}, batch {batch}, hidden {hidden} -> "
+            f"val_accuracy {val_acc:.4f}, val_loss {val_loss:.4f} ({seconds:.1f} s)"
+        )
 
     ranked = sorted(results, key=lambda r: (-r["val_accuracy"], r["val_loss"]))
     print(f"\n{'rank':>4} {'learning_rate':>13} {'batch':>5} {'hidden':>6} {'val_acc':>8} {'val_loss':>8} {'time':>7}")
     for i, r in enumerate(ranked, start=1):
-        print(f"{i:>4} {r['learning_rate']:>13g} {r['batch_size']:>5} {r['hidden']:>6} {r['val_accuracy']:>8.4f} "
-              f"{r['val_loss']:>8.4f} {r['seconds']:>6.1f}s")
+        print(
+            f"{i:>4} {r['learning_rate']:>13g} {r['batch_size']:>5} {r['hidden']:>6} {r['val_accuracy']:>8.4f} "
+            f"{r['val_loss']:>8.4f} {r['seconds']:>6.1f}s"
+        )
 
     best = ranked[0]
     model = make_model(best["hidden"], best["learning_rate"], args.seed, args.device)
     model.fit(x_fit, y_fit, batch_size=best["batch_size"], epochs=args.epochs, verbose=0)
     test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
-    print(f"\nbest on validation: lr {best['learning_rate']:g}, batch {best['batch_size']}, hidden {best['hidden']};"
-          f" scored once on the test set: accuracy {test_acc:.4f}, loss {test_loss:.4f}")
+    print(
+        f"\nbest on validation: lr {best['learning_rate']:g}, batch {best['batch_size']}, hidden {best['hidden']};"
+        f" scored once on the test set: accuracy {test_acc:.4f}, loss {test_loss:.4f}"
+    )
 
     if args.plots:
         from tinynet import plot
 
         os.makedirs(args.plots, exist_ok=True)
         labels = [f"lr {r['learning_rate']:g}\nb {r['batch_size']}\nh {r['hidden']}" for r in results]
-        path = plot.plot_trials(labels, [r["val_accuracy"] for r in results], os.path.join(args.plots, "tuning.png"),
-                                best=results.index(best))
+        path = plot.plot_trials(
+            labels,
+            [r["val_accuracy"] for r in results],
+            os.path.join(args.plots, "tuning.png"),
+            best=results.index(best),
+        )
         print("plot: " + path)
     return 0
 

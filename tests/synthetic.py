@@ -39,7 +39,11 @@ def write_mnist_dir(directory, n_train=300, n_test=100, seed=0, compress=True):
     x_train, y_train = make_digits(n_train, seed)
     x_test, y_test = make_digits(n_test, seed + 1)
     suffix = ".gz" if compress else ""
-    for stem, array in (("train-images-idx3-ubyte", x_train), ("train-labels-idx1-ubyte", y_train),
-                        ("t10k-images-idx3-ubyte", x_test), ("t10k-labels-idx1-ubyte", y_test)):
+    for stem, array in (
+        ("train-images-idx3-ubyte", x_train),
+        ("train-labels-idx1-ubyte", y_train),
+        ("t10k-images-idx3-ubyte", x_test),
+        ("t10k-labels-idx1-ubyte", y_test),
+    ):
         write_idx(os.path.join(directory, stem + suffix), array)
     return (x_train, y_train), (x_test, y_test)

@@ -17,30 +17,39 @@ X = np.ones((10, 4), dtype=np.float32)
 Y = np.arange(10) % 3
 
 
-@pytest.mark.parametrize("kwargs,error,message", [
-    ({"y": Y[:7]}, ValueError, "x and y must have the same number of samples: x has 10, y has 7 samples"),
-    ({"x": np.ones((10, 5))}, ValueError,
-     r"the model expects samples of shape \(4,\), so x of shape \(N, 4\); got x of shape \(10, 5\)"),
-    ({"x": np.ones(4)}, ValueError, r"batch axis first.*got shape \(4,\)"),
-    ({"x": np.ones((0, 4)), "y": Y[:0]}, ValueError, r"x is empty: shape \(0, 4\)"),
-    ({"y": np.array([0, 1, 2, 3, 0, 1, 2, 0, 1, 2])}, ValueError,
-     r"labels in y must be in \[0, 2\] for a model with 3 outputs, got values from 0 to 3"),
-    ({"y": -(Y + 1)}, ValueError, r"must be in \[0, 2\].*got values from -3 to -1"),
-    ({"y": Y + 0.5}, ValueError, "whole-number class indices"),
-    ({"y": np.eye(3)[Y]}, ValueError, r"class indices of shape \(N,\) or \(N, 1\), got shape \(10, 3\)"),
-    ({"x": np.where(np.eye(10, 4) > 0, np.nan, 1.0)}, ValueError, "x contains 4 NaN or infinite value"),
-    ({"x": np.full((10, 4), np.inf)}, ValueError, "NaN or infinite"),
-    ({"x": np.array([["a"] * 4] * 10)}, TypeError, "x must hold numbers, got an array of dtype <U1"),
-    ({"x": np.array([[object()] * 4] * 10)}, TypeError, "dtype object"),
-    ({"x": "not an array"}, TypeError, "x must be a NumPy or CuPy array, got str"),
-    ({"batch_size": 0}, ValueError, "batch_size must be a positive integer, got 0"),
-    ({"batch_size": 2.5}, ValueError, "batch_size must be a positive integer, got 2.5"),
-    ({"epochs": -1}, ValueError, "epochs must be a positive integer, got -1"),
-    ({"validation_split": 1.0}, ValueError, r"validation_split must be a number in \[0, 1\), got 1.0"),
-    ({"validation_split": -0.1}, ValueError, r"validation_split must be a number in \[0, 1\)"),
-    ({"verbose": 3}, ValueError, 'verbose must be 0, 1, 2 or "auto", got 3'),
-    ({"validation_data": (X,)}, ValueError, r"validation_data must be a tuple \(x_val, y_val\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        ({"y": Y[:7]}, ValueError, "x and y must have the same number of samples: x has 10, y has 7 samples"),
+        (
+            {"x": np.ones((10, 5))},
+            ValueError,
+            r"the model expects samples of shape \(4,\), so x of shape \(N, 4\); got x of shape \(10, 5\)",
+        ),
+        ({"x": np.ones(4)}, ValueError, r"batch axis first.*got shape \(4,\)"),
+        ({"x": np.ones((0, 4)), "y": Y[:0]}, ValueError, r"x is empty: shape \(0, 4\)"),
+        (
+            {"y": np.array([0, 1, 2, 3, 0, 1, 2, 0, 1, 2])},
+            ValueError,
+            r"labels in y must be in \[0, 2\] for a model with 3 outputs, got values from 0 to 3",
+        ),
+        ({"y": -(Y + 1)}, ValueError, r"must be in \[0, 2\].*got values from -3 to -1"),
+        ({"y": Y + 0.5}, ValueError, "whole-number class indices"),
+        ({"y": np.eye(3)[Y]}, ValueError, r"class indices of shape \(N,\) or \(N, 1\), got shape \(10, 3\)"),
+        ({"x": np.where(np.eye(10, 4) > 0, np.nan, 1.0)}, ValueError, "x contains 4 NaN or infinite value"),
+        ({"x": np.full((10, 4), np.inf)}, ValueError, "NaN or infinite"),
+        ({"x": np.array([["a"] * 4] * 10)}, TypeError, "x must hold numbers, got an array of dtype <U1"),
+        ({"x": np.array([[object()] * 4] * 10)}, TypeError, "dtype object"),
+        ({"x": "not an array"}, TypeError, "x must be a NumPy or CuPy array, got str"),
+        ({"batch_size": 0}, ValueError, "batch_size must be a positive integer, got 0"),
+        ({"batch_size": 2.5}, ValueError, "batch_size must be a positive integer, got 2.5"),
+        ({"epochs": -1}, ValueError, "epochs must be a positive integer, got -1"),
+        ({"validation_split": 1.0}, ValueError, r"validation_split must be a number in \[0, 1\), got 1.0"),
+        ({"validation_split": -0.1}, ValueError, r"validation_split must be a number in \[0, 1\)"),
+        ({"verbose": 3}, ValueError, 'verbose must be 0, 1, 2 or "auto", got 3'),
+        ({"validation_data": (X,)}, ValueError, r"validation_data must be a tuple \(x_val, y_val\)"),
+    ],
+)
 def test_fit_rejects(model, kwargs, error, message):
     args = {"x": X, "y": Y, "verbose": 0, **kwargs}
     with pytest.raises(error, match=message):
@@ -48,8 +57,10 @@ def test_fit_rejects(model, kwargs, error, message):
 
 
 def test_validation_split_too_small_for_the_data(model):
-    with pytest.raises(ValueError, match="validation_split=0.95 of 10 samples leaves 0 for training and 10 for "
-                                         "validation; both need at least one"):
+    with pytest.raises(
+        ValueError,
+        match="validation_split=0.95 of 10 samples leaves 0 for training and 10 for validation; both need at least one",
+    ):
         model.fit(X, Y, validation_split=0.95, verbose=0)
 
 

@@ -18,8 +18,9 @@ def built(layer, shape, device, seed=0):
 @pytest.mark.parametrize("strides", [1, 2])
 @pytest.mark.parametrize("channels,filters,kernel", [(1, 3, 3), (2, 4, (2, 3)), (3, 2, 1)])
 def test_conv2d_gradients(device, xp, rng, padding, strides, channels, filters, kernel):
-    layer = built(tn.Conv2D(filters, kernel, strides=strides, padding=padding, bias_initializer="ones"),
-                  (7, 6, channels), device)
+    layer = built(
+        tn.Conv2D(filters, kernel, strides=strides, padding=padding, bias_initializer="ones"), (7, 6, channels), device
+    )
     check_backward(layer, xp.asarray(rng.standard_normal((2, 7, 6, channels))))
 
 
@@ -42,7 +43,7 @@ def reference_conv(x, W, b, stride, padding):
     for s in range(n):
         for i in range(oh):
             for j in range(ow):
-                patch = x[s, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
+                patch = x[s, i * stride : i * stride + kh, j * stride : j * stride + kw, :]
                 for k in range(f):
                     y[s, i, j, k] = (patch * W[:, :, :, k]).sum() + b[k]
     return y
@@ -64,8 +65,9 @@ def distinct(rng, shape):
     return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1).astype(np.float64)
 
 
-@pytest.mark.parametrize("pool,strides,padding", [(2, None, "valid"), (3, 2, "same"), (2, 1, "valid"),
-                                                  ((2, 3), (1, 2), "same")])
+@pytest.mark.parametrize(
+    "pool,strides,padding", [(2, None, "valid"), (3, 2, "same"), (2, 1, "valid"), ((2, 3), (1, 2), "same")]
+)
 def test_max_pooling(device, xp, rng, pool, strides, padding):
     layer = built(tn.MaxPooling2D(pool, strides=strides, padding=padding), (5, 7, 2), device)
     check_backward(layer, xp.asarray(distinct(rng, (2, 5, 7, 2))))
@@ -113,8 +115,9 @@ def test_batch_normalization_statistics():
     np.testing.assert_allclose(layer.moving_mean.value, 0.1 * x.mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(layer.moving_variance.value, 0.9 + 0.1 * x.var(axis=0), rtol=1e-5)
     y_inf = layer.forward(x, training=False)  # inference: the moving statistics
-    np.testing.assert_allclose(y_inf, (x - layer.moving_mean.value) / np.sqrt(layer.moving_variance.value + 1e-3),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        y_inf, (x - layer.moving_mean.value) / np.sqrt(layer.moving_variance.value + 1e-3), rtol=1e-5
+    )
 
 
 def test_batch_normalization_weights_follow_keras_order_and_count_as_non_trainable():
@@ -153,9 +156,10 @@ def test_penalty_is_added_to_loss_and_gradient_like_keras():
 
     plain, penalised = make(None), make(tn.regularizers.l2(0.1))
     W = plain.get_weights()[0]
-    assert penalised.evaluate(x, y, verbose=0) == pytest.approx(plain.evaluate(x, y, verbose=0)
-                                                                + 0.1 * (W.astype(np.float64) ** 2).sum(), rel=1e-5)
-    assert penalised.train_on_batch(x, y) == pytest.approx(plain.train_on_batch(x, y) + 0.1 * (W ** 2).sum(), rel=1e-5)
+    assert penalised.evaluate(x, y, verbose=0) == pytest.approx(
+        plain.evaluate(x, y, verbose=0) + 0.1 * (W.astype(np.float64) ** 2).sum(), rel=1e-5
+    )
+    assert penalised.train_on_batch(x, y) == pytest.approx(plain.train_on_batch(x, y) + 0.1 * (W**2).sum(), rel=1e-5)
     np.testing.assert_allclose(penalised.layers[0].kernel.grad, plain.layers[0].kernel.grad + 0.2 * W, rtol=1e-5)
 
 
@@ -170,12 +174,21 @@ def test_small_cnn_learns(device):
             x[k, :, i, 0] += 1
         else:
             x[k, i, :, 0] += 1
-    model = tn.Sequential([tn.Input((8, 8, 1)), tn.Conv2D(4, 3, activation="relu"), tn.MaxPooling2D(2),
-                           # Keras's default momentum 0.99 needs hundreds of steps before the moving
-                           # statistics that inference uses catch up; this run has 78
-                           tn.BatchNormalization(momentum=0.9), tn.Flatten(), tn.Dropout(0.2),
-                           tn.Dense(2, activation="softmax", kernel_regularizer=tn.regularizers.l2(1e-4))],
-                          device=device, seed=0)
+    model = tn.Sequential(
+        [
+            tn.Input((8, 8, 1)),
+            tn.Conv2D(4, 3, activation="relu"),
+            tn.MaxPooling2D(2),
+            # Keras's default momentum 0.99 needs hundreds of steps before the moving
+            # statistics that inference uses catch up; this run has 78
+            tn.BatchNormalization(momentum=0.9),
+            tn.Flatten(),
+            tn.Dropout(0.2),
+            tn.Dense(2, activation="softmax", kernel_regularizer=tn.regularizers.l2(1e-4)),
+        ],
+        device=device,
+        seed=0,
+    )
     model.compile(tn.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, epochs=6, batch_size=16, verbose=0)
     assert history.history["accuracy"][-1] > 0.95
@@ -183,10 +196,17 @@ def test_small_cnn_learns(device):
 
 
 def test_cnn_saves_and_loads(tmp_path):
-    model = tn.Sequential([tn.Input((6, 6, 2)), tn.Conv2D(3, 3, padding="same", strides=2,
-                                                          kernel_regularizer=tn.regularizers.l2(0.01)),
-                           tn.AveragePooling2D(2, padding="same"), tn.BatchNormalization(), tn.Reshape((-1,)),
-                           tn.Dense(2, activation="softmax")], seed=1)
+    model = tn.Sequential(
+        [
+            tn.Input((6, 6, 2)),
+            tn.Conv2D(3, 3, padding="same", strides=2, kernel_regularizer=tn.regularizers.l2(0.01)),
+            tn.AveragePooling2D(2, padding="same"),
+            tn.BatchNormalization(),
+            tn.Reshape((-1,)),
+            tn.Dense(2, activation="softmax"),
+        ],
+        seed=1,
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     x = np.random.default_rng(0).random((4, 6, 6, 2)).astype(np.float32)
     model.fit(x, np.array([0, 1, 0, 1]), verbose=0)
@@ -222,7 +242,7 @@ def test_the_checker_catches_a_col2im_that_overwrites_instead_of_adding(monkeypa
         (kh, kw), (oh, ow), (sh, sw) = window, out_hw, stride
         for i in range(kh):
             for j in range(kw):
-                gx[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] = part(i, j)
+                gx[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :] = part(i, j)
         return gx
 
     layer = built(tn.Conv2D(2, 3), (6, 6, 2), "cpu")

@@ -17,8 +17,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run(script, *args, cwd):
     env = {**os.environ, "PYTHONPATH": ROOT, "MPLBACKEND": "Agg"}
     env.pop("TINYNET_DATA_DIR", None)
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), *map(str, args)],
-                            cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", script), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -29,8 +35,23 @@ def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("example")
     data = work / "data"
     arrays = write_mnist_dir(data, n_train=600, n_test=120)
-    out = run("mnist_mlp.py", "--data-dir", data, "--no-verify", "--epochs", "1", "--hidden", "64",
-              "--plots", work / "plots", "--save", work / "model.npz", "--verbose", "2", cwd=work)
+    out = run(
+        "mnist_mlp.py",
+        "--data-dir",
+        data,
+        "--no-verify",
+        "--epochs",
+        "1",
+        "--hidden",
+        "64",
+        "--plots",
+        work / "plots",
+        "--save",
+        work / "model.npz",
+        "--verbose",
+        "2",
+        cwd=work,
+    )
     return work, arrays, out
 
 
@@ -86,17 +107,42 @@ def test_predict_digits_reports_unreadable_images(trained, tmp_path):
     work, _, _ = trained
     (tmp_path / "notes.png").write_text("not an image")
     env = {**os.environ, "PYTHONPATH": ROOT}
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "predict_digits.py"),
-                             str(work / "model.npz"), str(tmp_path / "notes.png")],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "examples", "predict_digits.py"),
+            str(work / "model.npz"),
+            str(tmp_path / "notes.png"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 1 and "cannot read it as an image" in result.stderr
 
 
 def test_tune_mlp_ranks_trials_on_validation_and_tests_once(trained):
     work, _, _ = trained
-    out = run("tune_mlp.py", "--data-dir", work / "data", "--no-verify", "--search", "grid",
-              "--learning-rates", "0.001,0.01", "--batch-sizes", "32", "--hidden", "32", "--epochs", "1",
-              "--plots", work / "tuning", cwd=work)
+    out = run(
+        "tune_mlp.py",
+        "--data-dir",
+        work / "data",
+        "--no-verify",
+        "--search",
+        "grid",
+        "--learning-rates",
+        "0.001,0.01",
+        "--batch-sizes",
+        "32",
+        "--hidden",
+        "32",
+        "--epochs",
+        "1",
+        "--plots",
+        work / "tuning",
+        cwd=work,
+    )
     assert out.count("trial ") == 2 and "rank learning_rate" in out
     assert "scored once on the test set" in out
     assert (work / "tuning" / "tuning.png").read_bytes()[:4] == b"\x89PNG"
@@ -104,19 +150,45 @@ def test_tune_mlp_ranks_trials_on_validation_and_tests_once(trained):
 
 def test_mnist_mlp_bad_arguments_are_clear(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "mnist_mlp.py"), "--hidden", "10,x"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "mnist_mlp.py"), "--hidden", "10,x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 2 and "--hidden expects comma-separated positive integers" in result.stderr
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "mnist_mlp.py"),
-                             "--data-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "mnist_mlp.py"), "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 2 and "is missing" in result.stderr
 
 
 def test_mnist_cnn_on_a_subset_for_one_epoch(trained):
     work, _, _ = trained
-    out = run("mnist_cnn.py", "--data-dir", work / "data", "--no-verify", "--epochs", "1", "--subset", "300",
-              "--batch-size", "32", "--plots", work / "cnn_plots", "--save", work / "cnn.npz", "--verbose", "2",
-              cwd=work)
+    out = run(
+        "mnist_cnn.py",
+        "--data-dir",
+        work / "data",
+        "--no-verify",
+        "--epochs",
+        "1",
+        "--subset",
+        "300",
+        "--batch-size",
+        "32",
+        "--plots",
+        work / "cnn_plots",
+        "--save",
+        work / "cnn.npz",
+        "--verbose",
+        "2",
+        cwd=work,
+    )
     assert "conv2d (Conv2D)" in out and "max_pooling2d (MaxPooling2D)" in out and "dropout (Dropout)" in out
     assert "test accuracy: " in out and "confusion matrix:" in out
     for name in ("samples.png", "history.png", "confusion_matrix.png", "misclassified.png"):

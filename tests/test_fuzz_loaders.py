@@ -25,8 +25,17 @@ WORK = tempfile.mkdtemp(prefix="tinynet-fuzz-")
 
 def _valid_checkpoint() -> bytes:
     rng = np.random.default_rng(0)
-    model = tn.Sequential([tn.Input((4, 4, 1)), tn.Conv2D(2, 3, padding="same"), tn.BatchNormalization(),
-                           tn.Flatten(), tn.Dropout(0.1), tn.Dense(3, activation="softmax")], seed=0)
+    model = tn.Sequential(
+        [
+            tn.Input((4, 4, 1)),
+            tn.Conv2D(2, 3, padding="same"),
+            tn.BatchNormalization(),
+            tn.Flatten(),
+            tn.Dropout(0.1),
+            tn.Dense(3, activation="softmax"),
+        ],
+        seed=0,
+    )
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(rng.random((8, 4, 4, 1)).astype(np.float32), rng.integers(0, 3, 8), epochs=1, verbose=0)
     path = os.path.join(WORK, "valid.npz")
@@ -38,8 +47,13 @@ def _valid_checkpoint() -> bytes:
 def _valid_npz() -> bytes:
     rng = np.random.default_rng(1)
     path = os.path.join(WORK, "valid_mnist.npz")
-    np.savez(path, x_train=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), y_train=np.arange(5, dtype=np.uint8),
-             x_test=rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), y_test=np.arange(2, dtype=np.uint8))
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+        y_train=np.arange(5, dtype=np.uint8),
+        x_test=rng.integers(0, 256, (2, 28, 28), dtype=np.uint8),
+        y_test=np.arange(2, dtype=np.uint8),
+    )
     with open(path, "rb") as f:
         return f.read()
 
@@ -89,19 +103,40 @@ def load_edited_config(data):
     load_model_bytes(buffer.getvalue())
 
 
-LOADERS = {"model/checkpoint": (load_model_bytes, CHECKPOINT), "model JSON": (load_edited_config, CONFIG),
-           "IDX": (load_idx_bytes, IDX),
-           "IDX.gz": (load_idx_bytes, IDX_GZ), "Keras npz": (load_npz_bytes, NPZ)}
+LOADERS = {
+    "model/checkpoint": (load_model_bytes, CHECKPOINT),
+    "model JSON": (load_edited_config, CONFIG),
+    "IDX": (load_idx_bytes, IDX),
+    "IDX.gz": (load_idx_bytes, IDX_GZ),
+    "Keras npz": (load_npz_bytes, NPZ),
+}
 
 
 def mutations(valid: bytes):
     """Random bytes, a truncation, or 1-8 bit flips of the valid file."""
     flips = st.lists(st.tuples(st.integers(0, len(valid) - 1), st.integers(0, 7)), min_size=1, max_size=8)
     # JSON-aware edits: replace one number or word of the text with another token
-    tokens = st.sampled_from([b"0", b"-1", b"1e9", b"null", b"true", b'"x"', b"[]", b"{}", b"[1, -2]", b"NaN",
-                              b'"Dense"', b'"relu"', b"2.5", b"99999999999999999999"])
+    tokens = st.sampled_from(
+        [
+            b"0",
+            b"-1",
+            b"1e9",
+            b"null",
+            b"true",
+            b'"x"',
+            b"[]",
+            b"{}",
+            b"[1, -2]",
+            b"NaN",
+            b'"Dense"',
+            b'"relu"',
+            b"2.5",
+            b"99999999999999999999",
+        ]
+    )
     edits = st.tuples(st.integers(0, len(valid) - 1), st.integers(1, 12), tokens).map(
-        lambda e: valid[:e[0]] + e[2] + valid[e[0] + e[1]:])
+        lambda e: valid[: e[0]] + e[2] + valid[e[0] + e[1] :]
+    )
     return st.one_of(
         st.binary(max_size=4096),
         st.integers(0, len(valid) - 1).map(lambda k: valid[:k]),
@@ -121,8 +156,12 @@ def _fuzz(name, examples):
     load, valid = LOADERS[name]
     load(valid)  # the valid file loads
 
-    @settings(max_examples=examples, deadline=5000, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=examples,
+        deadline=5000,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(mutations(valid))
     def run(data):
         load(data)  # only tinynet's own error may come out

@@ -47,13 +47,16 @@ class BiasGradNotSummed(tn.Dense):
         return out
 
 
-@pytest.mark.parametrize("layer,shape,culprit", [
-    (DenseMissingTransposeInGx(4), (4,), "x"),
-    (DenseMissingTransposeInGW(4), (4,), "parameter kernel"),
-    (BiasGradNotSummed(3), (5,), "parameter bias"),
-    (SigmoidFactorTwo(), (6,), "x"),
-    (SoftmaxDiagonalOnly(), (6,), "x"),
-])
+@pytest.mark.parametrize(
+    "layer,shape,culprit",
+    [
+        (DenseMissingTransposeInGx(4), (4,), "x"),
+        (DenseMissingTransposeInGW(4), (4,), "parameter kernel"),
+        (BiasGradNotSummed(3), (5,), "parameter bias"),
+        (SigmoidFactorTwo(), (6,), "x"),
+        (SoftmaxDiagonalOnly(), (6,), "x"),
+    ],
+)
 def test_wrong_backwards_fail(layer, shape, culprit):
     # (x drawn with another seed than the checker's gy: gy == x would make x^T gy symmetric)
     x = np.random.default_rng(11).standard_normal((5,) + shape)
@@ -107,6 +110,6 @@ def test_check_runs_in_float64_even_for_float32_layers():
 
 def test_numerical_grad_matches_a_known_gradient():
     x = np.array([[1.0, -2.0], [0.5, 3.0]])
-    g = numerical_grad(lambda v: (v ** 3).sum(), x)
-    np.testing.assert_allclose(g, 3 * x ** 2, rtol=1e-5)
+    g = numerical_grad(lambda v: (v**3).sum(), x)
+    np.testing.assert_allclose(g, 3 * x**2, rtol=1e-5)
     np.testing.assert_array_equal(x, [[1.0, -2.0], [0.5, 3.0]])  # restored

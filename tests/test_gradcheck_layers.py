@@ -33,8 +33,7 @@ def test_dense_logits_mode_skips_activation(device, xp, rng, activation):
     x = xp.asarray(rng.standard_normal((5, 3)))
     check_backward(layer, x, logits=True)
     z = layer.forward(x, logits=True)
-    np.testing.assert_allclose(tn.backend.to_numpy(z),
-                               tn.backend.to_numpy(x @ layer.kernel.value + layer.bias.value))
+    np.testing.assert_allclose(tn.backend.to_numpy(z), tn.backend.to_numpy(x @ layer.kernel.value + layer.bias.value))
 
 
 @pytest.mark.parametrize("layer_cls", [tn.ReLU, tn.Sigmoid, tn.Tanh, tn.Softmax, tn.Flatten])
@@ -73,8 +72,7 @@ def test_sparse_categorical_crossentropy(device, xp, rng, from_logits):
         y_pred = rng.standard_normal((8, 5)) * 2
     else:  # unnormalised positive "probabilities": exercises the renormalisation too
         y_pred = rng.uniform(0.2, 1.0, size=(8, 5))
-    check_backward(losses.SparseCategoricalCrossentropy(from_logits=from_logits), xp.asarray(y_pred),
-                   y_true=labels)
+    check_backward(losses.SparseCategoricalCrossentropy(from_logits=from_logits), xp.asarray(y_pred), y_true=labels)
 
 
 @pytest.mark.parametrize("from_logits", [True, False])
@@ -93,8 +91,11 @@ def test_binary_crossentropy(device, xp, rng, from_logits):
 
 
 def test_mean_squared_error(device, xp, rng):
-    check_backward(losses.MeanSquaredError(), xp.asarray(rng.standard_normal((5, 3))),
-                   y_true=xp.asarray(rng.standard_normal((5, 3))))
+    check_backward(
+        losses.MeanSquaredError(),
+        xp.asarray(rng.standard_normal((5, 3))),
+        y_true=xp.asarray(rng.standard_normal((5, 3))),
+    )
 
 
 def _model_with_loss(model, y):
@@ -110,11 +111,20 @@ def _model_with_loss(model, y):
     return forward, backward
 
 
-@pytest.mark.parametrize("output,use_output_logits", [
-    ("softmax", True), ("softmax", False), ("sigmoid", True), ("sigmoid", False)])
+@pytest.mark.parametrize(
+    "output,use_output_logits", [("softmax", True), ("softmax", False), ("sigmoid", True), ("sigmoid", False)]
+)
 def test_whole_model_with_loss(device, xp, rng, output, use_output_logits):
-    model = tn.Sequential([tn.Input((6,)), tn.Dense(8, activation="relu"), tn.Dense(7, activation="tanh"),
-                           tn.Dense(4, activation=output)], device=device, seed=3)
+    model = tn.Sequential(
+        [
+            tn.Input((6,)),
+            tn.Dense(8, activation="relu"),
+            tn.Dense(7, activation="tanh"),
+            tn.Dense(4, activation=output),
+        ],
+        device=device,
+        seed=3,
+    )
     model.compile("sgd", losses.SparseCategoricalCrossentropy(use_output_logits=use_output_logits))
     assert model.output_logits is use_output_logits
     x = xp.asarray(away_from_zero(rng, (9, 6)))
@@ -123,6 +133,9 @@ def test_whole_model_with_loss(device, xp, rng, output, use_output_logits):
 
 
 def test_whole_model_as_a_layer(device, xp, rng):
-    model = tn.Sequential([tn.Input((2, 3)), tn.Flatten(), tn.Dense(5, activation="sigmoid"), tn.Dense(3),
-                           tn.Softmax()], device=device, seed=0)
+    model = tn.Sequential(
+        [tn.Input((2, 3)), tn.Flatten(), tn.Dense(5, activation="sigmoid"), tn.Dense(3), tn.Softmax()],
+        device=device,
+        seed=0,
+    )
     check_backward(model, xp.asarray(rng.standard_normal((4, 2, 3))))

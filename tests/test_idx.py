@@ -34,15 +34,18 @@ def damaged(tmp_path, name, data):
 GOOD = to_idx_bytes(np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
 
 
-@pytest.mark.parametrize("data,message", [
-    (b"\x01\x00" + GOOD[2:], r"not an IDX file: magic bytes are 0x01 0x00, expected 0x00 0x00"),
-    (GOOD[:2] + b"\x07" + GOOD[3:], r"unknown IDX dtype code 0x07"),
-    (GOOD[:-5], r"truncated: dimensions \(2, 3, 4\) of uint8 need 24 data bytes, found 19"),
-    (GOOD + b"\x00" * 3, r"3 unexpected bytes after the data"),
-    (GOOD[:3] + b"\x00", r"0 dimensions"),
-    (GOOD[:9], r"truncated header: 3 dimensions need 16 bytes, file has 9"),
-    (b"\x00\x00", r"shorter than the 4-byte header"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b"\x01\x00" + GOOD[2:], r"not an IDX file: magic bytes are 0x01 0x00, expected 0x00 0x00"),
+        (GOOD[:2] + b"\x07" + GOOD[3:], r"unknown IDX dtype code 0x07"),
+        (GOOD[:-5], r"truncated: dimensions \(2, 3, 4\) of uint8 need 24 data bytes, found 19"),
+        (GOOD + b"\x00" * 3, r"3 unexpected bytes after the data"),
+        (GOOD[:3] + b"\x00", r"0 dimensions"),
+        (GOOD[:9], r"truncated header: 3 dimensions need 16 bytes, file has 9"),
+        (b"\x00\x00", r"shorter than the 4-byte header"),
+    ],
+)
 def test_damaged_files(tmp_path, data, message):
     path = damaged(tmp_path, "bad-idx3-ubyte", data)
     with pytest.raises(DatasetError, match=message) as info:

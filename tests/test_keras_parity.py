@@ -107,10 +107,13 @@ class RMSpropEpsilonOutside(tn.optimizers.RMSprop):
         w -= lr * g / (np.sqrt(v) + self.epsilon)
 
 
-@pytest.mark.parametrize("name,optimizer", [
-    ("mlp_adam_softmax", AdamEpsilonOnCorrectedV()),
-    ("wide_rmsprop_dropout0", RMSpropEpsilonOutside()),
-])
+@pytest.mark.parametrize(
+    "name,optimizer",
+    [
+        ("mlp_adam_softmax", AdamEpsilonOnCorrectedV()),
+        ("wide_rmsprop_dropout0", RMSpropEpsilonOutside()),
+    ],
+)
 def test_a_wrong_epsilon_placement_is_caught(name, optimizer):
     keras = load_fixture(name, "tensorflow")
     _, losses, _ = replay(CASES[name], "tensorflow", optimizer)
@@ -169,8 +172,9 @@ def test_cnn_with_keras_weights_gives_keras_outputs(name):
     with np.load(path, allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}
     meta = json.loads(data["meta"].tobytes())
-    layers = [tn.Input(tuple(meta["shape"]))] + [getattr(tn, kind)(*args, **kwargs)
-                                                 for kind, args, kwargs in meta["spec"]]
+    layers = [tn.Input(tuple(meta["shape"]))] + [
+        getattr(tn, kind)(*args, **kwargs) for kind, args, kwargs in meta["spec"]
+    ]
     model = tn.Sequential(layers)
     model.set_weights([data[f"weight_{i}"] for i in range(sum(k.startswith("weight_") for k in data))])
     np.testing.assert_allclose(model.predict(data["x"]), data["inference"], rtol=1e-5, atol=1e-6)

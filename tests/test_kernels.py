@@ -22,6 +22,7 @@ def cp():
 @pytest.fixture
 def plain():
     """Run a block with the kernels off (the plain xp code on the GPU)."""
+
     class Plain:
         def __enter__(self):
             kernels.enabled = False
@@ -65,10 +66,15 @@ def test_softmax_xent(cp, plain):
 
 
 @needs_gpu
-@pytest.mark.parametrize("make", [
-    lambda: tn.optimizers.Adam(0.01), lambda: tn.optimizers.RMSprop(0.01),
-    lambda: tn.optimizers.SGD(0.1, momentum=0.9), lambda: tn.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: tn.optimizers.Adam(0.01),
+        lambda: tn.optimizers.RMSprop(0.01),
+        lambda: tn.optimizers.SGD(0.1, momentum=0.9),
+        lambda: tn.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+    ],
+)
 def test_optimizer_kernels(cp, plain, make):
     rng = np.random.default_rng(2)
     w0 = rng.standard_normal(5000).astype(np.float32)
@@ -97,8 +103,11 @@ def test_training_steps_match_with_and_without_kernels(cp):
     def train(fused):
         kernels.enabled = fused
         try:
-            model = tn.Sequential([tn.Input((20,)), tn.Dense(32, activation="relu"),
-                                   tn.Dense(5, activation="softmax")], device="gpu", seed=0)
+            model = tn.Sequential(
+                [tn.Input((20,)), tn.Dense(32, activation="relu"), tn.Dense(5, activation="softmax")],
+                device="gpu",
+                seed=0,
+            )
             model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
             history = model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
             return model.get_weights(), history.history
@@ -119,8 +128,9 @@ def test_gpu_training_matches_cpu_training():
     y = rng.integers(0, 3, 128)
     weights = []
     for device in ("cpu", "gpu"):
-        model = tn.Sequential([tn.Input((12,)), tn.Dense(16, activation="relu"), tn.Dense(3, activation="softmax")],
-                              device=device, seed=0)
+        model = tn.Sequential(
+            [tn.Input((12,)), tn.Dense(16, activation="relu"), tn.Dense(3, activation="softmax")], device=device, seed=0
+        )
         model.compile("adam", "sparse_categorical_crossentropy")
         model.fit(x, y, batch_size=16, epochs=2, shuffle=True, verbose=0)
         weights.append(model.get_weights())

@@ -35,23 +35,36 @@ def data(n=240, seed=0):
 
 
 def make_model(seed=3, optimizer=None):
-    model = tn.Sequential([tn.Input((6,)), tn.Dense(16, activation="relu"), tn.Dropout(0.3),
-                           tn.Dense(3, activation="softmax")], seed=seed)
+    model = tn.Sequential(
+        [tn.Input((6,)), tn.Dense(16, activation="relu"), tn.Dropout(0.3), tn.Dense(3, activation="softmax")], seed=seed
+    )
     model.compile(optimizer or tn.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-@pytest.mark.parametrize("optimizer", [lambda: tn.optimizers.Adam(0.01),
-                                       lambda: tn.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
-                                       lambda: tn.optimizers.RMSprop(0.01)])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        lambda: tn.optimizers.Adam(0.01),
+        lambda: tn.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+        lambda: tn.optimizers.RMSprop(0.01),
+    ],
+)
 def test_resume_from_a_checkpoint_is_bit_for_bit(tmp_path, optimizer):
     x, y = data()
     straight = make_model(optimizer=optimizer())
     h_straight = straight.fit(x, y, epochs=4, batch_size=16, validation_split=0.25, verbose=0)
 
     first = make_model(optimizer=optimizer())
-    first.fit(x, y, epochs=2, batch_size=16, validation_split=0.25, verbose=0,
-              callbacks=[ModelCheckpoint(tmp_path / "ckpt-{epoch:02d}.npz")])
+    first.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=16,
+        validation_split=0.25,
+        verbose=0,
+        callbacks=[ModelCheckpoint(tmp_path / "ckpt-{epoch:02d}.npz")],
+    )
     assert sorted(os.listdir(tmp_path)) == ["ckpt-01.npz", "ckpt-02.npz"]  # and no temporary files
     resumed = tn.load_model(tmp_path / "ckpt-02.npz")
     h_resumed = resumed.fit(x, y, epochs=4, batch_size=16, validation_split=0.25, verbose=0, initial_epoch=2)
@@ -66,8 +79,9 @@ def test_early_stopping_restores_the_best_weights():
     x, y = data()
     model = make_model(optimizer=tn.optimizers.Adam(0.05))
     snapshots = {}
-    record = LambdaCallback(on_epoch_end=lambda epoch, logs: snapshots.update({epoch: (logs["val_loss"],
-                                                                                      model.get_weights())}))
+    record = LambdaCallback(
+        on_epoch_end=lambda epoch, logs: snapshots.update({epoch: (logs["val_loss"], model.get_weights())})
+    )
     stop = EarlyStopping(patience=2, restore_best_weights=True)
     history = model.fit(x, y, epochs=40, batch_size=8, validation_split=0.5, verbose=0, callbacks=[record, stop])
     best = min(snapshots, key=lambda e: snapshots[e][0])
@@ -82,13 +96,16 @@ def scripted(values, key="score"):
     return LambdaCallback(on_epoch_end=lambda epoch, logs: logs.update({key: values[epoch]}))
 
 
-@pytest.mark.parametrize("values,kwargs,stopped", [
-    ([5, 4, 4.5, 4.2, 3, 2], {"patience": 2}, 3),
-    ([5, 4, 4.5, 4.2, 3, 2], {"patience": 3}, None),
-    ([5, 4.9, 4.85, 4.8, 4.75, 4.7], {"patience": 1, "min_delta": 0.2}, 1),
-    ([1, 2, 3, 2, 1, 0], {"patience": 1, "mode": "max"}, 3),
-    ([5, 6, 7, 8, 9, 10], {"patience": 0, "start_from_epoch": 3}, 4),
-])
+@pytest.mark.parametrize(
+    "values,kwargs,stopped",
+    [
+        ([5, 4, 4.5, 4.2, 3, 2], {"patience": 2}, 3),
+        ([5, 4, 4.5, 4.2, 3, 2], {"patience": 3}, None),
+        ([5, 4.9, 4.85, 4.8, 4.75, 4.7], {"patience": 1, "min_delta": 0.2}, 1),
+        ([1, 2, 3, 2, 1, 0], {"patience": 1, "mode": "max"}, 3),
+        ([5, 6, 7, 8, 9, 10], {"patience": 0, "start_from_epoch": 3}, 4),
+    ],
+)
 def test_early_stopping_semantics(values, kwargs, stopped):
     x, y = data(n=32)
     model = make_model()
@@ -124,7 +141,7 @@ def test_reduce_lr_on_plateau_and_scheduler():
 
 def test_learning_rate_schedules_follow_keras_formulas():
     s = tn.schedules
-    assert s.ExponentialDecay(0.1, 10, 0.5)(5) == pytest.approx(0.1 * 0.5 ** 0.5)
+    assert s.ExponentialDecay(0.1, 10, 0.5)(5) == pytest.approx(0.1 * 0.5**0.5)
     assert s.ExponentialDecay(0.1, 10, 0.5, staircase=True)(15) == pytest.approx(0.05)
     pc = s.PiecewiseConstantDecay([10, 20], [1.0, 0.5, 0.1])
     assert [pc(0), pc(10), pc(11), pc(20), pc(21)] == [1.0, 1.0, 0.5, 0.5, 0.1]
@@ -169,18 +186,21 @@ def test_terminate_on_nan_stops_quietly(capsys):
     assert history.epoch == [] and "TerminateOnNaN: the training loss became NaN" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda: EarlyStopping(patience=-1), "patience must be an integer >= 0, got -1"),
-    (lambda: EarlyStopping(mode="maximize"), 'mode must be "auto", "min" or "max", got \'maximize\''),
-    (lambda: ReduceLROnPlateau(factor=1.5), r"factor must be in \(0, 1\), got 1.5"),
-    (lambda: ReduceLROnPlateau(cooldown=0.5), "cooldown must be an integer >= 0"),
-    (lambda: LearningRateScheduler(0.1), "needs a function schedule"),
-    (lambda: tn.schedules.ExponentialDecay(0.1, 0, 0.5), "decay_steps must be a finite number > 0, got 0"),
-    (lambda: tn.schedules.PiecewiseConstantDecay([1, 2], [1.0]), "one more value than boundaries"),
-    (lambda: tn.regularizers.l2(-1), "l2 must be a finite number >= 0, got -1"),
-    (lambda: tn.BatchNormalization(momentum=2), r"momentum must be in \[0, 1\], got 2"),
-    (lambda: make_model().fit(*data(n=8), initial_epoch=-1), "initial_epoch must be an integer >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: EarlyStopping(patience=-1), "patience must be an integer >= 0, got -1"),
+        (lambda: EarlyStopping(mode="maximize"), 'mode must be "auto", "min" or "max", got \'maximize\''),
+        (lambda: ReduceLROnPlateau(factor=1.5), r"factor must be in \(0, 1\), got 1.5"),
+        (lambda: ReduceLROnPlateau(cooldown=0.5), "cooldown must be an integer >= 0"),
+        (lambda: LearningRateScheduler(0.1), "needs a function schedule"),
+        (lambda: tn.schedules.ExponentialDecay(0.1, 0, 0.5), "decay_steps must be a finite number > 0, got 0"),
+        (lambda: tn.schedules.PiecewiseConstantDecay([1, 2], [1.0]), "one more value than boundaries"),
+        (lambda: tn.regularizers.l2(-1), "l2 must be a finite number >= 0, got -1"),
+        (lambda: tn.BatchNormalization(momentum=2), r"momentum must be in \[0, 1\], got 2"),
+        (lambda: make_model().fit(*data(n=8), initial_epoch=-1), "initial_epoch must be an integer >= 0, got -1"),
+    ],
+)
 def test_bad_hyperparameters_are_named(make, message):
     with pytest.raises(ValueError, match=message):
         make()
@@ -199,12 +219,13 @@ def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path):
         slow = LambdaCallback(on_train_batch_end=lambda step, logs: time.sleep(0.01))
         ready = LambdaCallback(on_epoch_end=lambda epoch, logs: print("EPOCH-DONE", flush=True))
         history = model.fit(x, y, epochs=1000, batch_size=16, verbose=0,
-                            callbacks=[ModelCheckpoint({str(tmp_path / 'ckpt.npz')!r}), ready, slow])
+                            callbacks=[ModelCheckpoint({str(tmp_path / "ckpt.npz")!r}), ready, slow])
         print("HISTORY", len(history.epoch), history.history["loss"][-1], flush=True)
     """)
     env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     deadline = time.time() + 60
     while time.time() < deadline:  # wait for the first finished epoch (and its checkpoint)
         if proc.stdout.readline().startswith("EPOCH-DONE"):
@@ -218,6 +239,7 @@ def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path):
     model = tn.load_model(tmp_path / "ckpt.npz")
     done = model._epochs_done
     assert done >= 1
-    history = model.fit(np.zeros((16, 6), np.float32), np.zeros(16, int), epochs=done + 1, initial_epoch=done,
-                        verbose=0)
+    history = model.fit(
+        np.zeros((16, 6), np.float32), np.zeros(16, int), epochs=done + 1, initial_epoch=done, verbose=0
+    )
     assert len(history.epoch) == done + 1

@@ -44,8 +44,11 @@ def test_explicit_directory(fake_dir):
 
 def test_checksum_failure_names_the_file(fake_dir):
     directory, _ = fake_dir
-    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte.gz: SHA-256 of the content is [0-9a-f]{64}, "
-                                           r"expected MNIST's ba8910.*verify=False"):
+    with pytest.raises(
+        DatasetError,
+        match=r"train-images-idx3-ubyte.gz: SHA-256 of the content is [0-9a-f]{64}, "
+        r"expected MNIST's ba8910.*verify=False",
+    ):
         mnist.load_data(directory)
 
 
@@ -163,10 +166,12 @@ def server():
 def synthetic_files(seed=0):
     """stem -> (gz bytes, sha256 of the content) for a tiny MNIST-shaped set."""
     rng = np.random.default_rng(seed)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
-              "train-labels-idx1-ubyte": rng.integers(0, 10, 6).astype(np.uint8),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
-              "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3).astype(np.uint8)}
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, 6).astype(np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3).astype(np.uint8),
+    }
     out = {}
     for stem, a in arrays.items():
         content = to_idx_bytes(a)
@@ -226,8 +231,10 @@ def test_files_already_cached_with_the_right_checksum_are_not_fetched_again(serv
 # -------------------------------------------------------------------- the real data
 
 REAL = os.environ.get("TINYNET_DATA_DIR")
-needs_real = pytest.mark.skipif(not (REAL and os.path.isdir(REAL) and mnist._complete(REAL)),
-                                reason="the real MNIST: set TINYNET_DATA_DIR to a folder with the four files")
+needs_real = pytest.mark.skipif(
+    not (REAL and os.path.isdir(REAL) and mnist._complete(REAL)),
+    reason="the real MNIST: set TINYNET_DATA_DIR to a folder with the four files",
+)
 
 
 @needs_real

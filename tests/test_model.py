@@ -18,8 +18,9 @@ def blobs(n=400, seed=0):
 
 
 def mlp(device="cpu", seed=0, output="softmax", units=2):
-    return tn.Sequential([tn.Input((2,)), tn.Dense(16, activation="relu"), tn.Dense(units, activation=output)],
-                         device=device, seed=seed)
+    return tn.Sequential(
+        [tn.Input((2,)), tn.Dense(16, activation="relu"), tn.Dense(units, activation=output)], device=device, seed=seed
+    )
 
 
 def test_fit_learns_two_blobs(device):
@@ -33,11 +34,14 @@ def test_fit_learns_two_blobs(device):
     assert model.evaluate(x, y, verbose=0)[1] > 0.97
 
 
-@pytest.mark.parametrize("loss,output,units,labels", [
-    ("binary_crossentropy", "sigmoid", 1, "binary"),
-    ("categorical_crossentropy", "softmax", 2, "onehot"),
-    ("mse", "sigmoid", 1, "binary"),
-])
+@pytest.mark.parametrize(
+    "loss,output,units,labels",
+    [
+        ("binary_crossentropy", "sigmoid", 1, "binary"),
+        ("categorical_crossentropy", "softmax", 2, "onehot"),
+        ("mse", "sigmoid", 1, "binary"),
+    ],
+)
 def test_fit_with_other_losses(loss, output, units, labels):
     x, y = blobs()
     target = np.eye(2)[y] if labels == "onehot" else y
@@ -98,8 +102,9 @@ def test_evaluate_predict_and_batch_methods_shapes():
 
 
 def test_summary_counts_parameters():
-    model = tn.Sequential([tn.Dense(100, activation="relu", input_shape=(784,)), tn.Dropout(0.2),
-                           tn.Dense(10, activation="softmax")])
+    model = tn.Sequential(
+        [tn.Dense(100, activation="relu", input_shape=(784,)), tn.Dropout(0.2), tn.Dense(10, activation="softmax")]
+    )
     out = io.StringIO()
     model.summary(print_fn=out.write)
     text = out.getvalue()
@@ -148,8 +153,10 @@ def test_same_seed_same_run_on_cpu():
     x, y = blobs()
 
     def train(seed):
-        model = tn.Sequential([tn.Input((2,)), tn.Dense(8, activation="relu"), tn.Dropout(0.3),
-                               tn.Dense(2, activation="softmax")], seed=seed)
+        model = tn.Sequential(
+            [tn.Input((2,)), tn.Dense(8, activation="relu"), tn.Dropout(0.3), tn.Dense(2, activation="softmax")],
+            seed=seed,
+        )
         model.compile("adam", "sparse_categorical_crossentropy")
         model.fit(x, y, epochs=2, verbose=0)
         return model.get_weights()

@@ -62,7 +62,7 @@ def adam(w, g, s, t, wd=0.0, lr=0.01):
     w = w - w * wd * lr
     m = 0.9 * s["m"] + 0.1 * g
     v = 0.999 * s["v"] + 0.001 * g * g
-    alpha = lr * math.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+    alpha = lr * math.sqrt(1 - 0.999**t) / (1 - 0.9**t)
     return w - alpha * m / (math.sqrt(v) + 1e-7), {"m": m, "v": v}
 
 
@@ -74,8 +74,11 @@ def adagrad(w, g, s, t):
 CASES = [
     (lambda: SGD(0.1), sgd_plain, {}),
     (lambda: SGD(0.1, momentum=0.9), sgd_momentum, {"m": 0.0}),
-    (lambda: SGD(0.1, momentum=0.9, nesterov=True),
-     lambda w, g, s, t: sgd_momentum(w, g, s, t, nesterov=True), {"m": 0.0}),
+    (
+        lambda: SGD(0.1, momentum=0.9, nesterov=True),
+        lambda w, g, s, t: sgd_momentum(w, g, s, t, nesterov=True),
+        {"m": 0.0},
+    ),
     (lambda: RMSprop(0.01), rmsprop, {"v": 0.0}),
     (lambda: RMSprop(0.01, momentum=0.5, centered=True), rmsprop_centered_momentum, {"v": 0.0, "a": 0.0, "mom": 0.0}),
     (lambda: Adam(0.01), adam, {"m": 0.0, "v": 0.0}),
@@ -84,8 +87,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("make,rule,state0", CASES, ids=[
-    "sgd", "sgd-momentum", "sgd-nesterov", "rmsprop", "rmsprop-centered-momentum", "adam", "adamw", "adagrad"])
+@pytest.mark.parametrize(
+    "make,rule,state0",
+    CASES,
+    ids=["sgd", "sgd-momentum", "sgd-nesterov", "rmsprop", "rmsprop-centered-momentum", "adam", "adamw", "adagrad"],
+)
 def test_first_three_steps_match_hand_computation(device, make, rule, state0):
     got = run(make(), device)
     want = by_hand(rule, state0)
@@ -157,17 +163,20 @@ def test_float32_parameters_stay_float32():
         assert all(s[0].dtype == np.float32 for s in opt.slots.values())
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda: Adam(learning_rate=-0.001), "learning_rate must be a finite number >= 0, got -0.001"),
-    (lambda: SGD(learning_rate=float("nan")), "learning_rate"),
-    (lambda: Adam(beta_1=1.0), r"beta_1 must be a number in \[0, 1\), got 1.0"),
-    (lambda: SGD(momentum=-0.1), "momentum"),
-    (lambda: RMSprop(rho=1.5), "rho"),
-    (lambda: SGD(clipnorm=0), "clipnorm"),
-    (lambda: SGD(clipnorm=1.0, clipvalue=1.0), "at most one"),
-    (lambda: Adam(epsilon=-1e-7), "epsilon"),
-    (lambda: tn.optimizers.get("adamax"), r"unknown optimizer 'adamax'; expected one of"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: Adam(learning_rate=-0.001), "learning_rate must be a finite number >= 0, got -0.001"),
+        (lambda: SGD(learning_rate=float("nan")), "learning_rate"),
+        (lambda: Adam(beta_1=1.0), r"beta_1 must be a number in \[0, 1\), got 1.0"),
+        (lambda: SGD(momentum=-0.1), "momentum"),
+        (lambda: RMSprop(rho=1.5), "rho"),
+        (lambda: SGD(clipnorm=0), "clipnorm"),
+        (lambda: SGD(clipnorm=1.0, clipvalue=1.0), "at most one"),
+        (lambda: Adam(epsilon=-1e-7), "epsilon"),
+        (lambda: tn.optimizers.get("adamax"), r"unknown optimizer 'adamax'; expected one of"),
+    ],
+)
 def test_bad_hyperparameters_are_refused(make, message):
     with pytest.raises(ValueError, match=message):
         make()

@@ -39,7 +39,8 @@ def test_all_plots_write_pngs(tmp_path):
         width, height = png_size(p)
         assert width > 150 and height > 25
     assert sorted(f.name for f in tmp_path.iterdir()) == sorted(
-        ["samples.png", "history.png", "cm.png", "wrong.png", "none_wrong.png", "trials.png"])
+        ["samples.png", "history.png", "cm.png", "wrong.png", "none_wrong.png", "trials.png"]
+    )
 
 
 def test_history_without_loss_is_refused(tmp_path):

@@ -48,9 +48,17 @@ def test_crossentropy_at_zero_logits_is_log_c(n, c, data):
     assert math.isclose(float(probs.forward(np.full((n, c), 1.0 / c), labels)), math.log(c), rel_tol=1e-12)
 
 
-LAYERS = [lambda: tn.ReLU(), lambda: tn.Sigmoid(), lambda: tn.Tanh(), lambda: tn.Softmax(),
-          lambda: tn.Flatten(), lambda: tn.Dense(3, activation="relu"), lambda: tn.Dense(2, activation="softmax"),
-          lambda: tn.Dense(4, activation="sigmoid"), lambda: tn.Dropout(0.5)]
+LAYERS = [
+    lambda: tn.ReLU(),
+    lambda: tn.Sigmoid(),
+    lambda: tn.Tanh(),
+    lambda: tn.Softmax(),
+    lambda: tn.Flatten(),
+    lambda: tn.Dense(3, activation="relu"),
+    lambda: tn.Dense(2, activation="softmax"),
+    lambda: tn.Dense(4, activation="sigmoid"),
+    lambda: tn.Dropout(0.5),
+]
 
 
 @given(st.sampled_from(LAYERS), matrices, st.booleans())
@@ -70,11 +78,13 @@ def test_losses_stay_finite_for_huge_logits(z, data):
     n, c = z.shape
     labels = np.array(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)))
     targets = data.draw(hnp.arrays(np.float64, z.shape, elements=st.floats(0, 1)))
-    for loss, t in ((losses.SparseCategoricalCrossentropy(from_logits=True), labels),
-                    (losses.CategoricalCrossentropy(from_logits=True), losses.one_hot(labels, c, np.float64)),
-                    (losses.BinaryCrossentropy(from_logits=True), targets),
-                    (losses.SparseCategoricalCrossentropy(), labels),  # probabilities: softmax first
-                    (losses.BinaryCrossentropy(), targets)):
+    for loss, t in (
+        (losses.SparseCategoricalCrossentropy(from_logits=True), labels),
+        (losses.CategoricalCrossentropy(from_logits=True), losses.one_hot(labels, c, np.float64)),
+        (losses.BinaryCrossentropy(from_logits=True), targets),
+        (losses.SparseCategoricalCrossentropy(), labels),  # probabilities: softmax first
+        (losses.BinaryCrossentropy(), targets),
+    ):
         pred = z if loss.from_logits else (softmax(z) if loss.name.startswith("sparse") else sigmoid(z))
         value = loss.forward(pred, t)
         grad = loss.backward()

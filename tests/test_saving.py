@@ -19,8 +19,9 @@ def trained_model(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((64, 6)).astype(np.float32)
     y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0)
-    model = tn.Sequential([tn.Input((6,)), tn.Dense(8, activation="relu"), tn.Dropout(0.1),
-                           tn.Dense(3, activation="softmax")], seed=seed)
+    model = tn.Sequential(
+        [tn.Input((6,)), tn.Dense(8, activation="relu"), tn.Dropout(0.1), tn.Dense(3, activation="softmax")], seed=seed
+    )
     model.compile(tn.optimizers.RMSprop(0.01, rho=0.8), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=2, verbose=0)
     return model, x, y
@@ -167,8 +168,9 @@ def test_file_holds_only_arrays_and_json(tmp_path):
     model.save(tmp_path / "m.npz")
     with zipfile.ZipFile(tmp_path / "m.npz") as z:
         # the config, the weights, and RMSprop's velocity (one flat array: see Sequential)
-        assert sorted(z.namelist()) == (["slot_velocity_0.npy", "tinynet_config.npy"]
-                                        + [f"weight_{i}.npy" for i in range(4)])
+        assert sorted(z.namelist()) == (
+            ["slot_velocity_0.npy", "tinynet_config.npy"] + [f"weight_{i}.npy" for i in range(4)]
+        )
     with np.load(tmp_path / "m.npz", allow_pickle=False) as f:
         config = json.loads(f["tinynet_config"].tobytes())
     assert config["format"] == "tinynet-model" and config["version"] == 1

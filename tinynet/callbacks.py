@@ -72,8 +72,11 @@ class CallbackList:
             if not isinstance(c, Callback):
                 raise TypeError(f"callbacks must be tinynet Callback instances, got {c!r}")
             c.set_model(model)
-        overridden = [c for c in self.callbacks if "on_train_batch_end" in vars(c)
-                      or type(c).on_train_batch_end is not Callback.on_train_batch_end]
+        overridden = [
+            c
+            for c in self.callbacks
+            if "on_train_batch_end" in vars(c) or type(c).on_train_batch_end is not Callback.on_train_batch_end
+        ]
         self._batch_callbacks = overridden
 
     def _call(self, hook, *args):
@@ -98,7 +101,7 @@ class CallbackList:
 
 
 def _monitor_mode(monitor: str, mode: str) -> str:
-    """"min" or "max": Keras's "auto" maximises accuracies, minimises the rest."""
+    """ "min" or "max": Keras's "auto" maximises accuracies, minimises the rest."""
     if mode not in ("auto", "min", "max"):
         raise ValueError(f'mode must be "auto", "min" or "max", got {mode!r}')
     if mode == "auto":
@@ -115,8 +118,17 @@ class EarlyStopping(Callback):
     the end of training. Epochs before ``start_from_epoch`` are not considered.
     """
 
-    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
-                 restore_best_weights=False, start_from_epoch=0):
+    def __init__(
+        self,
+        monitor="val_loss",
+        min_delta=0,
+        patience=0,
+        verbose=0,
+        mode="auto",
+        baseline=None,
+        restore_best_weights=False,
+        start_from_epoch=0,
+    ):
         super().__init__()
         self.monitor, self.verbose = monitor, verbose
         self.min_delta = abs(validation.in_range("min_delta", min_delta, 0))
@@ -138,8 +150,10 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
         if current is None:
-            print(f"EarlyStopping: '{self.monitor}' is not in the logs ({sorted(logs or {})}); "
-                  "did you pass validation data?")
+            print(
+                f"EarlyStopping: '{self.monitor}' is not in the logs ({sorted(logs or {})}); "
+                "did you pass validation data?"
+            )
             return
         if epoch < self.start_from_epoch:
             return
@@ -159,8 +173,10 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose:
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping ({self.monitor} has not improved on "
-                  f"{self.best:.4f} from epoch {self.best_epoch + 1} for {self.wait} epochs)")
+            print(
+                f"Epoch {self.stopped_epoch + 1}: early stopping ({self.monitor} has not improved on "
+                f"{self.best:.4f} from epoch {self.best_epoch + 1} for {self.wait} epochs)"
+            )
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose:
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
@@ -177,8 +193,16 @@ class ModelCheckpoint(Callback):
     exactly. Every file is written atomically.
     """
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
-                 mode="auto", initial_value_threshold=None):
+    def __init__(
+        self,
+        filepath,
+        monitor="val_loss",
+        verbose=0,
+        save_best_only=False,
+        save_weights_only=False,
+        mode="auto",
+        initial_value_threshold=None,
+    ):
         super().__init__()
         self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
         self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
@@ -190,8 +214,10 @@ class ModelCheckpoint(Callback):
         try:
             path = self.filepath.format(epoch=epoch + 1, **logs)
         except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(f"ModelCheckpoint filepath {self.filepath!r} cannot be filled from epoch and "
-                             f"the logs {sorted(logs)}: {e}") from None
+            raise ValueError(
+                f"ModelCheckpoint filepath {self.filepath!r} cannot be filled from epoch and "
+                f"the logs {sorted(logs)}: {e}"
+            ) from None
         if self.save_best_only:
             current = logs.get(self.monitor)
             if current is None:
@@ -211,8 +237,17 @@ class ModelCheckpoint(Callback):
 class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs."""
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
-                 cooldown=0, min_lr=0.0):
+    def __init__(
+        self,
+        monitor="val_loss",
+        factor=0.1,
+        patience=10,
+        verbose=0,
+        mode="auto",
+        min_delta=1e-4,
+        cooldown=0,
+        min_lr=0.0,
+    ):
         super().__init__()
         if not 0 < factor < 1:
             raise ValueError(f"ReduceLROnPlateau factor must be in (0, 1), got {factor!r}")
@@ -234,8 +269,9 @@ class ReduceLROnPlateau(Callback):
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        improved = self.best is None or (current < self.best - self.min_delta if self.mode == "min"
-                                         else current > self.best + self.min_delta)
+        improved = self.best is None or (
+            current < self.best - self.min_delta if self.mode == "min" else current > self.best + self.min_delta
+        )
         if improved:
             self.best, self.wait = current, 0
         elif self.cooldown_counter <= 0:
@@ -309,11 +345,16 @@ class TerminateOnNaN(Callback):
 class LambdaCallback(Callback):
     """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
 
-    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
-                 on_train_batch_end=None):
+    def __init__(
+        self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None, on_train_batch_end=None
+    ):
         super().__init__()
-        for name, fn in (("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
-                         ("on_train_begin", on_train_begin), ("on_train_end", on_train_end),
-                         ("on_train_batch_end", on_train_batch_end)):
+        for name, fn in (
+            ("on_epoch_begin", on_epoch_begin),
+            ("on_epoch_end", on_epoch_end),
+            ("on_train_begin", on_train_begin),
+            ("on_train_end", on_train_end),
+            ("on_train_batch_end", on_train_batch_end),
+        ):
             if fn is not None:
                 setattr(self, name, fn)

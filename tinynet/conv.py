@@ -68,7 +68,8 @@ def windows(x, kh, kw, stride, out_h, out_w):
     n, _, _, c = x.shape
     sn, sh, sw, sc = x.strides
     return xp.lib.stride_tricks.as_strided(
-        x, shape=(n, out_h, out_w, kh, kw, c), strides=(sn, sh * stride[0], sw * stride[1], sh, sw, sc))
+        x, shape=(n, out_h, out_w, kh, kw, c), strides=(sn, sh * stride[0], sw * stride[1], sh, sw, sc)
+    )
 
 
 def add_windows(part, shape, window, out_hw, stride, dtype):
@@ -83,14 +84,16 @@ def add_windows(part, shape, window, out_hw, stride, dtype):
     (kh, kw), (out_h, out_w), (sh, sw) = window, out_hw, stride
     for i in range(kh):
         for j in range(kw):
-            gx[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :] += part(i, j)
+            gx[:, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw, :] += part(i, j)
     return gx
 
 
 def _check_input(layer, x, c):
     if x.ndim != 4 or x.shape[3] != c:
-        raise ValueError(f"{layer.name or type(layer).__name__} expects input of shape (batch, height, width, {c}), "
-                         f"got {tuple(x.shape)}")
+        raise ValueError(
+            f"{layer.name or type(layer).__name__} expects input of shape (batch, height, width, {c}), "
+            f"got {tuple(x.shape)}"
+        )
 
 
 class Conv2D(Layer):
@@ -116,9 +119,20 @@ class Conv2D(Layer):
         kernel_regularizer: e.g. ``tinynet.regularizers.l2(1e-4)``.
     """
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
-                 name=None, input_shape=None):
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        name=None,
+        input_shape=None,
+    ):
         super().__init__(name=name, input_shape=input_shape)
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
             raise ValueError(f"Conv2D filters must be a positive integer, got {filters!r}")
@@ -138,14 +152,17 @@ class Conv2D(Layer):
         oh, top, bottom = output_size(h, kh, sh, self.padding)
         ow, left, right = output_size(w, kw, sw, self.padding)
         if oh < 1 or ow < 1:
-            raise ValueError(f"{self.name or 'Conv2D'}: a {kh}x{kw} kernel does not fit a {h}x{w} input "
-                             f"with padding {self.padding!r}")
+            raise ValueError(
+                f"{self.name or 'Conv2D'}: a {kh}x{kw} kernel does not fit a {h}x{w} input "
+                f"with padding {self.padding!r}"
+            )
         return oh, ow, (top, bottom), (left, right)
 
     def build(self, input_shape, rng=None):
         if len(input_shape) != 3:
-            raise ValueError(f"{self.name or 'Conv2D'} expects samples of shape (height, width, channels), "
-                             f"got {tuple(input_shape)}")
+            raise ValueError(
+                f"{self.name or 'Conv2D'} expects samples of shape (height, width, channels), got {tuple(input_shape)}"
+            )
         rng = rng if rng is not None else np.random.default_rng()
         kh, kw = self.kernel_size
         shape = (kh, kw, int(input_shape[2]), self.filters)
@@ -192,21 +209,27 @@ class Conv2D(Layer):
             return None
         # gcols = gz Wm^T, then col2im back to the (padded) image, then drop the padding
         gcols = (gz2 @ self.kernel.value.reshape(kh * kw * c, f).T).reshape(n, oh, ow, kh, kw, c)
-        gxpad = add_windows(lambda i, j: gcols[:, :, :, i, j, :], self._pad_shape, (kh, kw), (oh, ow),
-                            self.strides, gcols.dtype)
+        gxpad = add_windows(
+            lambda i, j: gcols[:, :, :, i, j, :], self._pad_shape, (kh, kw), (oh, ow), self.strides, gcols.dtype
+        )
         (top, _), (left, _) = self._pads
         h, w = self._x_shape[1:3]
-        return gxpad[:, top:top + h, left:left + w, :]
+        return gxpad[:, top : top + h, left : left + w, :]
 
     def get_config(self):
         activation, kernel_init, bias_init = self._names
-        return {"name": self.name, "filters": self.filters, "kernel_size": list(self.kernel_size),
-                "strides": list(self.strides), "padding": self.padding,
-                "activation": activation if isinstance(activation, (str, type(None))) else self.describe(),
-                "use_bias": self.use_bias,
-                "kernel_initializer": kernel_init if isinstance(kernel_init, str) else "glorot_uniform",
-                "bias_initializer": bias_init if isinstance(bias_init, str) else "zeros",
-                "kernel_regularizer": self.kernel_regularizer.get_config() if self.kernel_regularizer else None}
+        return {
+            "name": self.name,
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "activation": activation if isinstance(activation, (str, type(None))) else self.describe(),
+            "use_bias": self.use_bias,
+            "kernel_initializer": kernel_init if isinstance(kernel_init, str) else "glorot_uniform",
+            "bias_initializer": bias_init if isinstance(bias_init, str) else "zeros",
+            "kernel_regularizer": self.kernel_regularizer.get_config() if self.kernel_regularizer else None,
+        }
 
     def describe(self):
         return type(self.activation).__name__.lower() if self.activation is not None else ""
@@ -236,8 +259,10 @@ class _Pooling2D(Layer):
     def _windows(self, x, fill):
         xp = backend.get_array_module(x)
         if x.ndim != 4:
-            raise ValueError(f"{self.name or type(self).__name__} expects input (batch, height, width, channels), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.name or type(self).__name__} expects input (batch, height, width, channels), "
+                f"got {tuple(x.shape)}"
+            )
         oh, ow, pad_h, pad_w = self._geometry(x.shape[1], x.shape[2])
         xpad = x
         if self.padding == "same":
@@ -248,11 +273,15 @@ class _Pooling2D(Layer):
     def _unpad(self, gxpad):
         (top, _), (left, _) = self._pads
         h, w = self._x_shape[1:3]
-        return gxpad[:, top:top + h, left:left + w, :]
+        return gxpad[:, top : top + h, left : left + w, :]
 
     def get_config(self):
-        return {"name": self.name, "pool_size": list(self.pool_size), "strides": list(self.strides),
-                "padding": self.padding}
+        return {
+            "name": self.name,
+            "pool_size": list(self.pool_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+        }
 
     def describe(self):
         return f"{self.pool_size[0]}x{self.pool_size[1]}"
@@ -271,7 +300,7 @@ class MaxPooling2D(_Pooling2D):
 
     def forward(self, x, training=False):
         xp = backend.get_array_module(x)
-        win = self._windows(x, fill=-np.inf)       # (N, OH, OW, ph, pw, C), a view
+        win = self._windows(x, fill=-np.inf)  # (N, OH, OW, ph, pw, C), a view
         ph, pw = self.pool_size
         offsets = [(i, j) for i in range(ph) for j in range(pw)]
         y = win[:, :, :, 0, 0, :].copy()
@@ -287,8 +316,16 @@ class MaxPooling2D(_Pooling2D):
         return y
 
     def backward(self, gy):
-        return self._unpad(add_windows(lambda i, j: gy * self._hits[i, j], self._pad_shape, self.pool_size,
-                                       gy.shape[1:3], self.strides, gy.dtype))
+        return self._unpad(
+            add_windows(
+                lambda i, j: gy * self._hits[i, j],
+                self._pad_shape,
+                self.pool_size,
+                gy.shape[1:3],
+                self.strides,
+                gy.dtype,
+            )
+        )
 
 
 class AveragePooling2D(_Pooling2D):
@@ -306,8 +343,9 @@ class AveragePooling2D(_Pooling2D):
         total = win.sum(axis=(3, 4))
         if self.padding == "same":  # count the real inputs of each window: pool a padded image of ones
             (top, bottom), (left, right) = self._pads
-            ones = xp.pad(xp.ones((1,) + x.shape[1:3] + (1,), dtype=x.dtype), ((0, 0), (top, bottom),
-                                                                              (left, right), (0, 0)))
+            ones = xp.pad(
+                xp.ones((1,) + x.shape[1:3] + (1,), dtype=x.dtype), ((0, 0), (top, bottom), (left, right), (0, 0))
+            )
             counts = windows(ones, *self.pool_size, self.strides, *total.shape[1:3]).sum(axis=(3, 4))
         else:
             counts = xp.asarray(self.pool_size[0] * self.pool_size[1], dtype=x.dtype)
@@ -316,5 +354,6 @@ class AveragePooling2D(_Pooling2D):
 
     def backward(self, gy):
         share = gy / self._counts
-        return self._unpad(add_windows(lambda i, j: share, self._pad_shape, self.pool_size, gy.shape[1:3],
-                                       self.strides, gy.dtype))
+        return self._unpad(
+            add_windows(lambda i, j: share, self._pad_shape, self.pool_size, gy.shape[1:3], self.strides, gy.dtype)
+        )

@@ -66,8 +66,7 @@ def _as_functions(target, y_true, forward_kwargs):
     if isinstance(target, Loss):
         if y_true is None:
             raise ValueError("checking a loss needs y_true=")
-        return (lambda p: target.forward(p, y_true),
-                lambda gy: gy * target.backward(), [])
+        return (lambda p: target.forward(p, y_true), lambda gy: gy * target.backward(), [])
     if isinstance(target, tuple) and len(target) == 2:
         return target[0], target[1], []
     if isinstance(target, Layer) or hasattr(target, "parameters"):
@@ -76,8 +75,9 @@ def _as_functions(target, y_true, forward_kwargs):
     raise TypeError(f"cannot check {target!r}: expected a Layer, a model, a Loss or a (forward, backward) pair")
 
 
-def check_backward(target, x, gy=None, params=None, eps=1e-3, atol=1e-5, rtol=1e-4,
-                   y_true=None, seed=0, **forward_kwargs):
+def check_backward(
+    target, x, gy=None, params=None, eps=1e-3, atol=1e-5, rtol=1e-4, y_true=None, seed=0, **forward_kwargs
+):
     """Check ``target``'s backward against central differences, in float64.
 
     Args:
@@ -126,8 +126,8 @@ def check_backward(target, x, gy=None, params=None, eps=1e-3, atol=1e-5, rtol=1e
     for name, a, g in named:
         if g is None or tuple(g.shape) != tuple(a.shape):
             raise GradientCheckError(
-                f"gradient of {name} has shape {None if g is None else tuple(g.shape)}, "
-                f"expected {tuple(a.shape)}")
+                f"gradient of {name} has shape {None if g is None else tuple(g.shape)}, expected {tuple(a.shape)}"
+            )
     directions = [xp.asarray(rng.standard_normal(a.shape)) for _, a, _ in named]
 
     def loss_along(scale, only=None):
@@ -150,21 +150,27 @@ def check_backward(target, x, gy=None, params=None, eps=1e-3, atol=1e-5, rtol=1e
     analytic, numerical, ok = compare()
     if ok:
         return analytic, numerical
-    lines = [f"gradient check failed: directional derivative from backward {analytic:.6g}, "
-             f"from central differences {numerical:.6g} (|diff| {abs(analytic - numerical):.3g}, "
-             f"allowed {atol + rtol * abs(numerical):.3g})"]
+    lines = [
+        f"gradient check failed: directional derivative from backward {analytic:.6g}, "
+        f"from central differences {numerical:.6g} (|diff| {abs(analytic - numerical):.3g}, "
+        f"allowed {atol + rtol * abs(numerical):.3g})"
+    ]
     for k, (name, a, g) in enumerate(named):
         a_k, n_k, ok_k = compare(k)
         if ok_k:
             continue
         line = f"  {name} {tuple(a.shape)}: backward {a_k:.6g} vs numerical {n_k:.6g}"
         if a.size <= 4096:
+
             def scalar_loss(_):
                 return (gy * forward(*xs)).sum()
+
             num = numerical_grad(scalar_loss, a, eps)
             err = abs(backend.to_numpy(g) - backend.to_numpy(num))
             where = np.unravel_index(int(err.argmax()), err.shape)
-            line += (f"; worst element {tuple(int(i) for i in where)}: backward "
-                     f"{float(g[where]):.6g}, numerical {float(num[where]):.6g}")
+            line += (
+                f"; worst element {tuple(int(i) for i in where)}: backward "
+                f"{float(g[where]):.6g}, numerical {float(num[where]):.6g}"
+            )
         lines.append(line)
     raise GradientCheckError("\n".join(lines))

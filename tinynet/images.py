@@ -25,8 +25,9 @@ def _pil():
     try:
         from PIL import Image
     except ImportError as e:
-        raise ImportError(f'reading images needs Pillow ({e}); pip install "tinynet[plot]" or pip install pillow') \
-            from None
+        raise ImportError(
+            f'reading images needs Pillow ({e}); pip install "tinynet[plot]" or pip install pillow'
+        ) from None
     return Image
 
 
@@ -79,7 +80,7 @@ def prepare_digit(image, threshold: float = 0.2) -> np.ndarray:
     rows, cols = np.nonzero(a > threshold)
     if rows.size == 0:
         raise ValueError("no digit found: nothing stands out from the background")
-    a = a[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    a = a[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     h, w = a.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # Pillow wants (width, height)
@@ -89,7 +90,7 @@ def prepare_digit(image, threshold: float = 0.2) -> np.ndarray:
     out = np.zeros((28, 28), dtype=np.float32)
     h, w = small.shape
     top, left = (28 - h) // 2, (28 - w) // 2
-    out[top:top + h, left:left + w] = small
+    out[top : top + h, left : left + w] = small
     # shift the centre of mass to (14, 14), where MNIST's own digits have theirs, keeping the digit in the field
     total = out.sum()
     cy = (out.sum(axis=1) * np.arange(28)).sum() / total

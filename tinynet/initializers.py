@@ -87,7 +87,6 @@ def get(initializer):
         return initializer
     if initializer not in INITIALIZERS:
         raise ValueError(
-            f"unknown initializer {initializer!r}; expected one of {sorted(INITIALIZERS)} "
-            "or a callable f(shape, rng)"
+            f"unknown initializer {initializer!r}; expected one of {sorted(INITIALIZERS)} or a callable f(shape, rng)"
         )
     return INITIALIZERS[initializer]

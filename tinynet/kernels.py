@@ -45,30 +45,40 @@ def _kernel(name):
         k = cp.ElementwiseKernel("T y, T gy", "T gx", "gx = y > (T)0 ? gy : (T)0", "tinynet_relu_backward")
     elif name == "adam":
         k = cp.ElementwiseKernel(
-            "T g, T alpha, T one_minus_b1, T one_minus_b2, T eps", "T w, T m, T v",
+            "T g, T alpha, T one_minus_b1, T one_minus_b2, T eps",
+            "T w, T m, T v",
             """
             m += (g - m) * one_minus_b1;
             v += (g * g - v) * one_minus_b2;
             w -= (m * alpha) / (sqrt(v) + eps);
-            """, "tinynet_adam")
+            """,
+            "tinynet_adam",
+        )
     elif name == "rmsprop":
         k = cp.ElementwiseKernel(
-            "T g, T lr, T rho, T one_minus_rho, T eps", "T w, T v",
+            "T g, T lr, T rho, T one_minus_rho, T eps",
+            "T w, T v",
             """
             v = rho * v + one_minus_rho * (g * g);
             w -= (lr * g) / sqrt(v + eps);
-            """, "tinynet_rmsprop")
+            """,
+            "tinynet_rmsprop",
+        )
     elif name == "sgd_momentum":
         k = cp.ElementwiseKernel(
-            "T g, T lr, T mu, bool nesterov", "T w, T m",
+            "T g, T lr, T mu, bool nesterov",
+            "T w, T m",
             """
             m = mu * m - lr * g;
             w += nesterov ? mu * m - lr * g : m;
-            """, "tinynet_sgd_momentum")
+            """,
+            "tinynet_sgd_momentum",
+        )
     elif name == "softmax_xent":
         # one thread per row: C is small (10 for MNIST); the row's loss and gradient
         # are computed from one max, one sum of exponentials, and the label
-        k = cp.RawKernel(r"""
+        k = cp.RawKernel(
+            r"""
         extern "C" __global__ void tinynet_softmax_xent_f32(
                 const float* z, const long long* t, float* grad, float* loss, int n, int c) {
             int i = blockDim.x * blockIdx.x + threadIdx.x;
@@ -88,7 +98,9 @@ def _kernel(name):
                 gi[j] = (p - (j == label ? 1.f : 0.f)) * inv_n;   // (p - onehot) / N
             }
         }
-        """, "tinynet_softmax_xent_f32")
+        """,
+            "tinynet_softmax_xent_f32",
+        )
     else:
         raise KeyError(name)
     _cache[name] = k
@@ -140,6 +152,7 @@ def softmax_xent(z, labels):
     grad = cp.empty_like(z)
     loss = cp.empty(n, dtype=cp.float32)
     threads = 128
-    _kernel("softmax_xent")(((n + threads - 1) // threads,), (threads,),
-                            (z, labels, grad, loss, cp.int32(n), cp.int32(c)))
+    _kernel("softmax_xent")(
+        ((n + threads - 1) // threads,), (threads,), (z, labels, grad, loss, cp.int32(n), cp.int32(c))
+    )
     return loss.sum() / n, grad

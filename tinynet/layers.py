@@ -230,10 +230,7 @@ def get_activation(activation):
     if isinstance(activation, Layer):
         return activation
     if activation not in ACTIVATIONS:
-        raise ValueError(
-            f"unknown activation {activation!r}; expected one of "
-            f"{sorted(ACTIVATIONS) + ['linear', None]}"
-        )
+        raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS) + ['linear', None]}")
     return ACTIVATIONS[activation]()
 
 
@@ -292,7 +289,7 @@ class Dense(Layer):
 
     @property
     def output_activation(self):
-        """"softmax" or "sigmoid" when that is this layer's activation, else None."""
+        """ "softmax" or "sigmoid" when that is this layer's activation, else None."""
         return getattr(self.activation, "output_activation", None)
 
     def build(self, input_shape, rng=None):
@@ -318,8 +315,7 @@ class Dense(Layer):
         W = self.kernel.value
         if x.ndim != 2 or x.shape[1] != W.shape[0]:
             raise ValueError(
-                f"{self.name or 'Dense'} expects input of shape (batch, {W.shape[0]}), "
-                f"got {tuple(x.shape)}"
+                f"{self.name or 'Dense'} expects input of shape (batch, {W.shape[0]}), got {tuple(x.shape)}"
             )
         self._x = x
         z = x @ W
@@ -409,8 +405,10 @@ class Reshape(Layer):
                 raise ValueError(f"cannot reshape samples of shape {tuple(input_shape)} into {self.target_shape}")
             return tuple(size // known if d == -1 else d for d in self.target_shape)
         if known != size:
-            raise ValueError(f"cannot reshape samples of shape {tuple(input_shape)} ({size} values) into "
-                             f"{self.target_shape} ({known} values)")
+            raise ValueError(
+                f"cannot reshape samples of shape {tuple(input_shape)} ({size} values) into "
+                f"{self.target_shape} ({known} values)"
+            )
         return self.target_shape
 
     def forward(self, x, training=False):

@@ -21,7 +21,7 @@ ACCURACY_NAMES = ("accuracy", "acc")
 
 
 def accuracy_kind(y_true_shape, y_pred_shape) -> str:
-    """"binary", "sparse" or "categorical", by Keras's rule for ``"accuracy"``."""
+    """ "binary", "sparse" or "categorical", by Keras's rule for ``"accuracy"``."""
     if y_pred_shape[-1] == 1:
         return "binary"
     if len(y_true_shape) < len(y_pred_shape) or y_true_shape[-1] == 1:
@@ -97,14 +97,17 @@ def classification_report(y_true, y_pred, num_classes=None, digits: int = 4) -> 
     w = max(digits + 3, 9)
     lines = [f"{'class':>8} {'precision':>{w}} {'recall':>{w}} {'f1':>{w}} {'support':>8}"]
     for c in range(cm.shape[0]):
-        lines.append(f"{c:>8} {precision[c]:>{w}.{digits}f} {recall[c]:>{w}.{digits}f} "
-                     f"{f1[c]:>{w}.{digits}f} {support[c]:>8}")
+        lines.append(
+            f"{c:>8} {precision[c]:>{w}.{digits}f} {recall[c]:>{w}.{digits}f} {f1[c]:>{w}.{digits}f} {support[c]:>8}"
+        )
     total = int(support.sum())
     accuracy = float(cm.trace() / total) if total else 0.0
     lines.append("")
     lines.append(f"{'accuracy':>8} {'':>{w}} {'':>{w}} {accuracy:>{w}.{digits}f} {total:>8}")
-    lines.append(f"{'macro':>8} {precision.mean():>{w}.{digits}f} {recall.mean():>{w}.{digits}f} "
-                 f"{f1.mean():>{w}.{digits}f} {total:>8}")
+    lines.append(
+        f"{'macro':>8} {precision.mean():>{w}.{digits}f} {recall.mean():>{w}.{digits}f} "
+        f"{f1.mean():>{w}.{digits}f} {total:>8}"
+    )
     return "\n".join(lines)
 
 

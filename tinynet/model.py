@@ -166,8 +166,13 @@ class Sequential:
         last = self.layers[-1] if self.layers else None
         activation = getattr(last, "output_activation", None)
         loss = self.loss
-        return bool(loss is not None and loss.is_crossentropy and not loss.from_logits
-                    and loss.use_output_logits and activation in ("softmax", "sigmoid"))
+        return bool(
+            loss is not None
+            and loss.is_crossentropy
+            and not loss.from_logits
+            and loss.use_output_logits
+            and activation in ("softmax", "sigmoid")
+        )
 
     def _step_loss(self):
         return self.loss.with_logits() if self.output_logits else self.loss
@@ -247,8 +252,19 @@ class Sequential:
 
     # ---------------------------------------------------------------- fit
 
-    def fit(self, x, y, batch_size=32, epochs=1, verbose="auto", validation_split=0.0,
-            validation_data=None, shuffle=True, callbacks=None, initial_epoch=0):
+    def fit(
+        self,
+        x,
+        y,
+        batch_size=32,
+        epochs=1,
+        verbose="auto",
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        callbacks=None,
+        initial_epoch=0,
+    ):
         """Train the model, as ``keras.Model.fit``.
 
         Args:
@@ -284,7 +300,8 @@ class Sequential:
             if split == 0 or split == x.shape[0]:
                 raise ValueError(
                     f"validation_split={validation_split} of {x.shape[0]} samples leaves "
-                    f"{split} for training and {x.shape[0] - split} for validation; both need at least one")
+                    f"{split} for training and {x.shape[0] - split} for validation; both need at least one"
+                )
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
         else:
             val = None
@@ -311,10 +328,13 @@ class Sequential:
                     print(f"TerminateOnNaN: {e}")
                     break
                 if logs is None:  # interrupted
-                    print(f"Training interrupted in epoch {epoch + 1} (Ctrl-C); the model holds the weights "
-                          f"after the last finished step. Epochs finished: {epoch - initial_epoch}. To resume "
-                          "exactly, load the last checkpoint (ModelCheckpoint) with tinynet.load_model and call "
-                          "fit(..., initial_epoch=<the epochs it holds>).", flush=True)
+                    print(
+                        f"Training interrupted in epoch {epoch + 1} (Ctrl-C); the model holds the weights "
+                        f"after the last finished step. Epochs finished: {epoch - initial_epoch}. To resume "
+                        "exactly, load the last checkpoint (ModelCheckpoint) with tinynet.load_model and call "
+                        "fit(..., initial_epoch=<the epochs it holds>).",
+                        flush=True,
+                    )
                     break
                 if val is not None:
                     val_logs = self._evaluate_prepared(*val, batch_size)
@@ -371,7 +391,10 @@ class Sequential:
                     f"the training loss became NaN or infinite in epoch {epoch + 1}, {where} of {steps}. "
                     "Training stopped instead of going on with NaN weights. Try a lower learning rate "
                     f"(now {self.optimizer.current_learning_rate:g}), clipping gradients (clipnorm=1.0), "
-                    "or scaling the inputs (e.g. x / 255).", epoch, step)
+                    "or scaling the inputs (e.g. x / 255).",
+                    epoch,
+                    step,
+                )
             if (step + 1) % check_every == 0:
                 last_check = step + 1
             cbs.on_train_batch_end(step)
@@ -397,7 +420,7 @@ class Sequential:
         correct_sum = xp.zeros((), dtype=np.float64)
         n = x.shape[0]
         for lo in range(0, n, batch_size):
-            xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
+            xb, yb = x[lo : lo + batch_size], y[lo : lo + batch_size]
             out = self.forward(xb, training=False, logits=self.output_logits)
             loss = loss_fn.forward(out, yb)
             if penalty is not None:
@@ -434,7 +457,7 @@ class Sequential:
         batch_size = validation.positive_int("batch_size", batch_size)
         x, _ = self._prepare(x)
         xp = backend.xp_for(self.device)
-        outs = [self.forward(x[lo:lo + batch_size], training=False) for lo in range(0, x.shape[0], batch_size)]
+        outs = [self.forward(x[lo : lo + batch_size], training=False) for lo in range(0, x.shape[0], batch_size)]
         out = xp.concatenate(outs, axis=0)
         if verbose:
             ProgressBar(len(outs), verbose).finish({})
@@ -474,7 +497,8 @@ class Sequential:
             if tuple(w.shape) != tuple(p.value.shape):
                 raise ValueError(
                     f"layer {layer.name!r}: {p.name} has shape {tuple(p.value.shape)}, "
-                    f"got an array of shape {tuple(w.shape)}")
+                    f"got an array of shape {tuple(w.shape)}"
+                )
         for (_, p), w in zip(slots, weights):
             p.value[...] = backend.to_device(np.asarray(backend.to_numpy(w), dtype=p.value.dtype), self.device)
 

@@ -39,12 +39,15 @@ class Optimizer:
     name = "optimizer"
     slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None):
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
         if not callable(learning_rate):
             in_range("learning_rate", learning_rate, 0, math.inf)
-        for name, value in (("weight_decay", weight_decay), ("clipnorm", clipnorm),
-                            ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+        for name, value in (
+            ("weight_decay", weight_decay),
+            ("clipnorm", clipnorm),
+            ("clipvalue", clipvalue),
+            ("global_clipnorm", global_clipnorm),
+        ):
             if value is not None:
                 in_range(name, value, 0, math.inf, lo_open=name != "weight_decay")
         if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
@@ -60,8 +63,7 @@ class Optimizer:
     def build(self, params):
         """Zero state for each parameter, on the parameters' device."""
         self.slots = {
-            name: [backend.get_array_module(p.value).zeros_like(p.value) for p in params]
-            for name in self.slot_names
+            name: [backend.get_array_module(p.value).zeros_like(p.value) for p in params] for name in self.slot_names
         }
 
     def flatten_state(self, params):
@@ -127,8 +129,12 @@ class Optimizer:
         step allocates nothing (for a large model each fresh temporary costs page faults)."""
         cache = self.__dict__.setdefault("_scratch", {})
         arrays = cache.get(i)
-        if arrays is None or arrays[0].shape != w.shape or arrays[0].dtype != w.dtype \
-                or backend.device_of(arrays[0]) != backend.device_of(w):
+        if (
+            arrays is None
+            or arrays[0].shape != w.shape
+            or arrays[0].dtype != w.dtype
+            or backend.device_of(arrays[0]) != backend.device_of(w)
+        ):
             xp = backend.get_array_module(w)
             arrays = cache[i] = [xp.empty_like(w) for _ in range(count)]
         return arrays
@@ -210,15 +216,15 @@ class RMSprop(Optimizer):
 
     name = "RMSprop"
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
-                 centered=False, **kwargs):
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
         in_range("rho", rho, 0, 1, hi_open=True)
         in_range("momentum", momentum, 0, 1)
         in_range("epsilon", epsilon, 0, math.inf)
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
-        self.slot_names = ("velocity",) + (("average_gradient",) if centered else ()) + (
-            ("momentum",) if momentum > 0 else ())
+        self.slot_names = (
+            ("velocity",) + (("average_gradient",) if centered else ()) + (("momentum",) if momentum > 0 else ())
+        )
 
     def update(self, i, w, g, lr):
         xp = backend.get_array_module(w)
@@ -256,8 +262,13 @@ class RMSprop(Optimizer):
         w -= tmp
 
     def get_config(self):
-        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
-                "epsilon": self.epsilon, "centered": self.centered}
+        return {
+            **super().get_config(),
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "centered": self.centered,
+        }
 
 
 class Adam(Optimizer):
@@ -313,8 +324,7 @@ class Adam(Optimizer):
         w -= tmp
 
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
 class AdamW(Adam):
@@ -357,8 +367,11 @@ class Adagrad(Optimizer):
         w -= lr * g / xp.sqrt(a + self.epsilon)
 
     def get_config(self):
-        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
-                "epsilon": self.epsilon}
+        return {
+            **super().get_config(),
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "epsilon": self.epsilon,
+        }
 
 
 OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad}
@@ -370,6 +383,4 @@ def get(optimizer) -> Optimizer:
         return optimizer
     if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
         return OPTIMIZERS[optimizer.lower()]()
-    raise ValueError(
-        f"unknown optimizer {optimizer!r}; expected one of {sorted(OPTIMIZERS)} or an Optimizer instance"
-    )
+    raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {sorted(OPTIMIZERS)} or an Optimizer instance")

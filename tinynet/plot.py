@@ -21,7 +21,8 @@ def _figure(width, height):
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(
-            f'tinynet.plot needs matplotlib, which is not installed ({e}); pip install "tinynet[plot]"') from None
+            f'tinynet.plot needs matplotlib, which is not installed ({e}); pip install "tinynet[plot]"'
+        ) from None
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
@@ -109,8 +110,15 @@ def plot_confusion_matrix(cm, path, title: str = "Confusion matrix (rows: true, 
     threshold = cm.max() / 2 if cm.size else 0
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
-                    color="white" if cm[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(int(cm[i, j])),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if cm[i, j] > threshold else "black",
+            )
     ax.set_title(title)
     return _save(fig, path)
 
@@ -127,8 +135,9 @@ def plot_misclassified(images, y_true, y_pred, path, n: int = 25, title: str = "
     return _image_grid(np.asarray(images)[wrong], titles, path, title, colors=["crimson"] * len(wrong), cols=5)
 
 
-def plot_trials(labels, scores, path, best=None, ylabel="validation accuracy",
-                title="Hyperparameter trials (best in orange)"):
+def plot_trials(
+    labels, scores, path, best=None, ylabel="validation accuracy", title="Hyperparameter trials (best in orange)"
+):
     """One bar per trial (e.g. of a hyperparameter search), the best highlighted."""
     fig = _figure(max(5, 0.8 * len(scores) + 2), 4)
     ax = fig.add_subplot(1, 1, 1)

@@ -38,13 +38,21 @@ def format_per_step(seconds: float) -> str:
 
 
 def format_logs(logs: dict) -> str:
-    """ - accuracy: 0.9102 - loss: 0.3124   (keys in alphabetical order, as Keras)"""
+    """- accuracy: 0.9102 - loss: 0.3124   (keys in alphabetical order, as Keras)"""
     return "".join(f" - {k}: {v:.4f}" for k, v in sorted(logs.items()))
 
 
 class ProgressBar:
-    def __init__(self, total: int, verbose: int = 1, stream=None, interval: float = 0.1,
-                 log_interval: float = 30.0, label: str = "", megabytes: bool = False):
+    def __init__(
+        self,
+        total: int,
+        verbose: int = 1,
+        stream=None,
+        interval: float = 0.1,
+        log_interval: float = 30.0,
+        label: str = "",
+        megabytes: bool = False,
+    ):
         """``label`` starts each line; ``megabytes=True`` counts bytes (downloads)."""
         self.total, self.verbose, self.label, self.megabytes = total, verbose, label, megabytes
         self.stream = stream if stream is not None else sys.stdout

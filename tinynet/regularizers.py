@@ -74,4 +74,5 @@ def get(regularizer):
     if isinstance(regularizer, str) and regularizer in named:
         return named[regularizer]()
     raise ValueError(
-        f"unknown regularizer {regularizer!r}; expected 'l1', 'l2', 'l1_l2' or tinynet.regularizers.l2(...)")
+        f"unknown regularizer {regularizer!r}; expected 'l1', 'l2', 'l1_l2' or tinynet.regularizers.l2(...)"
+    )

@@ -29,10 +29,23 @@ from .fileio import atomic_write
 
 FORMAT = "tinynet-model"
 VERSION = 1
-LAYER_CLASSES = {c.__name__: c for c in (
-    layers_module.Dense, layers_module.ReLU, layers_module.Sigmoid, layers_module.Tanh, layers_module.Softmax,
-    layers_module.Flatten, layers_module.Reshape, layers_module.Dropout, conv.Conv2D, conv.MaxPooling2D,
-    conv.AveragePooling2D, normalization.BatchNormalization)}
+LAYER_CLASSES = {
+    c.__name__: c
+    for c in (
+        layers_module.Dense,
+        layers_module.ReLU,
+        layers_module.Sigmoid,
+        layers_module.Tanh,
+        layers_module.Softmax,
+        layers_module.Flatten,
+        layers_module.Reshape,
+        layers_module.Dropout,
+        conv.Conv2D,
+        conv.MaxPooling2D,
+        conv.AveragePooling2D,
+        normalization.BatchNormalization,
+    )
+}
 
 
 class ModelFileError(ValueError):
@@ -47,8 +60,11 @@ def _describe(model) -> dict:
         "seed": model.seed if isinstance(model.seed, (int, type(None))) else None,
         "input_shape": list(model.input_shape),
         "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in model.layers],
-        "weights": [{"layer": layer.name, "name": p.name, "shape": list(p.value.shape), "dtype": str(p.value.dtype)}
-                    for layer in model.layers for p in layer.weights()],
+        "weights": [
+            {"layer": layer.name, "name": p.name, "shape": list(p.value.shape), "dtype": str(p.value.dtype)}
+            for layer in model.layers
+            for p in layer.weights()
+        ],
         "compile": None,
     }
     if model.loss is not None:
@@ -76,13 +92,19 @@ def _training_state(model) -> tuple[dict, dict]:
             arrays.update({f"slot_{name}_{i}": backend.to_numpy(a) for i, a in enumerate(values)})
     history = getattr(model.history, "history", None) or {}
     state = {
-        "optimizer": {"iterations": optimizer.iterations if optimizer else 0, "slots": slots,
-                      "learning_rate": optimizer.current_learning_rate if optimizer else None},
+        "optimizer": {
+            "iterations": optimizer.iterations if optimizer else 0,
+            "slots": slots,
+            "learning_rate": optimizer.current_learning_rate if optimizer else None,
+        },
         "epoch": getattr(model, "_epochs_done", 0),
         "history": {k: [float(v) for v in vals] for k, vals in history.items()},
-        "rng": {"shuffle": _rng_state(model._shuffle_rng),
-                "layers": {layer.name: _rng_state(layer.rng) for layer in model.layers
-                           if getattr(layer, "rng", None) is not None}},
+        "rng": {
+            "shuffle": _rng_state(model._shuffle_rng),
+            "layers": {
+                layer.name: _rng_state(layer.rng) for layer in model.layers if getattr(layer, "rng", None) is not None
+            },
+        },
     }
     return state, arrays
 
@@ -134,13 +156,17 @@ def _read(path) -> tuple[dict, dict]:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path}: the model description is not valid JSON ({e})") from e
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a tinynet model file (format {config.get('format')!r})"
-                             if isinstance(config, dict) else f"{path}: the model description is not an object")
+        raise ModelFileError(
+            f"{path}: not a tinynet model file (format {config.get('format')!r})"
+            if isinstance(config, dict)
+            else f"{path}: the model description is not an object"
+        )
     version = config.get("version")
     if not isinstance(version, int) or version > VERSION or version < 1:
-        raise ModelFileError(f"{path}: format version {version!r}; this tinynet reads versions 1 to {VERSION}"
-                             + (" (saved by a newer tinynet?)" if isinstance(version, int) and version > VERSION
-                                else ""))
+        raise ModelFileError(
+            f"{path}: format version {version!r}; this tinynet reads versions 1 to {VERSION}"
+            + (" (saved by a newer tinynet?)" if isinstance(version, int) and version > VERSION else "")
+        )
     return config, arrays
 
 
@@ -189,12 +215,15 @@ def _load(path, device, compile):
     weights = [arrays.get(f"weight_{i}") for i in range(len(params))]
     stored = sum(k.startswith("weight_") for k in arrays)
     if len(expected) != len(params) or any(w is None for w in weights) or stored != len(params):
-        raise ModelFileError(f"{path}: the architecture has {len(params)} weight arrays, the file "
-                             f"{stored} (with {len(expected)} described)")
+        raise ModelFileError(
+            f"{path}: the architecture has {len(params)} weight arrays, the file "
+            f"{stored} (with {len(expected)} described)"
+        )
     for (layer, p), w in zip(params, weights):
         if w.shape != p.value.shape:
-            raise ModelFileError(f"{path}: layer {layer.name!r} {p.name} should have shape {p.value.shape}, "
-                                 f"the file has {w.shape}")
+            raise ModelFileError(
+                f"{path}: layer {layer.name!r} {p.name} should have shape {p.value.shape}, the file has {w.shape}"
+            )
         if np.dtype(w.dtype).kind != "f":
             raise ModelFileError(f"{path}: layer {layer.name!r} {p.name} has dtype {w.dtype}, expected float")
         if not np.all(np.isfinite(w)):
@@ -206,11 +235,11 @@ def _load(path, device, compile):
         try:
             opt_cls = optimizers.OPTIMIZERS[c["optimizer"]["class"].lower()]
             loss_cls = {cls.__name__: cls for cls in losses.LOSSES.values()}[c["loss"]["class"]]
-            model.compile(opt_cls.from_config(c["optimizer"]["config"]), loss_cls(**c["loss"]["config"]),
-                          c["metrics"])
+            model.compile(opt_cls.from_config(c["optimizer"]["config"]), loss_cls(**c["loss"]["config"]), c["metrics"])
         except (KeyError, TypeError, ValueError) as e:
-            raise ModelFileError(f"{path}: the compile configuration cannot be restored ({type(e).__name__}: {e})") \
-                from e
+            raise ModelFileError(
+                f"{path}: the compile configuration cannot be restored ({type(e).__name__}: {e})"
+            ) from e
         if "training_state" in config:
             _restore_training_state(model, config["training_state"], arrays, path)
     return model
@@ -229,12 +258,15 @@ def _restore_training_state(model, state, arrays, path):
     for name, values in slots.items():
         sizes = [v.size for v in values]
         if sum(sizes) != total:
-            raise ModelFileError(f"{path}: optimizer state {name!r} holds {sum(sizes)} values, the model has "
-                                 f"{total} parameters")
+            raise ModelFileError(
+                f"{path}: optimizer state {name!r} holds {sum(sizes)} values, the model has {total} parameters"
+            )
     if slots:
         if set(slots) != set(model.optimizer.slot_names):
-            raise ModelFileError(f"{path}: optimizer state {sorted(slots)} does not fit "
-                                 f"{type(model.optimizer).__name__} ({sorted(model.optimizer.slot_names)})")
+            raise ModelFileError(
+                f"{path}: optimizer state {sorted(slots)} does not fit "
+                f"{type(model.optimizer).__name__} ({sorted(model.optimizer.slot_names)})"
+            )
         model.optimizer.slots = slots
     iterations = opt["iterations"]
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:

@@ -41,15 +41,17 @@ class ExponentialDecay(LearningRateSchedule):
         p = step / self.decay_steps
         if self.staircase:
             p = math.floor(p)
-        return self.initial_learning_rate * self.decay_rate ** p
+        return self.initial_learning_rate * self.decay_rate**p
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
     def __init__(self, boundaries, values):
         boundaries, values = list(boundaries), list(values)
         if len(values) != len(boundaries) + 1:
-            raise ValueError(f"PiecewiseConstantDecay needs one more value than boundaries, got "
-                             f"{len(boundaries)} boundaries and {len(values)} values")
+            raise ValueError(
+                f"PiecewiseConstantDecay needs one more value than boundaries, got "
+                f"{len(boundaries)} boundaries and {len(values)} values"
+            )
         if boundaries != sorted(boundaries):
             raise ValueError(f"PiecewiseConstantDecay boundaries must increase, got {boundaries}")
         self.boundaries, self.values = boundaries, values

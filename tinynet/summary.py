@@ -8,28 +8,43 @@ def format_summary(model) -> str:
     and how the loss is computed."""
     if not model.built:
         raise RuntimeError(
-            "the model is not built yet: start it with Input(shape) or input_shape=, "
-            "or call fit/predict/build first")
+            "the model is not built yet: start it with Input(shape) or input_shape=, or call fit/predict/build first"
+        )
     rows = []
     for layer, shape in zip(model.layers, model._shapes):
         kind = type(layer).__name__
         extra = layer.describe()
-        rows.append((f"{layer.name} ({kind})", str((None,) + tuple(shape)),
-                     f"{sum(p.value.size for p in layer.weights()):,}", extra))
+        rows.append(
+            (
+                f"{layer.name} ({kind})",
+                str((None,) + tuple(shape)),
+                f"{sum(p.value.size for p in layer.weights()):,}",
+                extra,
+            )
+        )
     trainable = [p.value for p in model.parameters()]
     frozen = [p.value for layer in model.layers for p in layer.non_trainable()]
     n_train, n_frozen = sum(a.size for a in trainable), sum(a.size for a in frozen)
     b_train, b_frozen = sum(a.nbytes for a in trainable), sum(a.nbytes for a in frozen)
     w = (33, 24, 15, 13)
-    lines = [f'Model: "{model.name}"  (device: {model.device})',
-             "┏" + "┳".join("━" * c for c in w) + "┓",
-             "┃" + "┃".join(f" {h:<{c - 2}} " if i != 2 else f" {h:>{c - 2}} "
-                            for i, (h, c) in enumerate(zip(
-                                ("Layer (type)", "Output Shape", "Param #", "Activation"), w))) + "┃",
-             "┡" + "╇".join("━" * c for c in w) + "┩"]
+    lines = [
+        f'Model: "{model.name}"  (device: {model.device})',
+        "┏" + "┳".join("━" * c for c in w) + "┓",
+        "┃"
+        + "┃".join(
+            f" {h:<{c - 2}} " if i != 2 else f" {h:>{c - 2}} "
+            for i, (h, c) in enumerate(zip(("Layer (type)", "Output Shape", "Param #", "Activation"), w))
+        )
+        + "┃",
+        "┡" + "╇".join("━" * c for c in w) + "┩",
+    ]
     for k, row in enumerate(rows):
-        cells = [f" {row[0]:<{w[0] - 2}} ", f" {row[1]:<{w[1] - 2}} ",
-                 f" {row[2]:>{w[2] - 2}} ", f" {row[3]:<{w[3] - 2}} "]
+        cells = [
+            f" {row[0]:<{w[0] - 2}} ",
+            f" {row[1]:<{w[1] - 2}} ",
+            f" {row[2]:>{w[2] - 2}} ",
+            f" {row[3]:<{w[3] - 2}} ",
+        ]
         lines.append("│" + "│".join(cells) + "│")
         if k != len(rows) - 1:
             lines.append("├" + "┼".join("─" * c for c in w) + "┤")
@@ -41,11 +56,14 @@ def format_summary(model) -> str:
         lines.append(f" Loss: {model.loss.name}" + _loss_note(model))
     return "\n".join(lines)
 
+
 def _loss_note(model) -> str:
     if model.output_logits:
         act = model.layers[-1].output_activation
-        return (f", computed from the logits of the final {act} (Keras TensorFlow-backend "
-                "semantics; pass the loss with use_output_logits=False to use probabilities)")
+        return (
+            f", computed from the logits of the final {act} (Keras TensorFlow-backend "
+            "semantics; pass the loss with use_output_logits=False to use probabilities)"
+        )
     if model.loss.is_crossentropy and not model.loss.from_logits:
         return ", computed from probabilities (renormalised, clipped to [1e-7, 1 - 1e-7])"
     return ", from logits" if model.loss.from_logits else ""

@@ -45,7 +45,6 @@ class InterruptGuard:
         return False
 
 
-
 def pack_parameters(model):
     """What the optimizer updates: one flat parameter when possible, else the list.
 
@@ -57,12 +56,18 @@ def pack_parameters(model):
     its own. Packed again whenever a parameter was replaced (``to``, a cast).
     """
     params = model.parameters()
-    if getattr(model.optimizer, "clipnorm", None) is not None or not params or \
-            len({p.value.dtype for p in params}) != 1:
+    if (
+        getattr(model.optimizer, "clipnorm", None) is not None
+        or not params
+        or len({p.value.dtype for p in params}) != 1
+    ):
         return params
     views = getattr(model, "_views", None)
-    if views and len(views) == len(params) and all(
-            p is q and p.value is v and p.grad is g for p, (q, v, g) in zip(params, views)):
+    if (
+        views
+        and len(views) == len(params)
+        and all(p is q and p.value is v and p.grad is g for p, (q, v, g) in zip(params, views))
+    ):
         return [model._flat]
     xp = backend.xp_for(model.device)
     total = sum(p.value.size for p in params)
@@ -71,9 +76,9 @@ def pack_parameters(model):
     model._views, offset = [], 0
     for p in params:
         n, shape = p.value.size, p.value.shape
-        values[offset:offset + n] = p.value.ravel()
-        p.value = values[offset:offset + n].reshape(shape)
-        p.grad = grads[offset:offset + n].reshape(shape)
+        values[offset : offset + n] = p.value.ravel()
+        p.value = values[offset : offset + n].reshape(shape)
+        p.grad = grads[offset : offset + n].reshape(shape)
         model._views.append((p, p.value, p.grad))
         offset += n
     model._flat = Parameter(values, "all parameters (flat)")

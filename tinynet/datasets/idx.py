@@ -65,11 +65,13 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DatasetError(f"{name}: not an IDX file: {len(data)} bytes, shorter than the 4-byte header")
     if data[0] != 0 or data[1] != 0:
         raise DatasetError(
-            f"{name}: not an IDX file: magic bytes are {data[0]:#04x} {data[1]:#04x}, expected 0x00 0x00")
+            f"{name}: not an IDX file: magic bytes are {data[0]:#04x} {data[1]:#04x}, expected 0x00 0x00"
+        )
     code, ndim = data[2], data[3]
     if code not in DTYPES:
-        raise DatasetError(f"{name}: unknown IDX dtype code {code:#04x}; known: "
-                           + ", ".join(f"{c:#04x}" for c in DTYPES))
+        raise DatasetError(
+            f"{name}: unknown IDX dtype code {code:#04x}; known: " + ", ".join(f"{c:#04x}" for c in DTYPES)
+        )
     if ndim == 0:
         raise DatasetError(f"{name}: IDX header says 0 dimensions")
     header = 4 + 4 * ndim
@@ -81,11 +83,13 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     actual = len(data) - header
     if actual < expected:
         raise DatasetError(
-            f"{name}: truncated: dimensions {dims} of {dtype.name} need {expected} data bytes, found {actual}")
+            f"{name}: truncated: dimensions {dims} of {dtype.name} need {expected} data bytes, found {actual}"
+        )
     if actual > expected:
         raise DatasetError(
             f"{name}: {actual - expected} unexpected bytes after the data: dimensions {dims} of "
-            f"{dtype.name} need {expected} data bytes, found {actual}")
+            f"{dtype.name} need {expected} data bytes, found {actual}"
+        )
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="))  # native byte order, and a writable copy
 

@@ -110,7 +110,8 @@ def _load_idx_dir(directory: str, verify: bool) -> dict:
             if digest != SHA256[stem]:
                 raise DatasetError(
                     f"{path}: SHA-256 of the content is {digest}, expected MNIST's {SHA256[stem]} "
-                    "(corrupt file? for other data in MNIST's format pass verify=False)")
+                    "(corrupt file? for other data in MNIST's format pass verify=False)"
+                )
         arrays[key] = parse_idx(data, path)
     return arrays
 
@@ -190,12 +191,13 @@ def _load_default(verify: bool) -> dict:
     try:
         download(cache)
     except DatasetError as e:
-        looked = (f"TINYNET_DATA_DIR={env!r} (no MNIST files there)" if env else "TINYNET_DATA_DIR (not set)")
+        looked = f"TINYNET_DATA_DIR={env!r} (no MNIST files there)" if env else "TINYNET_DATA_DIR (not set)"
         raise DatasetError(
             f"MNIST not found. Looked in {looked} and the cache {cache}; the download failed: {e}\n"
             "Put the four files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
             "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz in a directory and set "
-            "TINYNET_DATA_DIR to it, or pass load_data(path=...).") from None
+            "TINYNET_DATA_DIR to it, or pass load_data(path=...)."
+        ) from None
     return load_from(cache, verify)
 
 
@@ -240,8 +242,13 @@ def _fetch_verified(url: str, target: str, sha256: str, timeout: float, verbose:
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed https mirrors)
         total = int(response.headers.get("Content-Length") or 0)
         chunks, received = [], 0
-        bar = ProgressBar(max(total, 1), verbose=1 if verbose else 0, stream=sys.stderr,
-                          label=f"{os.path.basename(target)} ", megabytes=True)
+        bar = ProgressBar(
+            max(total, 1),
+            verbose=1 if verbose else 0,
+            stream=sys.stderr,
+            label=f"{os.path.basename(target)} ",
+            megabytes=True,
+        )
         while True:
             chunk = response.read(1 << 16)
             if not chunk:
@@ -260,4 +267,3 @@ def _fetch_verified(url: str, target: str, sha256: str, timeout: float, verbose:
     with atomic_write(target) as f:
         f.write(data)
     bar.finish({})
-
