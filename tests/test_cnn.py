@@ -234,20 +234,21 @@ def test_bad_conv_arguments_and_shapes():
 def test_the_checker_catches_a_col2im_that_overwrites_instead_of_adding(monkeypatch):
     """Overlapping patches must *add* their gradients (stride 1, 3x3 kernel): a
     col2im that assigns keeps only the last patch's share and must fail the check."""
-    from tinynet import conv
     from tinynet.gradcheck import GradientCheckError
+    from tinynet.layers import conv
 
-    def overwriting_add_windows(part, shape, window, out_hw, stride, dtype):
-        gx = np.zeros(shape, dtype=dtype)
-        (kh, kw), (oh, ow), (sh, sw) = window, out_hw, stride
+    def overwriting_col2im(gcols, image_shape, stride):
+        gx = np.zeros(image_shape, dtype=gcols.dtype)
+        _, oh, ow, kh, kw, _ = gcols.shape
+        sh, sw = stride
         for i in range(kh):
             for j in range(kw):
-                gx[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :] = part(i, j)
+                gx[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :] = gcols[:, :, :, i, j, :]
         return gx
 
     layer = built(tn.Conv2D(2, 3), (6, 6, 2), "cpu")
     x = np.random.default_rng(5).standard_normal((2, 6, 6, 2))
     check_backward(layer, x)  # the real one passes
-    monkeypatch.setattr(conv, "add_windows", overwriting_add_windows)
+    monkeypatch.setattr(conv, "col2im", overwriting_col2im)
     with pytest.raises(GradientCheckError, match="  x "):
         check_backward(layer, x)

@@ -15,7 +15,7 @@ def built(layer, shape):
 
 class DenseMissingTransposeInGx(tn.Dense):
     def backward(self, gy):
-        gz = self.activation.backward(gy) if self._through_activation else gy
+        gz = self.activation.backward(gy)
         self.kernel.grad = self._x.T @ gz
         self.bias.grad = gz.sum(axis=0)
         return gz @ self.kernel.value  # wrong: should be W^T (square W keeps shapes valid)

@@ -28,12 +28,22 @@ def test_dense(device, xp, rng, activation, use_bias):
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
-def test_dense_logits_mode_skips_activation(device, xp, rng, activation):
-    layer = built(tn.Dense(4, activation=activation), (3,), device)
+def test_keras_output_logits_rule_reads_the_logits_and_skips_the_activation(device, xp, rng, activation):
+    """Keras's rule (keras_compat): the head still outputs probabilities, keeps its
+    logits for the loss, and passes dL/dlogits through its backward unchanged."""
+    model = tn.Sequential([tn.Input((3,)), tn.Dense(4, activation=activation)], device=device, seed=0)
+    model.compile("sgd", "categorical_crossentropy")
     x = xp.asarray(rng.standard_normal((5, 3)))
-    check_backward(layer, x, logits=True)
-    z = layer.forward(x, logits=True)
-    np.testing.assert_allclose(tn.backend.to_numpy(z), tn.backend.to_numpy(x @ layer.kernel.value + layer.bias.value))
+    layer = model.layers[0]
+    y = model.forward(x)
+    z = x @ layer.kernel.value + layer.bias.value
+    np.testing.assert_allclose(tn.backend.to_numpy(layer.activation.logits), tn.backend.to_numpy(z), rtol=1e-6)
+    expected = tn.layers.softmax(z) if activation == "softmax" else tn.layers.sigmoid(z)
+    np.testing.assert_allclose(tn.backend.to_numpy(y), tn.backend.to_numpy(expected), rtol=1e-6)
+    g = xp.asarray(rng.standard_normal((5, 4)))
+    assert layer.activation.backward(g) is g
+    model.compile("sgd", tn.losses.CategoricalCrossentropy(use_output_logits=False))  # the rule undone
+    assert "logits" not in vars(layer.activation) and "backward" not in vars(layer.activation)
 
 
 @pytest.mark.parametrize("layer_cls", [tn.ReLU, tn.Sigmoid, tn.Tanh, tn.Softmax, tn.Flatten])
@@ -100,10 +110,10 @@ def test_mean_squared_error(device, xp, rng):
 
 def _model_with_loss(model, y):
     """(forward, backward) of x -> loss(model(x), y): the whole training gradient."""
-    loss_fn = model._step_loss()
+    loss_fn = model.loss_fn
 
     def forward(x):
-        return loss_fn.forward(model.forward(x, training=True, logits=model.output_logits), y)
+        return loss_fn.forward(model.forward(x, training=True), y)
 
     def backward(g):
         return model.backward(g * loss_fn.backward())

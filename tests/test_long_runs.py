@@ -22,7 +22,7 @@ from tinynet.callbacks import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
-from tinynet.model import TrainingDiverged
+from tinynet.training import TrainingDiverged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -237,7 +237,7 @@ def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path):
     assert "Interrupted: stopping after this batch" in out and "Training interrupted in epoch" in out
     assert "HISTORY" in out and int(out.split("HISTORY")[1].split()[0]) >= 1
     model = tn.load_model(tmp_path / "ckpt.npz")
-    done = model._epochs_done
+    done = model.epochs_done
     assert done >= 1
     history = model.fit(
         np.zeros((16, 6), np.float32), np.zeros(16, int), epochs=done + 1, initial_epoch=done, verbose=0

@@ -33,7 +33,7 @@ def test_round_trip_gives_identical_predictions_and_settings(tmp_path):
     loaded = tn.load_model(path)
     np.testing.assert_array_equal(model.predict(x), loaded.predict(x))
     assert [type(layer).__name__ for layer in loaded.layers] == ["Dense", "Dropout", "Dense"]
-    assert loaded.layers[1].rate == 0.1 and loaded.layers[2].output_activation == "softmax"
+    assert loaded.layers[1].rate == 0.1 and isinstance(loaded.layers[2].activation, tn.Softmax)
     assert isinstance(loaded.optimizer, tn.optimizers.RMSprop) and loaded.optimizer.rho == 0.8
     assert loaded.loss.name == "sparse_categorical_crossentropy" and loaded.metrics == ["accuracy"]
     assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0))

@@ -13,11 +13,14 @@ from . import (
     backend,
     callbacks,
     datasets,
+    fast,
     gradcheck,
     initializers,
+    keras_compat,
     layers,
     losses,
     metrics,
+    models,
     optimizers,
     plot,
     preprocessing,
@@ -25,11 +28,25 @@ from . import (
     schedules,
 )
 from .backend import DeviceUnavailableError
-from .conv import AveragePooling2D, Conv2D, MaxPooling2D
-from .layers import Dense, Dropout, Flatten, Input, ReLU, Reshape, Sigmoid, Softmax, Tanh
-from .model import Sequential, TrainingDiverged
-from .normalization import BatchNormalization
-from .saving import ModelFileError, load_model
+from .layers import (
+    AveragePooling2D,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Input,
+    MaxPooling2D,
+    ReLU,
+    Reshape,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from .model import Sequential
+from .models import load_model
+from .saving import ModelFileError
+from .training import GradientContractError, TrainingDiverged
 
 __version__ = "0.1.0"
 
@@ -41,6 +58,7 @@ __all__ = [
     "DeviceUnavailableError",
     "Dropout",
     "Flatten",
+    "GradientContractError",
     "Input",
     "MaxPooling2D",
     "ModelFileError",
@@ -54,12 +72,15 @@ __all__ = [
     "backend",
     "callbacks",
     "datasets",
+    "fast",
     "gradcheck",
     "initializers",
+    "keras_compat",
     "layers",
     "load_model",
     "losses",
     "metrics",
+    "models",
     "optimizers",
     "plot",
     "preprocessing",

@@ -124,3 +124,17 @@ def random_generator(seed, device: str):
     """
     xp = xp_for(device)
     return xp.random.default_rng(seed)
+
+
+def generator_state(rng):
+    """A random generator's state as JSON-able data (None for a GPU generator, whose
+    state cannot be read back)."""
+    state = getattr(getattr(rng, "bit_generator", None), "state", None)
+    return state if isinstance(state, dict) else None
+
+
+def set_generator_state(rng, state):
+    """Restore what :func:`generator_state` returned (a GPU generator keeps its own)."""
+    bit_generator = getattr(rng, "bit_generator", None)
+    if bit_generator is not None and isinstance(getattr(bit_generator, "state", None), dict):
+        bit_generator.state = state

@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from .layers import Layer
+from .losses import Loss
 
 
 class GradientCheckError(AssertionError):
@@ -60,9 +62,6 @@ def _is_float(a) -> bool:
 
 def _as_functions(target, y_true, forward_kwargs):
     """(forward(*xs), backward(gy), default params) for a layer, model, loss or pair."""
-    from .layers import Layer
-    from .losses import Loss
-
     if isinstance(target, Loss):
         if y_true is None:
             raise ValueError("checking a loss needs y_true=")
@@ -120,7 +119,7 @@ def check_backward(
         gy = xp.asarray(rng.standard_normal(np.shape(y)))
     gxs = backward(gy)
     gxs = [gxs] if single or not isinstance(gxs, (tuple, list)) else list(gxs)
-    # every checked array with its analytic gradient and a random direction
+    # every checked array with its analytic gradient
     named = [(f"input {i}" if not single else "x", a, g) for i, (a, g) in enumerate(zip(xs, gxs)) if _is_float(a)]
     named += [(f"parameter {p.name}", p.value, p.grad.copy()) for p in params]
     for name, a, g in named:
@@ -128,49 +127,57 @@ def check_backward(
             raise GradientCheckError(
                 f"gradient of {name} has shape {None if g is None else tuple(g.shape)}, expected {tuple(a.shape)}"
             )
-    directions = [xp.asarray(rng.standard_normal(a.shape)) for _, a, _ in named]
+    check = _Directional(lambda: (gy * forward(*xs)).sum(), named, rng, eps, atol, rtol)
+    analytic, numerical, ok = check.compare()
+    if not ok:
+        raise GradientCheckError(check.report(analytic, numerical))
+    return analytic, numerical
 
-    def loss_along(scale, only=None):
+
+class _Directional:
+    """The comparison along one random direction d over every checked array at once."""
+
+    def __init__(self, loss, named, rng, eps, atol, rtol):
+        self.loss, self.named, self.eps, self.atol, self.rtol = loss, named, eps, atol, rtol
+        xp = backend.get_array_module(named[0][1]) if named else np
+        self.directions = [xp.asarray(rng.standard_normal(a.shape)) for _, a, _ in named]
+
+    def loss_along(self, scale, only=None):
         """L at (inputs, params) + scale * direction; restores them after."""
-        for k, (_, a, _) in enumerate(named):
-            if only is None or k == only:
-                a += scale * directions[k]
-        value = float((gy * forward(*xs)).sum())
-        for k, (_, a, _) in enumerate(named):
-            if only is None or k == only:
-                a -= scale * directions[k]
+        moved = [k for k in range(len(self.named)) if only is None or k == only]
+        for k in moved:
+            self.named[k][1][...] += scale * self.directions[k]
+        value = float(self.loss())
+        for k in moved:
+            self.named[k][1][...] -= scale * self.directions[k]
         return value
 
-    def compare(only=None):
-        chosen = range(len(named)) if only is None else [only]
-        analytic = sum(float((named[k][2] * directions[k]).sum()) for k in chosen)
-        numerical = (loss_along(eps, only) - loss_along(-eps, only)) / (2 * eps)
-        return analytic, numerical, abs(analytic - numerical) <= atol + rtol * abs(numerical)
+    def compare(self, only=None):
+        """(analytic, numerical, within tolerance) along d, or along d's part for array ``only``."""
+        chosen = range(len(self.named)) if only is None else [only]
+        analytic = sum(float((self.named[k][2] * self.directions[k]).sum()) for k in chosen)
+        numerical = (self.loss_along(self.eps, only) - self.loss_along(-self.eps, only)) / (2 * self.eps)
+        return analytic, numerical, abs(analytic - numerical) <= self.atol + self.rtol * abs(numerical)
 
-    analytic, numerical, ok = compare()
-    if ok:
-        return analytic, numerical
-    lines = [
-        f"gradient check failed: directional derivative from backward {analytic:.6g}, "
-        f"from central differences {numerical:.6g} (|diff| {abs(analytic - numerical):.3g}, "
-        f"allowed {atol + rtol * abs(numerical):.3g})"
-    ]
-    for k, (name, a, g) in enumerate(named):
-        a_k, n_k, ok_k = compare(k)
-        if ok_k:
-            continue
-        line = f"  {name} {tuple(a.shape)}: backward {a_k:.6g} vs numerical {n_k:.6g}"
-        if a.size <= 4096:
-
-            def scalar_loss(_):
-                return (gy * forward(*xs)).sum()
-
-            num = numerical_grad(scalar_loss, a, eps)
-            err = abs(backend.to_numpy(g) - backend.to_numpy(num))
-            where = np.unravel_index(int(err.argmax()), err.shape)
-            line += (
-                f"; worst element {tuple(int(i) for i in where)}: backward "
-                f"{float(g[where]):.6g}, numerical {float(num[where]):.6g}"
-            )
-        lines.append(line)
-    raise GradientCheckError("\n".join(lines))
+    def report(self, analytic, numerical):
+        """What failed: each culprit array alone, and for small ones its worst element."""
+        lines = [
+            f"gradient check failed: directional derivative from backward {analytic:.6g}, "
+            f"from central differences {numerical:.6g} (|diff| {abs(analytic - numerical):.3g}, "
+            f"allowed {self.atol + self.rtol * abs(numerical):.3g})"
+        ]
+        for k, (name, a, g) in enumerate(self.named):
+            a_k, n_k, ok_k = self.compare(k)
+            if ok_k:
+                continue
+            line = f"  {name} {tuple(a.shape)}: backward {a_k:.6g} vs numerical {n_k:.6g}"
+            if a.size <= 4096:
+                num = numerical_grad(lambda _: self.loss(), a, self.eps)
+                err = abs(backend.to_numpy(g) - backend.to_numpy(num))
+                where = np.unravel_index(int(err.argmax()), err.shape)
+                line += (
+                    f"; worst element {tuple(int(i) for i in where)}: backward "
+                    f"{float(g[where]):.6g}, numerical {float(num[where]):.6g}"
+                )
+            lines.append(line)
+        return "\n".join(lines)

@@ -1,14 +1,13 @@
 """Fused CUDA kernels for the GPU path: the same formulas, fewer launches.
 
-On the GPU a small model's step is bound by kernel launches, not arithmetic
-(../DESIGN.md §5): every NumPy-style operation is one launch of a few
-microseconds. Each kernel here computes, in one launch, exactly what a few lines
-of plain ``xp`` code compute in several; the plain code stays where it is, beside
-the call, and is what runs on the CPU. ``tests/test_kernels.py`` holds each
-kernel equal to its plain code on a real GPU.
+On the GPU a small model's step is bound by kernel launches, not arithmetic:
+every NumPy-style operation is one launch of a few microseconds. Each kernel here
+computes, in one launch, exactly what a few lines of textbook code compute in
+several. :mod:`tinynet.fast` wraps them as twins of those textbook methods and
+chooses them once for a model on the GPU; ``tests/test_fast.py`` holds each equal
+to its textbook method on a real GPU.
 
-Used only for CuPy arrays; ``enabled = False`` turns them all off (the plain code
-then runs on the GPU too).
+``enabled = False`` turns them all off (the textbook code then runs on the GPU too).
 
 | kernel              | replaces (plain xp)                                   | used in            |
 |---------------------|-------------------------------------------------------|--------------------|
@@ -22,89 +21,66 @@ then runs on the GPU too).
 
 from __future__ import annotations
 
-from . import backend
-
 enabled = True
 _cache: dict = {}
 
 
-def fused(x) -> bool:
-    """Whether the fused kernels apply to ``x``: a CuPy array, and not turned off."""
-    return enabled and backend.device_of(x) == "gpu"
+SOFTMAX_XENT = r"""
+extern "C" __global__ void tinynet_softmax_xent_f32(
+        const float* z, const long long* t, float* grad, float* loss, int n, int c) {
+    // one thread per row: C is small (10 for MNIST); the row's loss and gradient
+    // are computed from one max, one sum of exponentials, and the label
+    int i = blockDim.x * blockIdx.x + threadIdx.x;
+    if (i >= n) return;
+    const float* zi = z + (long long)i * c;
+    float* gi = grad + (long long)i * c;
+    float m = zi[0];
+    for (int j = 1; j < c; ++j) m = fmaxf(m, zi[j]);
+    float s = 0.f;
+    for (int j = 0; j < c; ++j) s += expf(zi[j] - m);
+    float log_s = logf(s);
+    long long label = t[i];
+    loss[i] = log_s + m - zi[label];                    // -log softmax(z)[label]
+    float inv_n = 1.f / (float)n;
+    for (int j = 0; j < c; ++j) {
+        float p = expf(zi[j] - m) / s;
+        gi[j] = (p - (j == label ? 1.f : 0.f)) * inv_n;   // (p - onehot) / N
+    }
+}
+"""
+
+# name -> (in params, out params, body) of an element-wise kernel
+ELEMENTWISE = {
+    "bias_relu": ("T z, T b", "T y", "y = max(z + b, (T)0)"),
+    "relu_backward": ("T y, T gy", "T gx", "gx = y > (T)0 ? gy : (T)0"),
+    "adam": (
+        "T g, T alpha, T one_minus_b1, T one_minus_b2, T eps",
+        "T w, T m, T v",
+        "m += (g - m) * one_minus_b1; v += (g * g - v) * one_minus_b2; w -= (m * alpha) / (sqrt(v) + eps);",
+    ),
+    "rmsprop": (
+        "T g, T lr, T rho, T one_minus_rho, T eps",
+        "T w, T v",
+        "v = rho * v + one_minus_rho * (g * g); w -= (lr * g) / sqrt(v + eps);",
+    ),
+    "sgd_momentum": (
+        "T g, T lr, T mu, bool nesterov",
+        "T w, T m",
+        "m = mu * m - lr * g; w += nesterov ? mu * m - lr * g : m;",
+    ),
+}
 
 
 def _kernel(name):
     """Compile (once) and return a kernel by name."""
-    if name in _cache:
-        return _cache[name]
-    import cupy as cp
+    if name not in _cache:
+        import cupy as cp
 
-    if name == "bias_relu":
-        k = cp.ElementwiseKernel("T z, T b", "T y", "y = max(z + b, (T)0)", "tinynet_bias_relu")
-    elif name == "relu_backward":
-        k = cp.ElementwiseKernel("T y, T gy", "T gx", "gx = y > (T)0 ? gy : (T)0", "tinynet_relu_backward")
-    elif name == "adam":
-        k = cp.ElementwiseKernel(
-            "T g, T alpha, T one_minus_b1, T one_minus_b2, T eps",
-            "T w, T m, T v",
-            """
-            m += (g - m) * one_minus_b1;
-            v += (g * g - v) * one_minus_b2;
-            w -= (m * alpha) / (sqrt(v) + eps);
-            """,
-            "tinynet_adam",
-        )
-    elif name == "rmsprop":
-        k = cp.ElementwiseKernel(
-            "T g, T lr, T rho, T one_minus_rho, T eps",
-            "T w, T v",
-            """
-            v = rho * v + one_minus_rho * (g * g);
-            w -= (lr * g) / sqrt(v + eps);
-            """,
-            "tinynet_rmsprop",
-        )
-    elif name == "sgd_momentum":
-        k = cp.ElementwiseKernel(
-            "T g, T lr, T mu, bool nesterov",
-            "T w, T m",
-            """
-            m = mu * m - lr * g;
-            w += nesterov ? mu * m - lr * g : m;
-            """,
-            "tinynet_sgd_momentum",
-        )
-    elif name == "softmax_xent":
-        # one thread per row: C is small (10 for MNIST); the row's loss and gradient
-        # are computed from one max, one sum of exponentials, and the label
-        k = cp.RawKernel(
-            r"""
-        extern "C" __global__ void tinynet_softmax_xent_f32(
-                const float* z, const long long* t, float* grad, float* loss, int n, int c) {
-            int i = blockDim.x * blockIdx.x + threadIdx.x;
-            if (i >= n) return;
-            const float* zi = z + (long long)i * c;
-            float* gi = grad + (long long)i * c;
-            float m = zi[0];
-            for (int j = 1; j < c; ++j) m = fmaxf(m, zi[j]);
-            float s = 0.f;
-            for (int j = 0; j < c; ++j) s += expf(zi[j] - m);
-            float log_s = logf(s);
-            long long label = t[i];
-            loss[i] = log_s + m - zi[label];                    // -log softmax(z)[label]
-            float inv_n = 1.f / (float)n;
-            for (int j = 0; j < c; ++j) {
-                float p = expf(zi[j] - m) / s;
-                gi[j] = (p - (j == label ? 1.f : 0.f)) * inv_n;   // (p - onehot) / N
-            }
-        }
-        """,
-            "tinynet_softmax_xent_f32",
-        )
-    else:
-        raise KeyError(name)
-    _cache[name] = k
-    return k
+        if name == "softmax_xent":
+            _cache[name] = cp.RawKernel(SOFTMAX_XENT, "tinynet_softmax_xent_f32")
+        else:
+            _cache[name] = cp.ElementwiseKernel(*ELEMENTWISE[name], f"tinynet_{name}")
+    return _cache[name]
 
 
 def bias_relu(z, b):

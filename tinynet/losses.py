@@ -5,25 +5,19 @@ Each loss is an object with the same two-step contract as a layer::
     L  = loss.forward(y_pred, y_true)   # mean over the batch, a 0-d array
     gp = loss.backward()                # dL/dy_pred, the shape of y_pred
 
-Cross-entropies and the logits of a softmax or sigmoid output
--------------------------------------------------------------
+Cross-entropies: from probabilities or from logits
+---------------------------------------------------
 A cross-entropy can be fed probabilities p (``from_logits=False``) or logits z, the
 input of the softmax (``from_logits=True``). From logits it is both cheaper and
 exactly stable, and its gradient collapses to a famous one-liner::
 
     p = softmax(z),   L = -1/N sum_n log p[n, t_n]   =>   dL/dz = (p - onehot(t)) / N
 
-Keras's default TensorFlow backend goes further: when ``from_logits=False`` but the
-model's output comes from a softmax or sigmoid *activation*, it quietly computes the
-loss from that activation's input, the logits (no clipping), even for a sigmoid
-output under a categorical cross-entropy, where it takes the *softmax*
-cross-entropy of the pre-sigmoid logits. tinynet follows that by default so its
-numbers match what Keras users see, and says so in ``model.summary()``. Pass
-``use_output_logits=False`` to get what Keras's JAX, PyTorch and NumPy backends do
-instead: use the probabilities, renormalised to sum 1 per row and clipped to
-[1e-7, 1 - 1e-7]. The model decides which path applies (see
-``Sequential.compile``); a loss object on its own computes what its
-``from_logits`` says.
+Keras (and so tinynet, by default) computes the loss of a model whose output is a
+softmax or sigmoid from that activation's logits even when ``from_logits=False``;
+that rule is applied by the model at ``compile`` (see :mod:`tinynet.keras_compat`,
+and ``use_output_logits`` below). A loss object on its own computes exactly what
+its ``from_logits`` says.
 
 All losses here reduce like Keras's default "sum_over_batch_size": the mean over
 the batch of each sample's loss (for binary cross-entropy and MSE a sample's loss is
@@ -34,8 +28,8 @@ from __future__ import annotations
 
 import copy
 
-from . import backend, kernels
-from .layers import sigmoid
+from . import backend
+from .layers.core import sigmoid
 
 EPSILON = 1e-7  # Keras's "fuzz factor", keras.config.epsilon()
 
@@ -101,8 +95,9 @@ class CategoricalCrossentropy(Loss):
 
     Args:
         from_logits: whether ``y_pred`` are logits. Defaults to False.
-        use_output_logits: use the logits of a final softmax/sigmoid as Keras's
-            TensorFlow backend does. Defaults to True. See the module docstring.
+        use_output_logits: in a model whose output is a softmax/sigmoid, compute
+            the loss from its logits as Keras's TensorFlow backend does. Defaults
+            to True. See :mod:`tinynet.keras_compat`.
     """
 
     name = "categorical_crossentropy"
@@ -148,19 +143,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         labels = y_true.reshape(-1)
         return one_hot(labels, y_pred.shape[-1], y_pred.dtype)
 
-    def forward(self, y_pred, y_true):
-        self._fused_grad = None
-        if self.from_logits and kernels.fused(y_pred):
-            # on the GPU: the loss and (softmax(z) - onehot) / N from one kernel
-            fused = kernels.softmax_xent(y_pred, y_true.reshape(-1))
-            if fused is not None:
-                loss, self._fused_grad = fused
-                return loss
-        return super().forward(y_pred, y_true)
-
     def backward(self):
-        if self._fused_grad is not None:
-            return self._fused_grad
         if self.from_logits:
             # one-hot rows sum to 1: the general (p * sum(t) - t) / N is (p - onehot) / N
             return (self._p - self._t) / self._n

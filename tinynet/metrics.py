@@ -1,4 +1,5 @@
-"""Metrics. ``"accuracy"`` picks its kind from the shapes, as Keras does.
+"""Metrics. ``"accuracy"`` picks its kind from the shapes, as Keras does
+(:func:`tinynet.keras_compat.accuracy_kind`):
 
 - binary accuracy when the model has one output per sample: y_pred > 0.5
   (or logits > 0, the same thing) compared with the 0/1 target;
@@ -16,17 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-
-ACCURACY_NAMES = ("accuracy", "acc")
-
-
-def accuracy_kind(y_true_shape, y_pred_shape) -> str:
-    """ "binary", "sparse" or "categorical", by Keras's rule for ``"accuracy"``."""
-    if y_pred_shape[-1] == 1:
-        return "binary"
-    if len(y_true_shape) < len(y_pred_shape) or y_true_shape[-1] == 1:
-        return "sparse"
-    return "categorical"
 
 
 def correct(kind: str, y_pred, y_true, from_logits: bool = False):

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from . import backend, kernels, schedules
+from . import backend, keras_compat
+from .optimizer_state import OptimizerState
 from .validation import in_range
 
 
-class Optimizer:
+class Optimizer(OptimizerState):
     """Base class: clipping, weight decay, the step counter and per-parameter state.
 
     Args:
@@ -65,19 +64,6 @@ class Optimizer:
         self.slots = {
             name: [backend.get_array_module(p.value).zeros_like(p.value) for p in params] for name in self.slot_names
         }
-
-    def flatten_state(self, params):
-        """Turn per-parameter state into the state of one flat parameter (the model
-        packs its parameters into one buffer; the moments follow, in the same order)."""
-        if self.slots is None:
-            return
-        for name, arrays in self.slots.items():
-            if len(arrays) == 1 and arrays[0].ndim == 1 and arrays[0].size == sum(p.value.size for p in params):
-                continue  # already flat
-            if len(arrays) != len(params) or any(a.shape != p.value.shape for a, p in zip(arrays, params)):
-                raise ValueError(f"optimizer state {name!r} does not match the model's parameters")
-            xp = backend.get_array_module(arrays[0])
-            self.slots[name] = [xp.concatenate([a.ravel() for a in arrays])]
 
     def apply(self, params):
         """One optimisation step over ``params`` (their ``.grad`` must be filled)."""
@@ -124,45 +110,6 @@ class Optimizer:
         """Update parameter ``i`` (array ``w``, gradient ``g``) in place."""
         raise NotImplementedError
 
-    def scratch(self, i, w, count=2):
-        """``count`` work arrays shaped like parameter ``i``, made once and reused, so a
-        step allocates nothing (for a large model each fresh temporary costs page faults)."""
-        cache = self.__dict__.setdefault("_scratch", {})
-        arrays = cache.get(i)
-        if (
-            arrays is None
-            or arrays[0].shape != w.shape
-            or arrays[0].dtype != w.dtype
-            or backend.device_of(arrays[0]) != backend.device_of(w)
-        ):
-            xp = backend.get_array_module(w)
-            arrays = cache[i] = [xp.empty_like(w) for _ in range(count)]
-        return arrays
-
-    def to(self, device: str):
-        """Move the state to ``device``."""
-        if self.slots is not None:
-            self.slots = {k: [backend.to_device(a, device) for a in v] for k, v in self.slots.items()}
-        return self
-
-    def get_config(self) -> dict:
-        keys = ("learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
-        config = {k: getattr(self, k) for k in keys}
-        lr = self.learning_rate
-        if isinstance(lr, schedules.LearningRateSchedule):
-            config["learning_rate"] = {"schedule": type(lr).__name__, "config": lr.get_config()}
-        elif callable(lr):  # an arbitrary function cannot be saved: keep its current value
-            config["learning_rate"] = self.current_learning_rate
-        return config
-
-    @classmethod
-    def from_config(cls, config: dict):
-        config = dict(config)
-        lr = config.get("learning_rate")
-        if isinstance(lr, dict):
-            config["learning_rate"] = schedules.SCHEDULES[lr["schedule"]](**lr["config"])
-        return cls(**config)
-
 
 class SGD(Optimizer):
     r"""Stochastic gradient descent, with optional (Nesterov) momentum.
@@ -183,21 +130,15 @@ class SGD(Optimizer):
 
     def update(self, i, w, g, lr):
         if self.momentum == 0:
-            # w <- w - lr g
-            w -= lr * g
+            w -= lr * g  # w <- w - lr g
             return
         m = self.slots["momentum"][i]
-        if kernels.fused(w):  # on the GPU: the lines below in one pass
-            return kernels.sgd_momentum(w, g, m, lr, self.momentum, self.nesterov)
-        # m <- momentum m - lr g
-        m *= self.momentum
+        m *= self.momentum  # m <- momentum m - lr g
         m -= lr * g
         if self.nesterov:
-            # w <- w + momentum m - lr g
-            w += self.momentum * m - lr * g
+            w += self.momentum * m - lr * g  # w <- w + momentum m - lr g
         else:
-            # w <- w + m
-            w += m
+            w += m  # w <- w + m
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -229,37 +170,22 @@ class RMSprop(Optimizer):
     def update(self, i, w, g, lr):
         xp = backend.get_array_module(w)
         v = self.slots["velocity"][i]
-        if kernels.fused(w) and not self.centered and self.momentum == 0:
-            return kernels.rmsprop(w, g, v, lr, self.rho, self.epsilon)  # all below, one pass
-        tmp, den = self.scratch(i, w)
-        # v <- rho v + (1 - rho) g^2
-        v *= self.rho
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1 - self.rho
-        v += tmp
+        v *= self.rho  # v <- rho v + (1 - rho) g^2
+        v += (1 - self.rho) * (g * g)
         if self.centered:
             a = self.slots["average_gradient"][i]
-            # a <- rho a + (1 - rho) g ;  denominator = v - a^2 + eps
-            a *= self.rho
+            a *= self.rho  # a <- rho a + (1 - rho) g
             a += (1 - self.rho) * g
-            xp.multiply(a, a, out=den)
-            xp.subtract(v, den, out=den)
-            den += self.epsilon
+            denominator = v - a * a + self.epsilon  # v - a^2 + eps
         else:
-            # denominator = v + eps
-            xp.add(v, self.epsilon, out=den)
-        # step = lr g / sqrt(denominator)
-        xp.sqrt(den, out=den)
-        xp.multiply(g, lr, out=tmp)
-        tmp /= den
+            denominator = v + self.epsilon  # v + eps
+        step = lr * g / xp.sqrt(denominator)  # step = lr g / sqrt(denominator)
         if self.momentum > 0:
             s = self.slots["momentum"][i]
-            # s <- momentum s + step ;  step = s
-            s *= self.momentum
-            s += tmp
-            tmp = s
-        # w <- w - step
-        w -= tmp
+            s *= self.momentum  # s <- momentum s + step
+            s += step
+            step = s
+        w -= step  # w <- w - step
 
     def get_config(self):
         return {
@@ -297,31 +223,11 @@ class Adam(Optimizer):
     def update(self, i, w, g, lr):
         xp = backend.get_array_module(w)
         m, v = self.slots["m"][i], self.slots["v"][i]
-        b1, b2 = self.beta_1, self.beta_2
-        # alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t), with t = iterations + 1
-        # (the powers in the parameters' precision, as Keras: in float32 1 - 0.999^1 is
-        # 1.3e-5 away from 0.001, which changes the step by 6e-6, relative)
-        real = w.dtype.type
-        t = real(self.iterations + 1)
-        alpha = real(lr) * np.sqrt(1 - real(b2) ** t) / (1 - real(b1) ** t)
-        if kernels.fused(w):  # on the GPU: the three updates below in one pass
-            return kernels.adam(w, g, m, v, alpha, b1, b2, self.epsilon)
-        tmp, den = self.scratch(i, w)
-        # m <- m + (g - m)(1 - beta_1)
-        xp.subtract(g, m, out=tmp)
-        tmp *= 1 - b1
-        m += tmp
-        # v <- v + (g^2 - v)(1 - beta_2)
-        xp.multiply(g, g, out=tmp)
-        tmp -= v
-        tmp *= 1 - b2
-        v += tmp
-        # w <- w - alpha m / (sqrt(v) + eps)
-        xp.sqrt(v, out=den)
-        den += self.epsilon
-        xp.multiply(m, alpha, out=tmp)
-        tmp /= den
-        w -= tmp
+        m += (g - m) * (1 - self.beta_1)  # m <- m + (g - m)(1 - beta_1)
+        v += (g * g - v) * (1 - self.beta_2)  # v <- v + (g^2 - v)(1 - beta_2)
+        # alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t), t = iterations + 1 (powers in float32, as Keras)
+        alpha = keras_compat.adam_step_size(lr, self.beta_1, self.beta_2, self.iterations + 1, w.dtype)
+        w -= alpha * m / (xp.sqrt(v) + self.epsilon)  # w <- w - alpha m / (sqrt(v) + eps)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

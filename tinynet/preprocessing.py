@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import validation
+from .keras_compat import split_last
+from .losses import one_hot
 
 
 def scale(x, max_value: float = 255.0):
@@ -68,9 +70,7 @@ def to_categorical(y, num_classes=None, dtype=np.float32):
     num_classes = int(y.max()) + 1 if num_classes is None else num_classes
     if y.size and y.max() >= num_classes:
         raise ValueError(f"class index {int(y.max())} is out of range for num_classes={num_classes}")
-    out = np.zeros((y.shape[0], num_classes), dtype=dtype)
-    out[np.arange(y.shape[0]), y] = 1
-    return out
+    return one_hot(y, num_classes, dtype)
 
 
 def train_val_split(x, y, validation_split: float = 0.1, shuffle: bool = False, seed=None):
@@ -86,5 +86,4 @@ def train_val_split(x, y, validation_split: float = 0.1, shuffle: bool = False, 
     if shuffle:
         order = np.random.default_rng(seed).permutation(x.shape[0])
         x, y = x[order], y[order]
-    split = int(np.floor(x.shape[0] * (1.0 - validation_split)))
-    return (x[:split], y[:split]), (x[split:], y[split:])
+    return split_last(x, y, validation_split)

@@ -23,8 +23,7 @@ import zipfile
 
 import numpy as np
 
-from . import backend, conv, losses, normalization, optimizers
-from . import layers as layers_module
+from . import backend, layers, losses, optimizers
 from .fileio import atomic_write
 
 FORMAT = "tinynet-model"
@@ -32,18 +31,18 @@ VERSION = 1
 LAYER_CLASSES = {
     c.__name__: c
     for c in (
-        layers_module.Dense,
-        layers_module.ReLU,
-        layers_module.Sigmoid,
-        layers_module.Tanh,
-        layers_module.Softmax,
-        layers_module.Flatten,
-        layers_module.Reshape,
-        layers_module.Dropout,
-        conv.Conv2D,
-        conv.MaxPooling2D,
-        conv.AveragePooling2D,
-        normalization.BatchNormalization,
+        layers.Dense,
+        layers.ReLU,
+        layers.Sigmoid,
+        layers.Tanh,
+        layers.Softmax,
+        layers.Flatten,
+        layers.Reshape,
+        layers.Dropout,
+        layers.Conv2D,
+        layers.MaxPooling2D,
+        layers.AveragePooling2D,
+        layers.BatchNormalization,
     )
 }
 
@@ -76,36 +75,13 @@ def _describe(model) -> dict:
     return config
 
 
-def _rng_state(rng):
-    """A NumPy Generator's state as JSON-able data (None for a GPU generator)."""
-    state = getattr(getattr(rng, "bit_generator", None), "state", None)
-    return state if isinstance(state, dict) else None
-
-
 def _training_state(model) -> tuple[dict, dict]:
-    """(description, arrays) of what resuming needs beyond the weights."""
-    optimizer, arrays = model.optimizer, {}
-    slots = {}
-    if optimizer is not None and optimizer.slots is not None:
-        for name, values in optimizer.slots.items():
-            slots[name] = len(values)
-            arrays.update({f"slot_{name}_{i}": backend.to_numpy(a) for i, a in enumerate(values)})
-    history = getattr(model.history, "history", None) or {}
-    state = {
-        "optimizer": {
-            "iterations": optimizer.iterations if optimizer else 0,
-            "slots": slots,
-            "learning_rate": optimizer.current_learning_rate if optimizer else None,
-        },
-        "epoch": getattr(model, "_epochs_done", 0),
-        "history": {k: [float(v) for v in vals] for k, vals in history.items()},
-        "rng": {
-            "shuffle": _rng_state(model._shuffle_rng),
-            "layers": {
-                layer.name: _rng_state(layer.rng) for layer in model.layers if getattr(layer, "rng", None) is not None
-            },
-        },
-    }
+    """(JSON-able description, arrays) of what resuming needs beyond the weights."""
+    state = model.get_state()
+    arrays, opt = {}, state["optimizer"] or {"iterations": 0, "learning_rate": None, "slots": {}}
+    for name, values in opt["slots"].items():
+        arrays.update({f"slot_{name}_{i}": backend.to_numpy(a) for i, a in enumerate(values)})
+    state["optimizer"] = {**opt, "slots": {name: len(values) for name, values in opt["slots"].items()}}
     return state, arrays
 
 
@@ -170,8 +146,9 @@ def _read(path) -> tuple[dict, dict]:
     return config, arrays
 
 
-def load_model(path, device: str = "cpu", compile: bool = True):
-    """Rebuild a model saved by :func:`save_model` / ``model.save``.
+def load_model(path, model_class, device: str = "cpu", compile: bool = True):
+    """Rebuild a model saved by :func:`save_model` / ``model.save`` as a ``model_class``
+    (:func:`tinynet.models.load_model` passes ``Sequential``).
 
     Args:
         path: the .npz file.
@@ -185,20 +162,16 @@ def load_model(path, device: str = "cpu", compile: bool = True):
             never another exception type, whatever the bytes.
     """
     try:
-        return _load(path, device, compile)
+        return _load(path, model_class, device, compile)
     except (ModelFileError, backend.DeviceUnavailableError):
         raise
     except Exception as e:  # anything the bytes could provoke, named, never raw
         raise ModelFileError(f"{os.fspath(path)}: not a valid tinynet model file ({type(e).__name__}: {e})") from e
 
 
-def _load(path, device, compile):
-    from .model import Sequential
-
-    config, arrays = _read(path)
-    path = os.fspath(path)
+def _build(config, path, model_class, device):
     try:
-        model = Sequential(name=config.get("name", "sequential"), device=device, seed=config.get("seed"))
+        model = model_class(name=config.get("name", "sequential"), device=device, seed=config.get("seed"))
         for entry in config["layers"]:
             cls = LAYER_CLASSES.get(entry.get("class"))
             if cls is None:
@@ -209,7 +182,10 @@ def _load(path, device, compile):
         raise
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: the architecture cannot be rebuilt ({type(e).__name__}: {e})") from e
+    return model
 
+
+def _set_weights(model, config, arrays, path):
     expected = config.get("weights", [])
     params = [(layer, p) for layer in model.layers for p in layer.weights()]
     weights = [arrays.get(f"weight_{i}") for i in range(len(params))]
@@ -230,56 +206,32 @@ def _load(path, device, compile):
             raise ModelFileError(f"{path}: layer {layer.name!r} {p.name} contains NaN or infinite values")
     model.set_weights(weights)
 
-    if compile and config.get("compile"):
-        c = config["compile"]
+
+def _load(path, model_class, device, compile):
+    config, arrays = _read(path)
+    path = os.fspath(path)
+    model = _build(config, path, model_class, device)
+    _set_weights(model, config, arrays, path)
+    if not (compile and config.get("compile")):
+        return model
+    c = config["compile"]
+    try:
+        opt_cls = optimizers.OPTIMIZERS[c["optimizer"]["class"].lower()]
+        loss_cls = {cls.__name__: cls for cls in losses.LOSSES.values()}[c["loss"]["class"]]
+        model.compile(opt_cls.from_config(c["optimizer"]["config"]), loss_cls(**c["loss"]["config"]), c["metrics"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: the compile configuration cannot be restored ({type(e).__name__}: {e})") from e
+    if "training_state" in config:
+        state = dict(config["training_state"])
+        opt = dict(state["optimizer"])
+        opt["slots"] = {
+            name: [arrays.get(f"slot_{name}_{i}") for i in range(count)] for name, count in opt["slots"].items()
+        }
+        if any(v is None for values in opt["slots"].values() for v in values):
+            raise ModelFileError(f"{path}: optimizer state is missing arrays")
+        state["optimizer"] = opt
         try:
-            opt_cls = optimizers.OPTIMIZERS[c["optimizer"]["class"].lower()]
-            loss_cls = {cls.__name__: cls for cls in losses.LOSSES.values()}[c["loss"]["class"]]
-            model.compile(opt_cls.from_config(c["optimizer"]["config"]), loss_cls(**c["loss"]["config"]), c["metrics"])
+            model.set_state(state)
         except (KeyError, TypeError, ValueError) as e:
-            raise ModelFileError(
-                f"{path}: the compile configuration cannot be restored ({type(e).__name__}: {e})"
-            ) from e
-        if "training_state" in config:
-            _restore_training_state(model, config["training_state"], arrays, path)
+            raise ModelFileError(f"{path}: the training state cannot be restored ({e})") from e
     return model
-
-
-def _restore_training_state(model, state, arrays, path):
-    """Put back the optimizer state, the random generators and the History of a checkpoint."""
-    opt = state["optimizer"]
-    slots = {}
-    for name, count in opt["slots"].items():
-        values = [arrays.get(f"slot_{name}_{i}") for i in range(count)]
-        if any(v is None or np.dtype(v.dtype).kind != "f" for v in values):
-            raise ModelFileError(f"{path}: optimizer state {name!r} is missing or not floating point")
-        slots[name] = [backend.to_device(v, model.device) for v in values]
-    total = sum(p.value.size for p in model.parameters())
-    for name, values in slots.items():
-        sizes = [v.size for v in values]
-        if sum(sizes) != total:
-            raise ModelFileError(
-                f"{path}: optimizer state {name!r} holds {sum(sizes)} values, the model has {total} parameters"
-            )
-    if slots:
-        if set(slots) != set(model.optimizer.slot_names):
-            raise ModelFileError(
-                f"{path}: optimizer state {sorted(slots)} does not fit "
-                f"{type(model.optimizer).__name__} ({sorted(model.optimizer.slot_names)})"
-            )
-        model.optimizer.slots = slots
-    iterations = opt["iterations"]
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ModelFileError(f"{path}: optimizer iterations must be an integer >= 0, got {iterations!r}")
-    model.optimizer.iterations = iterations
-    if not callable(model.optimizer.learning_rate) and opt.get("learning_rate") is not None:
-        model.optimizer.learning_rate = float(opt["learning_rate"])  # as ReduceLROnPlateau left it
-    rng = state.get("rng", {})
-    if rng.get("shuffle") is not None:
-        model._shuffle_rng.bit_generator.state = rng["shuffle"]
-    for layer in model.layers:
-        saved = rng.get("layers", {}).get(layer.name)
-        if saved is not None and model.device == "cpu" and getattr(layer, "rng", None) is not None:
-            layer.rng.bit_generator.state = saved
-    model._epochs_done = int(state.get("epoch", 0))
-    model._resume_state = {"epoch": model._epochs_done, "history": state.get("history", {})}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import keras_compat
+
 
 def format_summary(model) -> str:
     """The table ``model.summary()`` prints: layers, output shapes, parameter counts (Keras's format),
@@ -11,7 +13,7 @@ def format_summary(model) -> str:
             "the model is not built yet: start it with Input(shape) or input_shape=, or call fit/predict/build first"
         )
     rows = []
-    for layer, shape in zip(model.layers, model._shapes):
+    for layer, shape in zip(model.layers, model.shapes):
         kind = type(layer).__name__
         extra = layer.describe()
         rows.append(
@@ -53,20 +55,8 @@ def format_summary(model) -> str:
     lines.append(f" Trainable params: {n_train:,} ({_readable_bytes(b_train)})")
     lines.append(f" Non-trainable params: {n_frozen:,} ({_readable_bytes(b_frozen)})")
     if model.loss is not None:
-        lines.append(f" Loss: {model.loss.name}" + _loss_note(model))
+        lines.append(f" Loss: {model.loss.name}" + keras_compat.loss_note(model))
     return "\n".join(lines)
-
-
-def _loss_note(model) -> str:
-    if model.output_logits:
-        act = model.layers[-1].output_activation
-        return (
-            f", computed from the logits of the final {act} (Keras TensorFlow-backend "
-            "semantics; pass the loss with use_output_logits=False to use probabilities)"
-        )
-    if model.loss.is_crossentropy and not model.loss.from_logits:
-        return ", computed from probabilities (renormalised, clipped to [1e-7, 1 - 1e-7])"
-    return ", from logits" if model.loss.from_logits else ""
 
 
 def _readable_bytes(n: int) -> str:

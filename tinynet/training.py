@@ -1,12 +1,29 @@
-"""The machinery around a training loop: divergence, Ctrl-C, and the flat parameter buffer."""
+"""The machinery around the training step: the epoch loop, the flat parameter buffer.
+
+``Sequential.fit`` reads as the textbook loop (epochs, batches, ``train_step``); what
+a serious library needs around it lives here, so the step itself stays five lines:
+
+- :class:`Loop`: epochs and batches (shuffled on the device), callbacks, the
+  progress bar, the running loss and accuracy (summed on the device, read once per
+  epoch), the NaN watch, Ctrl-C;
+- :class:`FlatParameters`: every parameter's value and gradient as views into one
+  flat buffer each, so an optimizer updates all of them in a few whole-buffer
+  operations; it also makes the layer contract safe (a gradient a layer *assigned*
+  is copied in, and a layer that broke the contract is named at the first step).
+"""
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 
-from . import backend
-from .layers import Parameter
+import numpy as np
+
+from . import backend, keras_compat, validation
+from .callbacks import CallbackList, TerminateOnNaN
+from .layers.core import Parameter
+from .progress import ProgressBar
 
 NAN_CHECK_EVERY = 50  # GPU: steps between reads of the running loss (each read waits for the device)
 
@@ -18,6 +35,125 @@ class TrainingDiverged(FloatingPointError):
     def __init__(self, message, epoch, step):
         super().__init__(message)
         self.epoch, self.step, self.history = epoch, step, None
+
+
+class GradientContractError(RuntimeError):
+    """A layer's backward did not set its parameters' gradients as the layer contract says."""
+
+
+# ------------------------------------------------------------------ the flat parameter buffer
+
+
+class FlatParameters:
+    """A model's parameters as views into one flat value and one flat gradient buffer.
+
+    Adam is memory bound, and at small batch sizes its per-parameter passes and calls
+    are a large share of a step: over one flat buffer it is a few whole-buffer
+    operations. ``collect()`` hands the optimizer what it updates: ``[flat]``, or the
+    layers' own parameters when it works per parameter (``clipnorm``) or the
+    parameters do not share a dtype.
+
+    The layer contract lets ``backward`` either write into ``p.grad`` or assign a new
+    array to it; ``collect()`` copies an assigned one into its place in the buffer.
+    At the first step the gradient buffer starts as NaN, so that a layer that did not
+    set a gradient (or added to the old one) is caught and named, never silently
+    trained with a stale gradient.
+    """
+
+    def __init__(self, model, per_parameter: bool):
+        self.entries = [(layer.name, p) for layer in model.layers for p in layer.parameters()]
+        params = [p for _, p in self.entries]
+        xp = backend.xp_for(model.device)
+        self.flat = None
+        if params and len({p.value.dtype for p in params}) == 1:
+            values = xp.empty(sum(p.value.size for p in params), dtype=params[0].value.dtype)
+            grads = xp.full(values.shape, np.nan, dtype=values.dtype)  # NaN until a backward sets them
+            offset = 0
+            for p in params:
+                n, shape = p.value.size, p.value.shape
+                values[offset : offset + n] = p.value.ravel()
+                p.value, p.grad = values[offset : offset + n].reshape(shape), grads[offset : offset + n].reshape(shape)
+                offset += n
+            self.flat = Parameter(values, "all parameters (flat)")
+            self.flat.grad = grads
+        else:
+            for p in params:
+                p.grad = xp.full(p.value.shape, np.nan, dtype=p.value.dtype)
+        self.views = [(p, p.value, p.grad) for p in params]
+        self.per_parameter, self.first_step = per_parameter, True
+        if self.flat is not None and model.optimizer is not None and not per_parameter:
+            model.optimizer.flatten_state(params)
+
+    def still_fits(self, model, per_parameter: bool) -> bool:
+        """Whether the model still has exactly these parameters and views (no ``to``, no cast)."""
+        params = model.parameters()
+        return (
+            per_parameter == self.per_parameter
+            and len(params) == len(self.views)
+            and all(p is q and p.value is v and p.grad is g for p, (q, v, g) in zip(params, self.views))
+        )
+
+    def collect(self) -> list[Parameter]:
+        """The parameters for the optimizer, with the gradients the layers set in place."""
+        for (layer, p), (_, _, view) in zip(self.entries, self.views):
+            if p.grad is not view:  # the layer assigned a new array: check it, copy it in
+                _check_assigned(layer, p, view)
+                view[...] = p.grad
+                p.grad = view
+        if self.first_step:
+            self.first_step = False
+            for layer, p in self.entries:
+                if bool(backend.get_array_module(p.grad).isnan(p.grad).all()):
+                    raise GradientContractError(
+                        f"layer {layer!r}: backward did not set {p.name}.grad (it still holds NaN, the value "
+                        f"it had before the step), or added to it with += instead of setting it. A backward "
+                        f"must set p.grad = dL/dp of this batch: self.{p.name}.grad = ... or "
+                        f"self.{p.name}.grad[...] = ... (see tinynet/layers/core.py)"
+                    )
+        if self.flat is None or self.per_parameter:
+            return [p for _, p in self.entries]
+        return [self.flat]
+
+
+def _check_assigned(layer, p, view):
+    g = p.grad
+    if g is None or not hasattr(g, "shape"):
+        raise GradientContractError(
+            f"layer {layer!r}: backward set {p.name}.grad to {g!r}, expected an array of shape {tuple(view.shape)}"
+        )
+    if backend.device_of(g) != backend.device_of(view):
+        raise GradientContractError(
+            f"layer {layer!r}: backward set {p.name}.grad to an array on the {backend.device_of(g).upper()}, "
+            f"but the model is on the {backend.device_of(view).upper()}; compute it with the arrays of "
+            "the forward pass (backend.get_array_module(x)), not with numpy"
+        )
+    if tuple(g.shape) != tuple(view.shape):
+        raise GradientContractError(
+            f"layer {layer!r}: backward set {p.name}.grad of shape {tuple(g.shape)}, "
+            f"but {p.name} has shape {tuple(view.shape)}"
+        )
+
+
+def fit_data(model, x, y, validation_split, validation_data):
+    """(x, y, (x_val, y_val) or None) for ``fit``, validated and on the model's device."""
+    x, y = validation.model_data(model, x, y, require_y=True)
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a tuple (x_val, y_val)")
+        return x, y, validation.model_data(model, *validation_data, require_y=True)
+    if validation_split == 0:
+        return x, y, None
+    (x, y), val = keras_compat.split_last(x, y, validation_split)
+    if x.shape[0] == 0 or val[0].shape[0] == 0:
+        raise ValueError(
+            f"validation_split={validation_split} of {x.shape[0] + val[0].shape[0]} samples "
+            f"leaves {x.shape[0]} for training and {val[0].shape[0]} for validation; both need "
+            "at least one"
+        )
+    return x, y, val
+
+
+# ------------------------------------------------------------------ the epoch loop
 
 
 class InterruptGuard:
@@ -45,44 +181,144 @@ class InterruptGuard:
         return False
 
 
-def pack_parameters(model):
-    """What the optimizer updates: one flat parameter when possible, else the list.
+class RunningLogs:
+    """The loss and the number of correct samples, summed on the device over an epoch
+    (or an evaluation) and read back only when asked: no host read per step."""
 
-    Every parameter's ``value`` and ``grad`` become views into one flat value
-    buffer and one flat gradient buffer, so the optimizer updates everything in a
-    few whole-buffer operations instead of a few per parameter: Adam is memory
-    bound, and at small batch sizes its per-parameter passes and calls are a
-    large share of a step. Not with ``clipnorm``, which clips each parameter on
-    its own. Packed again whenever a parameter was replaced (``to``, a cast).
+    def __init__(self, device, with_accuracy: bool):
+        xp = backend.xp_for(device)
+        self.loss_sum = xp.zeros((), dtype=np.float64)
+        self.correct_sum = xp.zeros((), dtype=np.float64) if with_accuracy else None
+        self.n = 0
+
+    def add(self, loss, correct, n):
+        self.loss_sum += loss * n
+        if self.correct_sum is not None:
+            self.correct_sum += correct
+        self.n += n
+
+    def read(self) -> dict:
+        logs = {"loss": float(self.loss_sum) / max(self.n, 1)}
+        if self.correct_sum is not None:
+            logs["accuracy"] = float(self.correct_sum) / max(self.n, 1)
+        return logs
+
+
+class Loop:
+    """Everything around ``train_step`` in ``fit``: used as
+
+    with Loop(model, ...) as loop:
+        for epoch in loop.epochs():
+            for xb, yb in loop.batches(x, y):
+                loss, y_pred = model.train_step(xb, yb)
+                loop.batch_end(loss, y_pred, yb)
+            loop.epoch_end()
+    history = loop.history
     """
-    params = model.parameters()
-    if (
-        getattr(model.optimizer, "clipnorm", None) is not None
-        or not params
-        or len({p.value.dtype for p in params}) != 1
-    ):
-        return params
-    views = getattr(model, "_views", None)
-    if (
-        views
-        and len(views) == len(params)
-        and all(p is q and p.value is v and p.grad is g for p, (q, v, g) in zip(params, views))
-    ):
-        return [model._flat]
-    xp = backend.xp_for(model.device)
-    total = sum(p.value.size for p in params)
-    values = xp.empty(total, dtype=params[0].value.dtype)
-    grads = xp.zeros(total, dtype=params[0].value.dtype)
-    model._views, offset = [], 0
-    for p in params:
-        n, shape = p.value.size, p.value.shape
-        values[offset : offset + n] = p.value.ravel()
-        p.value = values[offset : offset + n].reshape(shape)
-        p.grad = grads[offset : offset + n].reshape(shape)
-        model._views.append((p, p.value, p.grad))
-        offset += n
-    model._flat = Parameter(values, "all parameters (flat)")
-    model._flat.grad = grads
-    if model.optimizer is not None:
-        model.optimizer.flatten_state(params)
-    return [model._flat]
+
+    def __init__(self, model, n, options, callbacks, shuffle, validate):
+        """``options``: fit's checked numbers (``validation.fit_options``)."""
+        self.model, self.n, self.batch_size, self.shuffle = model, n, options["batch_size"], shuffle
+        self.first_epoch, self.last_epoch = options["initial_epoch"], options["epochs"]
+        self.verbose, self.validate = options["verbose"], validate
+        self.steps = math.ceil(n / self.batch_size)
+        self.history = model.starting_history(self.first_epoch)
+        callbacks = list(callbacks or [])
+        self.quiet_nan = any(isinstance(c, TerminateOnNaN) for c in callbacks)
+        self.callbacks = CallbackList([self.history] + callbacks, model)
+        self.guard = InterruptGuard()
+        self.stopped = False
+
+    def __enter__(self):
+        self.guard.__enter__()
+        self.model.history, self.model.stop_training = self.history, False
+        self.callbacks.on_train_begin()
+        return self
+
+    def __exit__(self, kind, error, tb):
+        self.guard.__exit__(kind, error, tb)
+        if isinstance(error, TrainingDiverged):
+            error.history = self.history
+        if error is None:
+            self.callbacks.on_train_end()
+        return False
+
+    def epochs(self):
+        for epoch in range(self.first_epoch, self.last_epoch):
+            if self.stopped or self.model.stop_training:
+                return
+            self.epoch = epoch
+            self.callbacks.on_epoch_begin(epoch)
+            if self.verbose:
+                print(f"Epoch {epoch + 1}/{self.last_epoch}", flush=True)
+            self.bar = ProgressBar(self.steps, self.verbose)
+            self.logs = RunningLogs(self.model.device, bool(self.model.metrics))
+            self.last_check = 0
+            yield epoch
+
+    def batches(self, x, y):
+        """(x, y) batch by batch, in a fresh random order each epoch (drawn on the model's device)."""
+        model = self.model
+        order = backend.to_device(model.shuffle_rng.permutation(self.n), model.device) if self.shuffle else None
+        for step in range(self.steps):
+            lo, hi = step * self.batch_size, min((step + 1) * self.batch_size, self.n)
+            idx = slice(lo, hi) if order is None else order[lo:hi]
+            self.step = step
+            yield x[idx], y[idx]
+            if self.stopped or self.guard.requested:
+                return
+
+    def batch_end(self, loss, y_pred, y):
+        self.logs.add(loss, self.model.count_correct(y_pred, y), y.shape[0])
+        self._watch_divergence()
+        if self.stopped:
+            return
+        self.callbacks.on_train_batch_end(self.step)
+        self.bar.update(self.step + 1, self.logs.read)
+
+    def _watch_divergence(self):
+        """Raise TrainingDiverged (or stop, with TerminateOnNaN) once the running loss is not finite.
+
+        A NaN or infinite loss makes the running sum non-finite too, so reading the sum
+        every ``NAN_CHECK_EVERY`` steps is enough on the GPU (on the CPU reading is
+        free: every step)."""
+        every = 1 if self.model.device == "cpu" else NAN_CHECK_EVERY
+        step = self.step
+        if (step + 1) % every and step != self.steps - 1:
+            return
+        if math.isfinite(float(self.logs.loss_sum)):
+            self.last_check = step + 1
+            return
+        where = f"step {step + 1}" if every == 1 else f"steps {self.last_check + 1}-{step + 1}"
+        error = TrainingDiverged(
+            f"the training loss became NaN or infinite in epoch {self.epoch + 1}, {where} of {self.steps}. "
+            "Training stopped instead of going on with NaN weights. Try a lower learning rate "
+            f"(now {self.model.optimizer.current_learning_rate:g}), clipping gradients (clipnorm=1.0), "
+            "or scaling the inputs (e.g. x / 255).",
+            self.epoch,
+            step,
+        )
+        if not self.quiet_nan:
+            raise error
+        print(f"TerminateOnNaN: {error}")
+        self.stopped = True
+
+    def epoch_end(self):
+        if self.stopped:
+            return
+        if self.guard.requested:
+            print(
+                f"Training interrupted in epoch {self.epoch + 1} (Ctrl-C); the model holds the weights after "
+                f"the last finished step. Epochs finished: {self.epoch - self.first_epoch}. To resume exactly, "
+                "load the last checkpoint (ModelCheckpoint) with tinynet.load_model and call "
+                "fit(..., initial_epoch=<the epochs it holds>).",
+                flush=True,
+            )
+            self.stopped = True
+            return
+        logs = self.logs.read()
+        if self.validate is not None:
+            logs.update({f"val_{k}": v for k, v in self.validate().items()})
+        self.bar.finish(logs)
+        self.model.epochs_done = self.epoch + 1
+        self.callbacks.on_epoch_end(self.epoch, logs)

@@ -156,3 +156,44 @@ def targets(y, n: int, loss, output_shape, name: str = "y"):
                 + ("; for class indices use sparse_categorical_crossentropy" if loss_name.startswith("cat") else "")
             )
     return y.reshape((n,) + out_shape)
+
+
+def fit_options(batch_size, epochs, verbose, validation_split, initial_epoch) -> dict:
+    """``fit``'s numeric arguments, checked before any data is touched."""
+    return {
+        "batch_size": positive_int("batch_size", batch_size),
+        "epochs": positive_int("epochs", epochs),
+        "verbose": verbosity(verbose),
+        "validation_split": fraction("validation_split", validation_split),
+        "initial_epoch": non_negative_int("initial_epoch", initial_epoch),
+    }
+
+
+ACCURACY_NAMES = ("accuracy", "acc")
+
+
+def metric_names(metrics) -> list[str]:
+    """``compile``'s metrics: None or a list of the names tinynet computes."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+        raise TypeError(f"metrics must be a list such as ['accuracy'], got {metrics!r}")
+    for m in metrics:
+        if m not in ACCURACY_NAMES:
+            raise ValueError(f"unknown metric {m!r}; tinynet supports {list(ACCURACY_NAMES)}")
+    return ["accuracy"] * bool(metrics)
+
+
+def model_data(model, x, y=None, require_y=False):
+    """x (and y) for ``model``: validated, converted, and moved to the model's device;
+    an unbuilt model is built for x's sample shape."""
+    if require_y and y is None:
+        raise ValueError("y is None: training and evaluating need targets, e.g. fit(x_train, y_train)")
+    x = features(x, model.input_shape if model.built else None)
+    if not model.layers:
+        raise ValueError("the model has no layers; add some with model.add(...)")
+    if not model.built:
+        model.build(model.input_shape if model.input_shape is not None else x.shape[1:])
+    if y is not None:
+        y = backend.to_device(targets(y, x.shape[0], model.loss, model.output_shape), model.device)
+    return backend.to_device(x, model.device), y

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
-from .layers import Layer, Parameter
+from .. import backend
+from .core import Layer, Parameter
 
 
 class BatchNormalization(Layer):
@@ -31,6 +31,8 @@ class BatchNormalization(Layer):
         epsilon: Defaults to 1e-3 (as Keras).
         center, scale: learn beta / gamma. Default True.
     """
+
+    formula = "y = gamma (x - mu) / sqrt(var + eps) + beta  |  gx = s/M (M gxhat - sum gxhat - xhat sum gxhat xhat)"
 
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, name=None, input_shape=None):
         super().__init__(name=name, input_shape=input_shape)
@@ -76,9 +78,9 @@ class BatchNormalization(Layer):
         axes = tuple(range(gy.ndim - 1))
         xhat, s = self._xhat, self._inv_std
         if self.center:
-            self.beta.grad[...] = gy.sum(axis=axes)
+            self.beta.grad = gy.sum(axis=axes)
         if self.scale:
-            self.gamma.grad[...] = (gy * xhat).sum(axis=axes)
+            self.gamma.grad = (gy * xhat).sum(axis=axes)
         gxhat = gy * self.gamma.value if self.scale else gy
         if not self._training:
             return gxhat * s

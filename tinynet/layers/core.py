@@ -1,4 +1,4 @@
-r"""Layers: each one a forward pass and the backward pass that undoes it.
+r"""The layer contract, the activations, Dense, and the layers that only reshape.
 
 The contract, and the names used throughout tinynet
 ---------------------------------------------------
@@ -8,9 +8,16 @@ A layer maps an input ``x`` to an output ``y``. Training needs, for a scalar los
     y  = layer.forward(x, training)   # keeps exactly what backward will need
     gx = layer.backward(gy)           # gy = dL/dy in, gx = dL/dx out
 
-``backward`` also fills ``p.grad`` (= dL/dp) of each parameter ``p`` it owns. Every
-gradient has the shape of the thing it is the gradient of: ``gx.shape == x.shape``,
-``gW.shape == W.shape``. The first axis is always the batch, of size N.
+``backward`` also sets ``p.grad`` (= dL/dp, for this batch alone) of each parameter
+``p`` the layer owns, in either of two ways, both fine:
+
+    self.kernel.grad = x.T @ gz          # assign a new array, or
+    self.kernel.grad[...] = x.T @ gz     # write into the one that is there
+
+Every gradient has the shape of the thing it is the gradient of: ``gx.shape ==
+x.shape``, ``gW.shape == W.shape``. The first axis is always the batch, of size N.
+Training checks at its first step that every parameter got a gradient of the right
+shape, and says which layer broke the contract if one did not.
 
 Backprop through a model is then just the chain rule applied layer by layer, last
 layer first: the ``gx`` of one layer is the ``gy`` of the layer before it.
@@ -23,11 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, initializers, kernels, regularizers
+from .. import backend, initializers, regularizers
 
 
 class Parameter:
-    """A trainable array ``value`` and its gradient ``grad`` (same shape, device)."""
+    """A trainable array ``value`` and its gradient ``grad`` (same shape, same device)."""
 
     def __init__(self, value, name: str):
         self.value = value
@@ -46,6 +53,8 @@ class Layer:
         input_shape: the shape of one sample (no batch axis), allowed on the first
             layer of a model as in Keras.
     """
+
+    formula = ""  # forward and backward in one line each, for summaries and traces
 
     def __init__(self, name: str | None = None, input_shape=None):
         self.name = name
@@ -101,6 +110,18 @@ class Layer:
 # --------------------------------------------------------------------------------------
 
 
+class Linear(Layer):
+    """The identity, Keras's ``activation="linear"`` (or None): y = x, gx = gy."""
+
+    formula = "y = x  |  gx = gy"
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, gy):
+        return gy
+
+
 class ReLU(Layer):
     r"""Rectified linear unit.
 
@@ -110,18 +131,13 @@ class ReLU(Layer):
     Shapes:    x, y, gy, gx all (N, ...)
     """
 
+    formula = "y = max(x, 0)  |  gx = gy * [y > 0]"
+
     def forward(self, x, training=False):
         self._y = backend.get_array_module(x).maximum(x, 0)
         return self._y
 
-    def forward_biased(self, z, b):
-        """y = max(z + b, 0): a Dense layer's bias add and this ReLU in one GPU kernel."""
-        self._y = kernels.bias_relu(z, b)
-        return self._y
-
     def backward(self, gy):
-        if kernels.fused(gy):
-            return kernels.relu_backward(self._y, gy)  # the line below, in one GPU kernel
         return gy * (self._y > 0)
 
 
@@ -134,25 +150,15 @@ class Sigmoid(Layer):
 
     Computed without overflow: for x >= 0 as 1 / (1 + e), for x < 0 as e / (1 + e),
     with e = exp(-|x|) <= 1.
-
-    As the output of a model trained with a cross-entropy, the loss is computed from
-    this layer's input (the logits) as Keras's TensorFlow backend does; see
-    :mod:`tinynet.losses`. ``forward(x, logits=True)`` returns ``x`` unchanged for
-    that purpose, and the following ``backward`` passes ``gy`` through.
     """
 
-    output_activation = "sigmoid"
+    formula = "y = 1 / (1 + exp(-x))  |  gx = gy * y * (1 - y)"
 
-    def forward(self, x, training=False, logits=False):
-        self._logits = logits
-        if logits:
-            return x
+    def forward(self, x, training=False):
         self._y = sigmoid(x)
         return self._y
 
     def backward(self, gy):
-        if self._logits:
-            return gy
         y = self._y
         return gy * y * (1 - y)
 
@@ -165,9 +171,10 @@ class Tanh(Layer):
     Shapes:    x, y, gy, gx all (N, ...)
     """
 
+    formula = "y = tanh(x)  |  gx = gy * (1 - y^2)"
+
     def forward(self, x, training=False):
-        xp = backend.get_array_module(x)
-        self._y = xp.tanh(x)
+        self._y = backend.get_array_module(x).tanh(x)
         return self._y
 
     def backward(self, gy):
@@ -185,23 +192,15 @@ class Softmax(Layer):
                i.e.  gx = y * (gy - sum(gy * y, axis=-1, keepdims=True))
                (keeping only the diagonal y_j (1 - y_j) is a classic, wrong shortcut.)
     Shapes:    x, y, gy, gx all (N, C)
-
-    As the output of a model trained with a cross-entropy, the loss is computed from
-    the logits instead (Keras's TensorFlow backend); see :class:`Sigmoid`.
     """
 
-    output_activation = "softmax"
+    formula = "y = exp(x - max) / sum exp(x - max)  |  gx = y * (gy - sum(gy * y))"
 
-    def forward(self, x, training=False, logits=False):
-        self._logits = logits
-        if logits:
-            return x
+    def forward(self, x, training=False):
         self._y = softmax(x)
         return self._y
 
     def backward(self, gy):
-        if self._logits:
-            return gy
         y = self._y
         return y * (gy - (gy * y).sum(axis=-1, keepdims=True))
 
@@ -220,31 +219,89 @@ def softmax(x, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "softmax": Softmax, "tanh": Tanh}
+ACTIVATIONS = {"linear": Linear, "relu": ReLU, "sigmoid": Sigmoid, "softmax": Softmax, "tanh": Tanh}
 
 
-def get_activation(activation):
-    """An activation layer from a Keras name ("relu", ...), a Layer, or None/"linear"."""
-    if activation is None or activation == "linear":
-        return None
+def get_activation(activation) -> Layer:
+    """An activation layer from a Keras name ("relu", ...), a Layer, or None (linear)."""
+    if activation is None:
+        return Linear()
     if isinstance(activation, Layer):
         return activation
     if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS) + ['linear', None]}")
+        raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS) + [None]}")
     return ACTIVATIONS[activation]()
 
 
 # --------------------------------------------------------------------------------------
-# Layers with parameters
+# Layers with a kernel: what Dense and Conv2D share
 # --------------------------------------------------------------------------------------
 
 
-class Dense(Layer):
+class KernelLayer(Layer):
+    """A kernel W, an optional bias b and an activation: what Dense and Conv2D share.
+
+    Args:
+        activation: "relu", "sigmoid", "softmax", "tanh", "linear" or None.
+        use_bias: whether to add b. Defaults to True.
+        kernel_initializer: name or callable ``f(shape, rng)``. Defaults to
+            "glorot_uniform" (as Keras).
+        bias_initializer: Defaults to "zeros".
+        kernel_regularizer: a penalty on W added to the loss, e.g.
+            ``tinynet.regularizers.l2(1e-4)`` (see :mod:`tinynet.regularizers`).
+    """
+
+    def __init__(
+        self,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        name=None,
+        input_shape=None,
+    ):
+        super().__init__(name=name, input_shape=input_shape)
+        self.activation = get_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        # what get_config saves: names (a custom function cannot be saved; saved weights replace it anyway)
+        self._names = {
+            "activation": activation if isinstance(activation, (str, type(None))) else self.describe() or None,
+            "kernel_initializer": kernel_initializer if isinstance(kernel_initializer, str) else "glorot_uniform",
+            "bias_initializer": bias_initializer if isinstance(bias_initializer, str) else "zeros",
+        }
+
+    def build_kernel(self, shape, units, rng):
+        """Create kernel (``shape``) and bias (``units``) from the initializers."""
+        rng = rng if rng is not None else np.random.default_rng()
+        self.kernel = Parameter(self.kernel_initializer(tuple(shape), rng), "kernel")
+        self.bias = Parameter(self.bias_initializer((units,), rng), "bias") if self.use_bias else None
+
+    def parameters(self):
+        return [self.kernel] + ([self.bias] if self.use_bias else [])
+
+    def get_config(self):
+        reg = self.kernel_regularizer
+        return {
+            "name": self.name,
+            **self._names,
+            "use_bias": self.use_bias,
+            "kernel_regularizer": reg.get_config() if reg else None,
+        }
+
+    def describe(self):
+        return "" if isinstance(self.activation, Linear) else type(self.activation).__name__.lower()
+
+
+class Dense(KernelLayer):
     r"""Fully connected layer, ``y = activation(x @ W + b)``, as ``keras.layers.Dense``.
 
     Shapes:    x (N, I),  W (I, U),  b (U,),  z and y (N, U)
     Forward:   z = x W + b                  z_nu = sum_i x_ni W_iu + b_u
-               y = activation(z)            (y = z when activation is None)
+               y = activation(z)
     Backward:  gz = activation.backward(gy) dL/dz, via the activation's own backward
                gW = x^T gz     (I, U)        dL/dW_iu = sum_n x_ni gz_nu
                gb = sum_n gz   (U,)          b is added to every row, so its
@@ -253,44 +310,20 @@ class Dense(Layer):
 
     Args:
         units: the number of outputs U.
-        activation: "relu", "sigmoid", "softmax", "tanh", "linear" or None.
-        use_bias: whether to add b. Defaults to True.
-        kernel_initializer: name or callable ``f(shape, rng)``. Defaults to
-            "glorot_uniform" (as Keras).
-        bias_initializer: Defaults to "zeros".
-        kernel_regularizer: a penalty on W added to the loss, e.g.
-            ``tinynet.regularizers.l2(1e-4)`` (see :mod:`tinynet.regularizers`).
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+        name, input_shape: as for every :class:`KernelLayer`.
 
     The kernel is stored (in, out) like Keras, so ``get_weights``/``set_weights`` move
     weights between Keras and tinynet unchanged.
     """
 
-    def __init__(
-        self,
-        units: int,
-        activation=None,
-        use_bias: bool = True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        name=None,
-        input_shape=None,
-    ):
-        super().__init__(name=name, input_shape=input_shape)
+    formula = "y = act(x W + b)  |  gW = x^T gz, gb = sum_n gz, gx = gz W^T"
+
+    def __init__(self, units: int, activation=None, **kwargs):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
+        super().__init__(activation, **kwargs)
         self.units = int(units)
-        self.activation = get_activation(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self._init_names = (kernel_initializer, bias_initializer, activation)
-
-    @property
-    def output_activation(self):
-        """ "softmax" or "sigmoid" when that is this layer's activation, else None."""
-        return getattr(self.activation, "output_activation", None)
 
     def build(self, input_shape, rng=None):
         if len(input_shape) != 1:
@@ -298,66 +331,28 @@ class Dense(Layer):
                 f"{self.name or 'Dense'} expects samples of shape (features,), got "
                 f"{tuple(input_shape)}; add a Flatten() layer before it"
             )
-        rng = rng if rng is not None else np.random.default_rng()
-        fan_in = int(input_shape[0])
-        self.kernel = Parameter(self.kernel_initializer((fan_in, self.units), rng), "kernel")
-        self.bias = Parameter(self.bias_initializer((self.units,), rng), "bias") if self.use_bias else None
+        self.build_kernel((int(input_shape[0]), self.units), self.units, rng)
         return super().build(input_shape, rng)
 
     def compute_output_shape(self, input_shape):
         return (self.units,)
 
-    def parameters(self):
-        return [self.kernel] + ([self.bias] if self.use_bias else [])
-
-    def forward(self, x, training=False, logits=False):
-        """``logits=True`` returns z and skips the activation (and its backward)."""
-        W = self.kernel.value
-        if x.ndim != 2 or x.shape[1] != W.shape[0]:
-            raise ValueError(
-                f"{self.name or 'Dense'} expects input of shape (batch, {W.shape[0]}), got {tuple(x.shape)}"
-            )
-        self._x = x
-        z = x @ W
-        self._through_activation = self.activation is not None and not logits
-        if self._through_activation and self.use_bias and isinstance(self.activation, ReLU) and kernels.fused(z):
-            return self.activation.forward_biased(z, self.bias.value)  # relu(z + b) in one GPU kernel
+    def forward(self, x, training=False):
+        self._x = x  # backward needs x for gW
+        z = x @ self.kernel.value  # z = x W
         if self.use_bias:
-            z = z + self.bias.value
-        if not self._through_activation:
-            return z
-        return self.activation.forward(z, training)
+            z = z + self.bias.value  #   + b
+        return self.activation.forward(z, training)  # y = act(z)
 
-    def backward(self, gy, input_grad=True):
-        """``input_grad=False`` skips gx: the model asks that of its first layer,
-        whose input is data, which saves one of the three matrix products."""
-        xp = backend.get_array_module(gy)
-        gz = self.activation.backward(gy) if self._through_activation else gy
-        # gW = x^T gz and gb = sum_n gz, written into the gradient arrays (which may be
-        # views into the model's one flat gradient buffer, see Sequential)
-        xp.matmul(self._x.T, gz, out=self.kernel.grad)
+    def backward(self, gy):
+        gz = self.activation.backward(gy)  # gz = dL/dz
+        self.kernel.grad = self._x.T @ gz  # gW = x^T gz
         if self.use_bias:
-            gz.sum(axis=0, out=self.bias.grad)
-        if not input_grad:
-            return None
-        # gx = gz W^T
-        return gz @ self.kernel.value.T
+            self.bias.grad = gz.sum(axis=0)  # gb = sum_n gz
+        return gz @ self.kernel.value.T  # gx = gz W^T
 
     def get_config(self):
-        kernel_init, bias_init, activation = self._init_names
-        return {
-            "name": self.name,
-            "units": self.units,
-            "activation": activation if isinstance(activation, (str, type(None))) else self.describe(),
-            "use_bias": self.use_bias,
-            # a custom initializer cannot be saved; the saved weights replace it anyway
-            "kernel_initializer": kernel_init if isinstance(kernel_init, str) else "glorot_uniform",
-            "bias_initializer": bias_init if isinstance(bias_init, str) else "zeros",
-            "kernel_regularizer": self.kernel_regularizer.get_config() if self.kernel_regularizer else None,
-        }
-
-    def describe(self):
-        return type(self.activation).__name__.lower() if self.activation is not None else ""
+        return {**super().get_config(), "units": self.units}
 
 
 # --------------------------------------------------------------------------------------
@@ -372,6 +367,8 @@ class Flatten(Layer):
     Backward:  gx = gy.reshape(x.shape)      a reshape moves no values, so the
                                              gradient is reshaped back
     """
+
+    formula = "y = x.reshape(N, -1)  |  gx = gy.reshape(x.shape)"
 
     def compute_output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
@@ -391,6 +388,8 @@ class Reshape(Layer):
     Backward:  gx = gy.reshape(x.shape)
     """
 
+    formula = "y = x.reshape((N,) + target_shape)  |  gx = gy.reshape(x.shape)"
+
     def __init__(self, target_shape, name=None, input_shape=None):
         super().__init__(name=name, input_shape=input_shape)
         self.target_shape = tuple(int(d) for d in target_shape)
@@ -400,14 +399,11 @@ class Reshape(Layer):
     def compute_output_shape(self, input_shape):
         size = int(np.prod(input_shape))
         known = int(np.prod([d for d in self.target_shape if d != -1]))
-        if -1 in self.target_shape:
-            if size % known:
-                raise ValueError(f"cannot reshape samples of shape {tuple(input_shape)} into {self.target_shape}")
+        if -1 in self.target_shape and size % known == 0:
             return tuple(size // known if d == -1 else d for d in self.target_shape)
-        if known != size:
+        if -1 in self.target_shape or known != size:
             raise ValueError(
-                f"cannot reshape samples of shape {tuple(input_shape)} ({size} values) into "
-                f"{self.target_shape} ({known} values)"
+                f"cannot reshape samples of shape {tuple(input_shape)} ({size} values) into {self.target_shape}"
             )
         return self.target_shape
 
@@ -420,60 +416,6 @@ class Reshape(Layer):
 
     def get_config(self):
         return {"name": self.name, "target_shape": list(self.target_shape)}
-
-
-class Dropout(Layer):
-    r"""Inverted dropout: zero a fraction ``rate`` of inputs while training.
-
-    Forward (training):   m_i ~ Bernoulli(1 - rate) drawn once per forward,
-                          y = x * m / (1 - rate)
-                          dividing by the keep probability keeps E[y] = x, so
-                          nothing needs rescaling at inference
-    Forward (inference):  y = x
-    Backward:             gx = gy * m / (1 - rate)   (same mask as the forward)
-    Shapes:               x, y, gy, gx all (N, ...)
-
-    Args:
-        rate: the fraction to drop, in [0, 1).
-        seed: seed for the masks; the model seeds it from its own seed if None.
-    """
-
-    def __init__(self, rate: float, seed=None, name=None, input_shape=None):
-        super().__init__(name=name, input_shape=input_shape)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
-        self.rate = float(rate)
-        self.seed = seed
-        self.rng = None
-        self._rng_device = None
-
-    def reset_rng(self, seed, device: str):
-        """Start a fresh mask generator on ``device`` (the model calls this)."""
-        self.rng = backend.random_generator(seed, device)
-        self.rng_seed, self._rng_device = seed, device
-
-    def forward(self, x, training=False):
-        if not training or self.rate == 0.0:
-            self._scale = None
-            return x
-        device = backend.device_of(x)
-        if self.rng is None or self._rng_device != device:
-            self.reset_rng(self.seed, device)
-        keep = 1.0 - self.rate
-        # the mask with the 1/keep factor already in it, in x's dtype
-        self._scale = (self.rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
-        return x * self._scale
-
-    def backward(self, gy):
-        if self._scale is None:
-            return gy
-        return gy * self._scale
-
-    def get_config(self):
-        return {"name": self.name, "rate": self.rate, "seed": self.seed}
-
-    def describe(self):
-        return f"rate {self.rate:g}"
 
 
 class Input:

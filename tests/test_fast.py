@@ -1,0 +1,201 @@
+"""Every fast twin (tinynet/fast.py) equals the textbook method it stands in for.
+
+On the CPU the twins do the same operations in the same order into reused arrays,
+so they are held *bitwise* equal; on a GPU the fused kernels are held equal within
+float32 rounding. Then whole training runs with and without the twins.
+"""
+
+import numpy as np
+import pytest
+
+import tinynet as tn
+from tinynet import backend, fast
+
+
+def exact(device):
+    """Bitwise on the CPU; within float32 rounding for the GPU's fused kernels."""
+    if device == "cpu":
+        return np.testing.assert_array_equal
+    return lambda a, b: np.testing.assert_allclose(backend.to_numpy(a), backend.to_numpy(b), rtol=2e-6, atol=1e-7)
+
+
+@pytest.fixture
+def textbook():
+    """Run a block with every twin off."""
+
+    class Off:
+        def __enter__(self):
+            fast.enabled = False
+
+        def __exit__(self, *exc):
+            fast.enabled = True
+
+    return Off()
+
+
+def _dense(device, activation, rng):
+    layer = tn.Dense(6, activation=activation)
+    layer.build((5,), np.random.default_rng(0))
+    layer.bias.value += 0.1
+    layer.to(device)
+    xp = backend.xp_for(device)
+    x, gy = (xp.asarray(rng.standard_normal(s).astype(np.float32)) for s in ((7, 5), (7, 6)))
+    return layer, x, gy
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", None])
+def test_dense_backward_into_equals_dense_backward(device, rng, activation):
+    layer, x, gy = _dense(device, activation, rng)
+    layer.forward(x, training=True)
+    gx = tn.Dense.backward(layer, gy)
+    gW, gb = layer.kernel.grad.copy(), layer.bias.grad.copy()
+    layer.kernel.grad[...], layer.bias.grad[...] = np.nan, np.nan
+    exact(device)(fast.dense_backward_into(layer, gy), gx)
+    exact(device)(layer.kernel.grad, gW)
+    exact(device)(layer.bias.grad, gb)
+    assert fast.dense_backward_into_without_gx(layer, gy) is None
+    exact(device)(layer.kernel.grad, gW)
+
+
+def test_conv2d_backward_into_without_gx_equals_conv2d_backward(device, rng):
+    layer = tn.Conv2D(4, 3, activation="relu")
+    layer.build((6, 6, 2), np.random.default_rng(0))
+    layer.to(device)
+    xp = backend.xp_for(device)
+    x = xp.asarray(rng.standard_normal((3, 6, 6, 2)).astype(np.float32))
+    gy = xp.asarray(rng.standard_normal((3, 4, 4, 4)).astype(np.float32))
+    layer.forward(x, training=True)
+    tn.Conv2D.backward(layer, gy)
+    gW, gb = layer.kernel.grad.copy(), layer.bias.grad.copy()
+    layer.kernel.grad[...], layer.bias.grad[...] = np.nan, np.nan
+    fast.conv2d_backward_into_without_gx(layer, gy)
+    exact(device)(layer.kernel.grad, gW)
+    exact(device)(layer.bias.grad, gb)
+
+
+def test_fused_dense_relu_forward_and_relu_backward_on_the_gpu(device, rng):
+    if device != "gpu":
+        pytest.skip("fused kernels run on CuPy arrays only")
+    layer, x, gy = _dense(device, "relu", rng)
+    y = tn.Dense.forward(layer, x)
+    gx = tn.ReLU.backward(layer.activation, gy)
+    exact(device)(fast.dense_relu_forward_fused(layer, x), y)
+    exact(device)(fast.relu_backward_fused(layer.activation, gy), gx)
+
+
+def test_fused_sparse_crossentropy_on_the_gpu(device, rng):
+    if device != "gpu":
+        pytest.skip("fused kernels run on CuPy arrays only")
+    xp = backend.xp_for(device)
+    z = xp.asarray((rng.standard_normal((128, 10)) * 5).astype(np.float32))
+    t = xp.asarray(rng.integers(0, 10, 128))
+    loss = tn.losses.SparseCategoricalCrossentropy(from_logits=True)
+    reference = (tn.losses.SparseCategoricalCrossentropy.forward(loss, z, t), loss.backward())
+    fused = (fast.sparse_crossentropy_forward_fused(loss, z, t), fast.sparse_crossentropy_backward_fused(loss))
+    assert float(fused[0]) == pytest.approx(float(reference[0]), rel=1e-6)
+    exact(device)(fused[1], reference[1])
+
+
+UPDATES = {
+    "adam": (lambda: tn.optimizers.Adam(0.01), fast.adam_update_inplace, fast.adam_fused),
+    "rmsprop": (lambda: tn.optimizers.RMSprop(0.01), fast.rmsprop_update_inplace, fast.rmsprop_fused),
+    "sgd momentum": (lambda: tn.optimizers.SGD(0.1, momentum=0.9), None, fast.sgd_momentum_fused),
+    "sgd nesterov": (lambda: tn.optimizers.SGD(0.1, momentum=0.9, nesterov=True), None, fast.sgd_momentum_fused),
+}
+
+
+@pytest.mark.parametrize("name", list(UPDATES))
+def test_optimizer_twins_equal_the_textbook_update(device, rng, name):
+    make, cpu_twin, gpu_twin = UPDATES[name]
+    twin = cpu_twin if device == "cpu" else gpu_twin
+    if twin is None:
+        pytest.skip(f"{name} has no {device} twin")
+    xp = backend.xp_for(device)
+    w0 = rng.standard_normal(3000).astype(np.float32)
+    grads = [xp.asarray(rng.standard_normal(3000).astype(np.float32)) for _ in range(6)]
+    results = []
+    for use_twin in (False, True):
+        p, opt = tn.layers.Parameter(xp.asarray(w0.copy()), "w"), make()
+        if use_twin:
+            kwargs = {"scratch": fast.Scratch()} if device == "cpu" else {}
+            opt.update = lambda i, w, g, lr, opt=opt, kwargs=kwargs: twin(opt, i, w, g, lr, **kwargs)
+        for g in grads:
+            p.grad = g
+            opt.apply([p])
+        results.append(p.value)
+    exact(device)(results[1], results[0])
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "mlp clipnorm"])
+def test_training_with_and_without_the_twins_is_the_same(device, kind, textbook):
+    rng = np.random.default_rng(3)
+    shape = (8, 8, 1) if kind == "cnn" else (20,)
+    x = rng.random((96,) + shape).astype(np.float32)
+    y = rng.integers(0, 5, 96)
+
+    def train():
+        if kind == "cnn":
+            layers = [
+                tn.Conv2D(4, 3, activation="relu"),
+                tn.MaxPooling2D(),
+                tn.Conv2D(4, 3, activation="relu"),
+                tn.Flatten(),
+                tn.Dropout(0.3),
+                tn.Dense(5, activation="softmax"),
+            ]
+        else:
+            layers = [
+                tn.Dense(32, activation="relu"),
+                tn.Dropout(0.2),
+                tn.Dense(16, activation="relu"),
+                tn.Dense(5, activation="softmax"),
+            ]
+        model = tn.Sequential([tn.Input(shape)] + layers, device=device, seed=0)
+        model.compile(
+            tn.optimizers.Adam(clipnorm=1.0 if "clipnorm" in kind else None),
+            "sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        return model, history.history
+
+    model, fast_history = train()
+    assert fast.installed(model), "no twin was installed: this test would prove nothing"
+    with textbook:
+        model_plain, plain_history = train()
+        assert fast.installed(model_plain) == []
+    for a, b in zip(model.get_weights(), model_plain.get_weights()):
+        exact(device)(a, b) if device == "cpu" else np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fast_history["loss"], plain_history["loss"], rtol=1e-6 if device == "cpu" else 1e-5)
+
+
+def test_a_layer_that_overrides_backward_keeps_its_own():
+    class MyDense(tn.Dense):
+        def backward(self, gy):
+            return super().backward(gy)
+
+    model = tn.Sequential([tn.Input((3,)), tn.Dense(4), MyDense(2)], seed=0)
+    model.compile("adam", "mse")
+    model.fit(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32), verbose=0)
+    lines = fast.installed(model)
+    assert "dense.backward = dense_backward_into_without_gx" in lines
+    assert not any(line.startswith("my_dense.") for line in lines)
+    assert "Adam.update = adam_update_inplace" in lines
+
+
+def test_gpu_training_matches_cpu_training(device):
+    if device != "gpu":
+        pytest.skip("compares the GPU with the CPU")
+    rng = np.random.default_rng(4)
+    x = rng.random((128, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 128)
+    weights = []
+    for where in ("cpu", "gpu"):
+        model = tn.Sequential(
+            [tn.Input((12,)), tn.Dense(16, activation="relu"), tn.Dense(3, activation="softmax")], device=where, seed=0
+        )
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=True, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

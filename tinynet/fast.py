@@ -1,0 +1,249 @@
+r"""Fast twins of textbook methods: the same math, less work, chosen once.
+
+The textbook methods (``Dense.backward``, ``Adam.update``, ...) write the formula as
+code and allocate what they compute. Each function here computes exactly what one
+of them computes, faster, and is named after it:
+
+| fast twin                          | equals                       | what it saves                             |
+|------------------------------------|------------------------------|-------------------------------------------|
+| dense_backward_into                | Dense.backward               | writes gW, gb into the flat gradient buffer |
+| dense_backward_into_without_gx     | Dense.backward, no gx        | first layer: its input is data, skip gx   |
+| conv2d_backward_into_without_gx    | Conv2D.backward, no gx       | the same for a first Conv2D               |
+| adam_update_inplace                | Adam.update                  | no temporaries: two scratch arrays reused |
+| rmsprop_update_inplace             | RMSprop.update (plain)       | the same                                  |
+| dense_relu_forward_fused           | Dense.forward with ReLU      | GPU: bias + ReLU in one kernel            |
+| relu_backward_fused                | ReLU.backward                | GPU: one kernel                           |
+| sparse_crossentropy_*_fused        | SparseCategoricalCrossentropy | GPU: loss and gradient in one kernel    |
+| adam_fused, rmsprop_fused, sgd_momentum_fused | the updates       | GPU: one kernel over the flat buffer      |
+
+:func:`install` chooses them once, at the start of training (``fit``,
+``train_on_batch``), for the objects whose method is the textbook one of its class
+(a subclass that overrides ``backward``, a learner's own layer, keeps its own), as
+instance attributes that shadow the class's method; :func:`remove` takes them away.
+``enabled = False`` keeps the textbook methods everywhere. ``tests/test_fast.py``
+holds every twin equal to its textbook method.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+import weakref
+
+from . import backend, kernels
+from .keras_compat import adam_step_size
+from .layers import Conv2D, Dense, ReLU
+from .losses import SparseCategoricalCrossentropy
+from .optimizers import SGD, Adam, RMSprop
+
+enabled = True
+_installed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # object -> names of its twins
+
+
+# ------------------------------------------------------------------ CPU and GPU: fewer passes
+
+
+def _dense_gradients_into(self, gy):
+    xp = backend.get_array_module(gy)
+    gz = self.activation.backward(gy)
+    xp.matmul(self._x.T, gz, out=self.kernel.grad)
+    if self.use_bias:
+        gz.sum(axis=0, out=self.bias.grad)
+    return gz
+
+
+def dense_backward_into(self, gy):
+    """Dense.backward, writing gW = x^T gz and gb = sum_n gz into the existing arrays."""
+    return _dense_gradients_into(self, gy) @ self.kernel.value.T
+
+
+def dense_backward_into_without_gx(self, gy):
+    """Dense.backward for a first layer: gW and gb only (gx, the data's gradient, is unused)."""
+    _dense_gradients_into(self, gy)
+
+
+def conv2d_backward_into_without_gx(self, gy):
+    """Conv2D.backward for a first layer: gW and gb written in place, no gx."""
+    xp = backend.get_array_module(gy)
+    kh, kw, c, f = self.kernel.value.shape
+    gz = self.activation.backward(gy).reshape(-1, f)
+    xp.matmul(self._cols.T, gz, out=self.kernel.grad.reshape(kh * kw * c, f))
+    if self.use_bias:
+        gz.sum(axis=0, out=self.bias.grad)
+
+
+class Scratch:
+    """Work arrays shaped like each parameter, made once and reused, so an update
+    allocates nothing (for a large model each fresh temporary costs page faults)."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def get(self, i, w):
+        arrays = self.arrays.get(i)
+        if (
+            arrays is None
+            or arrays[0].shape != w.shape
+            or arrays[0].dtype != w.dtype
+            or backend.device_of(arrays[0]) != backend.device_of(w)
+        ):
+            xp = backend.get_array_module(w)
+            arrays = self.arrays[i] = (xp.empty_like(w), xp.empty_like(w))
+        return arrays
+
+
+def adam_update_inplace(self, i, w, g, lr, scratch):
+    """Adam.update, operation for operation, into two reused scratch arrays."""
+    xp = backend.get_array_module(w)
+    m, v = self.slots["m"][i], self.slots["v"][i]
+    tmp, den = scratch.get(i, w)
+    xp.subtract(g, m, out=tmp)  # m += (g - m)(1 - beta_1)
+    tmp *= 1 - self.beta_1
+    m += tmp
+    xp.multiply(g, g, out=tmp)  # v += (g^2 - v)(1 - beta_2)
+    tmp -= v
+    tmp *= 1 - self.beta_2
+    v += tmp
+    alpha = adam_step_size(lr, self.beta_1, self.beta_2, self.iterations + 1, w.dtype)
+    xp.sqrt(v, out=den)  # w -= alpha m / (sqrt(v) + eps)
+    den += self.epsilon
+    xp.multiply(m, alpha, out=tmp)
+    tmp /= den
+    w -= tmp
+
+
+def rmsprop_update_inplace(self, i, w, g, lr, scratch):
+    """RMSprop.update (not centred, no momentum), operation for operation, in place."""
+    xp = backend.get_array_module(w)
+    v = self.slots["velocity"][i]
+    tmp, den = scratch.get(i, w)
+    v *= self.rho  # v = rho v + (1 - rho) g^2
+    xp.multiply(g, g, out=tmp)
+    tmp *= 1 - self.rho
+    v += tmp
+    xp.add(v, self.epsilon, out=den)  # w -= lr g / sqrt(v + eps)
+    xp.sqrt(den, out=den)
+    xp.multiply(g, lr, out=tmp)
+    tmp /= den
+    w -= tmp
+
+
+# ------------------------------------------------------------------ GPU: fused kernels
+
+
+def dense_relu_forward_fused(self, x, training=False):
+    """Dense.forward with a ReLU: y = max(x W + b, 0), the bias and ReLU in one kernel."""
+    self._x = x
+    self.activation._y = y = kernels.bias_relu(x @ self.kernel.value, self.bias.value)
+    return y
+
+
+def relu_backward_fused(self, gy):
+    """ReLU.backward, gx = gy * [y > 0], in one kernel."""
+    return kernels.relu_backward(self._y, gy)
+
+
+def sparse_crossentropy_forward_fused(self, y_pred, y_true):
+    """SparseCategoricalCrossentropy(from_logits=True).forward: the loss and its gradient
+    (softmax(z) - onehot) / N from one kernel (the textbook code where it does not apply)."""
+    fused = kernels.softmax_xent(y_pred, y_true.reshape(-1))
+    if fused is None:
+        self._fused_grad = None
+        return SparseCategoricalCrossentropy.forward(self, y_pred, y_true)
+    loss, self._fused_grad = fused
+    return loss
+
+
+def sparse_crossentropy_backward_fused(self):
+    if self._fused_grad is None:
+        return SparseCategoricalCrossentropy.backward(self)
+    return self._fused_grad
+
+
+def adam_fused(self, i, w, g, lr):
+    """Adam.update in one kernel."""
+    alpha = adam_step_size(lr, self.beta_1, self.beta_2, self.iterations + 1, w.dtype)
+    kernels.adam(w, g, self.slots["m"][i], self.slots["v"][i], alpha, self.beta_1, self.beta_2, self.epsilon)
+
+
+def rmsprop_fused(self, i, w, g, lr):
+    """RMSprop.update (not centred, no momentum) in one kernel."""
+    kernels.rmsprop(w, g, self.slots["velocity"][i], lr, self.rho, self.epsilon)
+
+
+def sgd_momentum_fused(self, i, w, g, lr):
+    """SGD.update with (Nesterov) momentum in one kernel."""
+    kernels.sgd_momentum(w, g, self.slots["momentum"][i], lr, self.momentum, self.nesterov)
+
+
+# ------------------------------------------------------------------ choosing, once
+
+
+def _bind(obj, name, fn, **kwargs):
+    setattr(obj, name, types.MethodType(functools.partial(fn, **kwargs) if kwargs else fn, obj))
+    _installed.setdefault(obj, []).append(name)
+
+
+def _textbook(obj, cls, name):
+    """Whether ``obj`` runs ``cls``'s own method ``name`` (so a twin of it may stand in)."""
+    return isinstance(obj, cls) and getattr(type(obj), name) is getattr(cls, name) and name not in vars(obj)
+
+
+def _objects(model):
+    loss = getattr(model, "loss_fn", None)
+    objects = [model.optimizer, loss, getattr(loss, "inner", None)]
+    for layer in model.layers:
+        objects += [layer, getattr(layer, "activation", None)]
+    return [obj for obj in objects if obj is not None]
+
+
+def remove(model):
+    """Take every twin away: the textbook methods run again."""
+    for obj in _objects(model):
+        for name in _installed.pop(obj, []):
+            vars(obj).pop(name, None)
+
+
+def install(model):
+    """Choose, once, the fast twin of each textbook method that has one on the model's device."""
+    remove(model)
+    if not enabled:
+        return
+    gpu = model.device == "gpu" and kernels.enabled
+    for k, layer in enumerate(model.layers):
+        for cls, twin, first in (
+            (Dense, dense_backward_into, dense_backward_into_without_gx),
+            (Conv2D, None, conv2d_backward_into_without_gx),
+        ):
+            if _textbook(layer, cls, "backward") and (k == 0 or twin is not None):
+                _bind(layer, "backward", first if k == 0 else twin)
+        activation = layer if isinstance(layer, ReLU) else getattr(layer, "activation", None)
+        if gpu and _textbook(layer, Dense, "forward") and type(layer.activation) is ReLU and layer.use_bias:
+            _bind(layer, "forward", dense_relu_forward_fused)
+        if gpu and activation is not None and _textbook(activation, ReLU, "backward"):
+            _bind(activation, "backward", relu_backward_fused)
+    loss = getattr(model.loss_fn, "inner", model.loss_fn)
+    if gpu and type(loss) is SparseCategoricalCrossentropy and loss.from_logits:
+        _bind(loss, "forward", sparse_crossentropy_forward_fused)
+        _bind(loss, "backward", sparse_crossentropy_backward_fused)
+    _install_update(model.optimizer, gpu)
+
+
+def _install_update(opt, gpu):
+    if _textbook(opt, Adam, "update"):
+        _bind(opt, "update", adam_fused) if gpu else _bind(opt, "update", adam_update_inplace, scratch=Scratch())
+    elif _textbook(opt, RMSprop, "update") and not opt.centered and opt.momentum == 0:
+        _bind(opt, "update", rmsprop_fused) if gpu else _bind(opt, "update", rmsprop_update_inplace, scratch=Scratch())
+    elif gpu and _textbook(opt, SGD, "update") and opt.momentum > 0:
+        _bind(opt, "update", sgd_momentum_fused)
+
+
+def installed(model) -> list[str]:
+    """Which twins stand in now, as "object.method = twin" lines (for tests and curious readers)."""
+    lines = []
+    for obj in _objects(model):
+        for name in _installed.get(obj, []):
+            fn = vars(obj)[name].__func__
+            fn = getattr(fn, "func", fn)
+            lines.append(f"{getattr(obj, 'name', None) or type(obj).__name__}.{name} = {fn.__name__}")
+    return lines

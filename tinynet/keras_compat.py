@@ -1,0 +1,155 @@
+r"""Every rule tinynet follows only because Keras does, in one place.
+
+The textbook code (layers, losses, optimizers, the training step) writes the math;
+where Keras computes something in a particular way that changes the numbers, the
+rule lives here, is applied at the boundary (when a model is built or compiled, or
+a step size is computed), and is documented with what it changes:
+
+1. **The loss of a softmax or sigmoid output is computed from its logits.** With
+   ``from_logits=False`` and a model whose last activation is a softmax or a
+   sigmoid, Keras's default TensorFlow backend quietly computes the cross-entropy
+   from that activation's *input* z (the logits), unclipped, even the *softmax*
+   cross-entropy of a sigmoid's logits. Its gradient is then the famous
+   ``(softmax(z) - onehot) / N`` straight into z, and the activation's own backward
+   is skipped. :func:`output_logits_loss` arranges exactly that at ``compile``:
+   the head activation keeps its input, its backward passes the gradient through,
+   and the loss reads the logits. ``use_output_logits=False`` on the loss gives what
+   Keras's JAX, PyTorch and NumPy backends do (renormalise, clip, log).
+2. **Adam's bias corrections are computed in float32**: ``beta ** t`` in the
+   parameters' precision (in float32, ``1 - 0.999`` is 1.3e-5 off 0.001), which
+   changes the step by about 6e-6 relative. :func:`adam_step_size`.
+3. **``validation_split`` takes the last samples**, before any shuffling:
+   :func:`split_last`.
+4. **``metrics=["accuracy"]`` picks its kind from the shapes**: :func:`accuracy_kind`.
+5. **Layer names** are the class name in snake case, numbered: :func:`layer_name`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import types
+
+import numpy as np
+
+from .layers import KernelLayer, Sigmoid, Softmax
+from .losses import Loss
+
+# ----------------------------------------------------------------- 1. logits of the output
+
+
+def output_head(model):
+    """The softmax or sigmoid that ends ``model`` (the layer itself or the last
+    layer's activation), or None."""
+    last = model.layers[-1] if model.layers else None
+    head = last.activation if isinstance(last, KernelLayer) else last
+    return head if type(head) in (Softmax, Sigmoid) else None
+
+
+def uses_output_logits(model, loss) -> bool:
+    """Whether rule 1 applies to ``model`` compiled with ``loss``."""
+    return bool(
+        loss.is_crossentropy and not loss.from_logits and loss.use_output_logits and output_head(model) is not None
+    )
+
+
+class OutputLogitsLoss(Loss):
+    """``loss`` computed from the logits of the model's final softmax or sigmoid (rule 1).
+
+    ``forward(y_pred, y_true)`` ignores the probabilities ``y_pred`` and reads the
+    logits z the head kept; ``backward()`` returns dL/dz, which the head passes on
+    unchanged.
+    """
+
+    def __init__(self, loss: Loss, head):
+        super().__init__(from_logits=False, use_output_logits=True)
+        self.loss, self.inner, self.head = loss, loss.with_logits(), head
+        self.name, self.is_crossentropy = loss.name, True
+
+    def forward(self, y_pred, y_true):
+        return self.inner.forward(self.head.logits, y_true)
+
+    def backward(self):
+        return self.inner.backward()
+
+    def __repr__(self):
+        return f"{self.loss!r} from the logits of the final {type(self.head).__name__.lower()}"
+
+
+def _forward_keeping_logits(self, x, training=False):
+    self.logits = x
+    return type(self).forward(self, x, training)
+
+
+def _backward_from_logits(self, gz):
+    return gz  # the loss was computed from this activation's input: gz is already dL/dz
+
+
+def output_logits_loss(model, loss):
+    """The loss the model trains with: ``loss`` itself, or, when rule 1 applies, an
+    :class:`OutputLogitsLoss` with the head activation set up for it."""
+    for layer in model.layers:  # undo an earlier compile's rule
+        for obj in (layer, getattr(layer, "activation", None)):
+            if obj is not None and "logits" in vars(obj):
+                del obj.forward, obj.backward, obj.logits
+    if not uses_output_logits(model, loss):
+        return loss
+    head = output_head(model)
+    head.forward = types.MethodType(_forward_keeping_logits, head)
+    head.backward = types.MethodType(_backward_from_logits, head)
+    head.logits = None
+    return OutputLogitsLoss(loss, head)
+
+
+def loss_note(model) -> str:
+    """One plain sentence on how the loss is computed, for ``summary()``."""
+    loss = model.loss
+    if isinstance(model.loss_fn, OutputLogitsLoss):
+        act = type(model.loss_fn.head).__name__.lower()
+        return (
+            f", computed from the {act}'s input (its logits), as Keras does: exact and stable "
+            "(use_output_logits=False on the loss to use the probabilities)"
+        )
+    if loss.is_crossentropy and not loss.from_logits:
+        return ", computed from probabilities (renormalised, clipped to [1e-7, 1 - 1e-7])"
+    return ", from logits" if loss.from_logits else ""
+
+
+# ----------------------------------------------------------------- 2. Adam's float32 powers
+
+
+def adam_step_size(lr, beta_1, beta_2, t, dtype):
+    """alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t), with the powers in ``dtype`` (rule 2)."""
+    real = np.dtype(dtype).type
+    return real(lr) * np.sqrt(1 - real(beta_2) ** real(t)) / (1 - real(beta_1) ** real(t))
+
+
+# ----------------------------------------------------------------- 3. validation_split
+
+
+def split_last(x, y, fraction):
+    """((x_train, y_train), (x_val, y_val)): the last ``fraction`` of the samples held out (rule 3)."""
+    split = int(math.floor(x.shape[0] * (1.0 - fraction)))
+    return (x[:split], y[:split]), (x[split:], y[split:])
+
+
+# ----------------------------------------------------------------- 4. "accuracy"
+
+
+def accuracy_kind(y_true_shape, y_pred_shape) -> str:
+    """ "binary" (one output per sample), "sparse" (targets are class indices) or
+    "categorical" (one-hot targets), by Keras's rule for ``metrics=["accuracy"]``."""
+    if y_pred_shape[-1] == 1:
+        return "binary"
+    if len(y_true_shape) < len(y_pred_shape) or y_true_shape[-1] == 1:
+        return "sparse"
+    return "categorical"
+
+
+# ----------------------------------------------------------------- 5. layer names
+
+
+def layer_name(layer, taken) -> str:
+    """Keras's automatic name: Conv2D -> conv2d, ReLU -> re_lu, then conv2d_1, conv2d_2, ..."""
+    base = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(layer).__name__).lower()
+    return next(n for n in [base] + [f"{base}_{k}" for k in range(1, 10**6)] if n not in taken)

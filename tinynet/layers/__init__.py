@@ -1,0 +1,54 @@
+"""Every layer, as ``keras.layers`` has them: ``tn.layers.Dense``, ``tn.layers.Conv2D``, ...
+
+- :mod:`tinynet.layers.core`: the layer contract (``Parameter``, ``Layer``), the
+  activations, ``Dense``, ``Flatten``, ``Reshape`` and ``Input``;
+- :mod:`tinynet.layers.dropout`: ``Dropout``;
+- :mod:`tinynet.layers.conv`: ``im2col`` and ``col2im``, ``Conv2D`` and the pooling layers;
+- :mod:`tinynet.layers.normalization`: ``BatchNormalization``.
+"""
+
+from .conv import AveragePooling2D, Conv2D, MaxPooling2D, col2im, im2col
+from .core import (
+    Dense,
+    Flatten,
+    Input,
+    KernelLayer,
+    Layer,
+    Linear,
+    Parameter,
+    ReLU,
+    Reshape,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    get_activation,
+    sigmoid,
+    softmax,
+)
+from .dropout import Dropout
+from .normalization import BatchNormalization
+
+__all__ = [
+    "AveragePooling2D",
+    "BatchNormalization",
+    "Conv2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Input",
+    "KernelLayer",
+    "Layer",
+    "Linear",
+    "MaxPooling2D",
+    "Parameter",
+    "ReLU",
+    "Reshape",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "col2im",
+    "get_activation",
+    "im2col",
+    "sigmoid",
+    "softmax",
+]

@@ -1,0 +1,79 @@
+"""What an optimizer holds beyond its update formula: state to move, save and restore.
+
+``Optimizer`` (in :mod:`tinynet.optimizers`) inherits these, so that optimizers.py
+reads as the update formulas and nothing else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend, schedules
+
+
+class OptimizerState:
+    """The state arrays (``slots``), the step count, the configuration: moved between
+    devices, flattened for the flat parameter buffer, saved and restored."""
+
+    def flatten_state(self, params):
+        """Turn per-parameter state into the state of one flat parameter (the model
+        packs its parameters into one buffer; the moments follow, in the same order)."""
+        if self.slots is None:
+            return
+        for name, arrays in self.slots.items():
+            if len(arrays) == 1 and arrays[0].ndim == 1 and arrays[0].size == sum(p.value.size for p in params):
+                continue  # already flat
+            if len(arrays) != len(params) or any(a.shape != p.value.shape for a, p in zip(arrays, params)):
+                raise ValueError(f"optimizer state {name!r} does not match the model's parameters")
+            xp = backend.get_array_module(arrays[0])
+            self.slots[name] = [xp.concatenate([a.ravel() for a in arrays])]
+
+    def get_state(self) -> dict:
+        """The step count, the learning rate and the state arrays (for checkpoints)."""
+        return {
+            "iterations": self.iterations,
+            "learning_rate": self.current_learning_rate,
+            "slots": dict(self.slots or {}),
+        }
+
+    def set_state(self, state, params, device):
+        """Put back what :meth:`get_state` returned, checked against ``params``."""
+        slots = {name: [backend.to_device(a, device) for a in arrays] for name, arrays in state["slots"].items()}
+        total = sum(p.value.size for p in params)
+        for name, arrays in slots.items():
+            if any(np.dtype(a.dtype).kind != "f" for a in arrays) or sum(a.size for a in arrays) != total:
+                raise ValueError(f"optimizer state {name!r} does not fit the model's {total} parameters")
+        if slots and set(slots) != set(self.slot_names):
+            raise ValueError(
+                f"optimizer state {sorted(slots)} does not fit {type(self).__name__} ({sorted(self.slot_names)})"
+            )
+        iterations = state["iterations"]
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise ValueError(f"optimizer iterations must be an integer >= 0, got {iterations!r}")
+        self.slots, self.iterations = (slots or None), iterations
+        if not callable(self.learning_rate) and state.get("learning_rate") is not None:
+            self.learning_rate = float(state["learning_rate"])  # as ReduceLROnPlateau left it
+
+    def to(self, device: str):
+        """Move the state to ``device``."""
+        if self.slots is not None:
+            self.slots = {k: [backend.to_device(a, device) for a in v] for k, v in self.slots.items()}
+        return self
+
+    def get_config(self) -> dict:
+        keys = ("learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
+        config = {k: getattr(self, k) for k in keys}
+        lr = self.learning_rate
+        if isinstance(lr, schedules.LearningRateSchedule):
+            config["learning_rate"] = {"schedule": type(lr).__name__, "config": lr.get_config()}
+        elif callable(lr):  # an arbitrary function cannot be saved: keep its current value
+            config["learning_rate"] = self.current_learning_rate
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        lr = config.get("learning_rate")
+        if isinstance(lr, dict):
+            config["learning_rate"] = schedules.SCHEDULES[lr["schedule"]](**lr["config"])
+        return cls(**config)
