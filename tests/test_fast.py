@@ -156,14 +156,17 @@ def test_training_with_and_without_the_twins_is_the_same(device, kind, textbook)
             "sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
-        return model, history.history
+        seen = []
+        spy = tn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(fast.installed(model)))
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[spy])
+        return model, history.history, seen[0]
 
-    model, fast_history = train()
-    assert fast.installed(model), "no twin was installed: this test would prove nothing"
+    model, fast_history, twins = train()
+    assert twins, "no twin was installed: this test would prove nothing"
+    assert fast.installed(model) == [], "the twins must be gone after fit"
     with textbook:
-        model_plain, plain_history = train()
-        assert fast.installed(model_plain) == []
+        model_plain, plain_history, twins = train()
+        assert twins == []
     for a, b in zip(model.get_weights(), model_plain.get_weights()):
         exact(device)(a, b) if device == "cpu" else np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(fast_history["loss"], plain_history["loss"], rtol=1e-6 if device == "cpu" else 1e-5)
@@ -176,8 +179,10 @@ def test_a_layer_that_overrides_backward_keeps_its_own():
 
     model = tn.Sequential([tn.Input((3,)), tn.Dense(4), MyDense(2)], seed=0)
     model.compile("adam", "mse")
-    model.fit(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32), verbose=0)
-    lines = fast.installed(model)
+    seen = []
+    spy = tn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(fast.installed(model)))
+    model.fit(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32), verbose=0, callbacks=[spy])
+    lines = seen[0]
     assert "dense.backward = dense_backward_into_without_gx" in lines
     assert not any(line.startswith("my_dense.") for line in lines)
     assert "Adam.update = adam_update_inplace" in lines
@@ -199,3 +204,21 @@ def test_gpu_training_matches_cpu_training(device):
         weights.append(model.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_after_fit_the_model_is_the_textbook_again(rng):
+    """Twins and Keras's logits rule live only as long as fit: afterwards model.backward is
+    the textbook chain rule (a learner's saliency map or gradient check works)."""
+    model = tn.Sequential([tn.Input((5,)), tn.Dense(6, activation="relu"), tn.Dense(3, activation="softmax")], seed=0)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = rng.standard_normal((8, 5)).astype(np.float32)
+    model.fit(x, rng.integers(0, 3, 8), verbose=0)
+    model.train_on_batch(x, rng.integers(0, 3, 8))
+    assert fast.installed(model) == []
+    assert not any(
+        name in vars(obj)
+        for layer in model.layers
+        for obj in (layer, layer.activation)
+        for name in ("forward", "backward")
+    )
+    tn.gradcheck.check_backward(model, x.astype(np.float64))

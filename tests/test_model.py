@@ -71,7 +71,7 @@ def test_last_partial_batch_is_kept_and_loss_is_the_sample_weighted_mean():
     model.compile(tn.optimizers.SGD(0.0), "sparse_categorical_crossentropy")  # lr 0: weights fixed
     calls = []
     original = model.train_step
-    model.train_step = lambda xb, yb: calls.append(len(xb)) or original(xb, yb)
+    model.train_step = lambda xb, yb, wb: calls.append(len(xb)) or original(xb, yb, wb)
     history = model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
     assert calls == [4, 4, 2]
     assert history.history["loss"][0] == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-6)
@@ -208,3 +208,28 @@ def test_stop_training_from_a_callback():
     model.compile("adam", "sparse_categorical_crossentropy")
     history = model.fit(x, y, epochs=5, callbacks=[StopAfterFirst()], verbose=0)
     assert len(history.history["loss"]) == 1
+
+
+def test_a_state_snapshot_does_not_move_with_training():
+    x, y = blobs(n=64)
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    state = model.get_state()
+    m_before = state["optimizer"]["slots"]["m"][0].copy()
+    model.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(state["optimizer"]["slots"]["m"][0], m_before)
+    uncompiled = mlp()
+    with pytest.raises(ValueError, match="compile the model before set_state"):
+        uncompiled.set_state(state)
+
+
+def test_fit_goes_on_after_a_gradient_check_cast_one_layer_to_float64():
+    """Mixed dtypes cannot share one flat buffer: the optimizer's flat state is split per parameter."""
+    x, y = blobs(n=64)
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    tn.gradcheck.check_backward(model.layers[0], x[:4].astype(np.float64))
+    history = model.fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

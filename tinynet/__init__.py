@@ -26,6 +26,7 @@ from . import (
     preprocessing,
     regularizers,
     schedules,
+    utils,
 )
 from .backend import DeviceUnavailableError
 from .layers import (
@@ -86,4 +87,5 @@ __all__ = [
     "preprocessing",
     "regularizers",
     "schedules",
+    "utils",
 ]

@@ -25,6 +25,7 @@ class Callback:
 
     def __init__(self):
         self.model = None
+        self.params = {}
 
     def set_model(self, model):
         self.model = model
@@ -55,7 +56,7 @@ class History(Callback):
     def __init__(self):
         super().__init__()
         self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []
+        self.epoch: list[int] = []  # ``params`` ({"verbose", "epochs", "steps"}) is set by fit
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)

@@ -16,10 +16,11 @@ of them computes, faster, and is named after it:
 | sparse_crossentropy_*_fused        | SparseCategoricalCrossentropy | GPU: loss and gradient in one kernel    |
 | adam_fused, rmsprop_fused, sgd_momentum_fused | the updates       | GPU: one kernel over the flat buffer      |
 
-:func:`install` chooses them once, at the start of training (``fit``,
+:func:`install` chooses them once, when training starts (``fit``,
 ``train_on_batch``), for the objects whose method is the textbook one of its class
 (a subclass that overrides ``backward``, a learner's own layer, keeps its own), as
-instance attributes that shadow the class's method; :func:`remove` takes them away.
+instance attributes that shadow the class's method; :func:`remove` takes them away
+again when training ends (see :func:`tinynet.training.prepared`).
 ``enabled = False`` keeps the textbook methods everywhere. ``tests/test_fast.py``
 holds every twin equal to its textbook method.
 """
@@ -38,6 +39,7 @@ from .optimizers import SGD, Adam, RMSprop
 
 enabled = True
 _installed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # object -> names of its twins
+_scratch: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # optimizer -> its Scratch, kept between fits
 
 
 # ------------------------------------------------------------------ CPU and GPU: fewer passes
@@ -143,13 +145,13 @@ def relu_backward_fused(self, gy):
     return kernels.relu_backward(self._y, gy)
 
 
-def sparse_crossentropy_forward_fused(self, y_pred, y_true):
+def sparse_crossentropy_forward_fused(self, y_pred, y_true, sample_weight=None):
     """SparseCategoricalCrossentropy(from_logits=True).forward: the loss and its gradient
     (softmax(z) - onehot) / N from one kernel (the textbook code where it does not apply)."""
-    fused = kernels.softmax_xent(y_pred, y_true.reshape(-1))
+    fused = None if sample_weight is not None else kernels.softmax_xent(y_pred, y_true.reshape(-1))
     if fused is None:
         self._fused_grad = None
-        return SparseCategoricalCrossentropy.forward(self, y_pred, y_true)
+        return SparseCategoricalCrossentropy.forward(self, y_pred, y_true, sample_weight)
     loss, self._fused_grad = fused
     return loss
 
@@ -211,15 +213,13 @@ def install(model):
         return
     gpu = model.device == "gpu" and kernels.enabled
     for k, layer in enumerate(model.layers):
-        for cls, twin, first in (
-            (Dense, dense_backward_into, dense_backward_into_without_gx),
-            (Conv2D, None, conv2d_backward_into_without_gx),
-        ):
-            if _textbook(layer, cls, "backward") and (k == 0 or twin is not None):
-                _bind(layer, "backward", first if k == 0 else twin)
-        activation = layer if isinstance(layer, ReLU) else getattr(layer, "activation", None)
+        if _textbook(layer, Dense, "backward"):
+            _bind(layer, "backward", dense_backward_into_without_gx if k == 0 else dense_backward_into)
+        if k == 0 and _textbook(layer, Conv2D, "backward"):
+            _bind(layer, "backward", conv2d_backward_into_without_gx)
         if gpu and _textbook(layer, Dense, "forward") and type(layer.activation) is ReLU and layer.use_bias:
             _bind(layer, "forward", dense_relu_forward_fused)
+        activation = layer if isinstance(layer, ReLU) else getattr(layer, "activation", None)
         if gpu and activation is not None and _textbook(activation, ReLU, "backward"):
             _bind(activation, "backward", relu_backward_fused)
     loss = getattr(model.loss_fn, "inner", model.loss_fn)
@@ -230,10 +230,17 @@ def install(model):
 
 
 def _install_update(opt, gpu):
+    scratch = _scratch.setdefault(opt, Scratch())
     if _textbook(opt, Adam, "update"):
-        _bind(opt, "update", adam_fused) if gpu else _bind(opt, "update", adam_update_inplace, scratch=Scratch())
+        if gpu:
+            _bind(opt, "update", adam_fused)
+        else:
+            _bind(opt, "update", adam_update_inplace, scratch=scratch)
     elif _textbook(opt, RMSprop, "update") and not opt.centered and opt.momentum == 0:
-        _bind(opt, "update", rmsprop_fused) if gpu else _bind(opt, "update", rmsprop_update_inplace, scratch=Scratch())
+        if gpu:
+            _bind(opt, "update", rmsprop_fused)
+        else:
+            _bind(opt, "update", rmsprop_update_inplace, scratch=scratch)
     elif gpu and _textbook(opt, SGD, "update") and opt.momentum > 0:
         _bind(opt, "update", sgd_momentum_fused)
 

@@ -91,7 +91,7 @@ def check_backward(
         eps, atol, rtol: the step and the tolerances (Chainer's defaults).
         y_true: the targets, when ``target`` is a Loss.
         seed: seeds ``gy`` and the random direction.
-        **forward_kwargs: passed to a layer's forward (e.g. ``logits=True``).
+        **forward_kwargs: passed to a layer's forward (e.g. ``training=False``).
 
     Returns:
         (analytic, numerical): the two directional derivatives that agreed.

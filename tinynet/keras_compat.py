@@ -11,9 +11,9 @@ a step size is computed), and is documented with what it changes:
    from that activation's *input* z (the logits), unclipped, even the *softmax*
    cross-entropy of a sigmoid's logits. Its gradient is then the famous
    ``(softmax(z) - onehot) / N`` straight into z, and the activation's own backward
-   is skipped. :func:`output_logits_loss` arranges exactly that at ``compile``:
-   the head activation keeps its input, its backward passes the gradient through,
-   and the loss reads the logits. ``use_output_logits=False`` on the loss gives what
+   is skipped. :func:`loss_for` arranges exactly that for the length of ``fit`` or
+   ``evaluate``: the head activation keeps its input, its backward passes the
+   gradient through, and the loss reads the logits. ``use_output_logits=False`` on the loss gives what
    Keras's JAX, PyTorch and NumPy backends do (renormalise, clip, log).
 2. **Adam's bias corrections are computed in float32**: ``beta ** t`` in the
    parameters' precision (in float32, ``1 - 0.999`` is 1.3e-5 off 0.001), which
@@ -26,13 +26,14 @@ a step size is computed), and is documented with what it changes:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import types
 
 import numpy as np
 
-from .layers import KernelLayer, Sigmoid, Softmax
+from .layers import Sigmoid, Softmax
 from .losses import Loss
 
 # ----------------------------------------------------------------- 1. logits of the output
@@ -42,14 +43,18 @@ def output_head(model):
     """The softmax or sigmoid that ends ``model`` (the layer itself or the last
     layer's activation), or None."""
     last = model.layers[-1] if model.layers else None
-    head = last.activation if isinstance(last, KernelLayer) else last
+    head = getattr(last, "activation", last)  # a Dense's or an Activation's, or the layer itself
     return head if type(head) in (Softmax, Sigmoid) else None
 
 
 def uses_output_logits(model, loss) -> bool:
     """Whether rule 1 applies to ``model`` compiled with ``loss``."""
     return bool(
-        loss.is_crossentropy and not loss.from_logits and loss.use_output_logits and output_head(model) is not None
+        loss is not None
+        and loss.is_crossentropy
+        and not loss.from_logits
+        and loss.use_output_logits
+        and output_head(model) is not None
     )
 
 
@@ -66,8 +71,8 @@ class OutputLogitsLoss(Loss):
         self.loss, self.inner, self.head = loss, loss.with_logits(), head
         self.name, self.is_crossentropy = loss.name, True
 
-    def forward(self, y_pred, y_true):
-        return self.inner.forward(self.head.logits, y_true)
+    def forward(self, y_pred, y_true, sample_weight=None):
+        return self.inner.forward(self.head.logits, y_true, sample_weight)
 
     def backward(self):
         return self.inner.backward()
@@ -85,27 +90,31 @@ def _backward_from_logits(self, gz):
     return gz  # the loss was computed from this activation's input: gz is already dL/dz
 
 
-def output_logits_loss(model, loss):
-    """The loss the model trains with: ``loss`` itself, or, when rule 1 applies, an
-    :class:`OutputLogitsLoss` with the head activation set up for it."""
-    for layer in model.layers:  # undo an earlier compile's rule
-        for obj in (layer, getattr(layer, "activation", None)):
-            if obj is not None and "logits" in vars(obj):
-                del obj.forward, obj.backward, obj.logits
-    if not uses_output_logits(model, loss):
-        return loss
+@contextlib.contextmanager
+def loss_for(model):
+    """``with loss_for(model) as loss_fn:`` the loss to train and evaluate with, for the
+    length of the block: ``model.loss`` itself, or, when rule 1 applies, an
+    :class:`OutputLogitsLoss` with the head activation set up for it (it keeps its
+    input, and its backward passes dL/dz through). Undone on exit, so outside
+    ``fit``/``evaluate`` the model's forward and backward are the textbook ones."""
+    if not uses_output_logits(model, model.loss):
+        yield model.loss
+        return
     head = output_head(model)
     head.forward = types.MethodType(_forward_keeping_logits, head)
     head.backward = types.MethodType(_backward_from_logits, head)
-    head.logits = None
-    return OutputLogitsLoss(loss, head)
+    try:
+        yield OutputLogitsLoss(model.loss, head)
+    finally:
+        del head.forward, head.backward
+        vars(head).pop("logits", None)
 
 
 def loss_note(model) -> str:
     """One plain sentence on how the loss is computed, for ``summary()``."""
     loss = model.loss
-    if isinstance(model.loss_fn, OutputLogitsLoss):
-        act = type(model.loss_fn.head).__name__.lower()
+    if uses_output_logits(model, loss):
+        act = type(output_head(model)).__name__.lower()
         return (
             f", computed from the {act}'s input (its logits), as Keras does: exact and stable "
             "(use_output_logits=False on the loss to use the probabilities)"

@@ -5,6 +5,10 @@ Each loss is an object with the same two-step contract as a layer::
     L  = loss.forward(y_pred, y_true)   # mean over the batch, a 0-d array
     gp = loss.backward()                # dL/dy_pred, the shape of y_pred
 
+A loss class writes two formulas: ``per_sample`` (each sample's loss l_n) and
+``gradient`` (dL/dy_pred of their mean). With sample weights w (Keras's
+``sample_weight``), L = 1/N sum_n w_n l_n and each sample's gradient is scaled by w_n.
+
 Cross-entropies: from probabilities or from logits
 ---------------------------------------------------
 A cross-entropy can be fed probabilities p (``from_logits=False``) or logits z, the
@@ -13,11 +17,9 @@ exactly stable, and its gradient collapses to a famous one-liner::
 
     p = softmax(z),   L = -1/N sum_n log p[n, t_n]   =>   dL/dz = (p - onehot(t)) / N
 
-Keras (and so tinynet, by default) computes the loss of a model whose output is a
-softmax or sigmoid from that activation's logits even when ``from_logits=False``;
-that rule is applied by the model at ``compile`` (see :mod:`tinynet.keras_compat`,
-and ``use_output_logits`` below). A loss object on its own computes exactly what
-its ``from_logits`` says.
+A loss object computes exactly what its ``from_logits`` says; Keras's rule that
+reads a softmax/sigmoid output's logits anyway is applied by the model
+(:mod:`tinynet.keras_compat`).
 
 All losses here reduce like Keras's default "sum_over_batch_size": the mean over
 the batch of each sample's loss (for binary cross-entropy and MSE a sample's loss is
@@ -44,10 +46,23 @@ class Loss:
         self.from_logits = bool(from_logits)
         self.use_output_logits = bool(use_output_logits)
 
-    def forward(self, y_pred, y_true):
-        raise NotImplementedError
+    def forward(self, y_pred, y_true, sample_weight=None):
+        """L = 1/N sum_n w_n l_n: the mean of each sample's loss (w_n = 1 without weights)."""
+        losses = self.per_sample(y_pred, y_true)
+        self._w = None if sample_weight is None else sample_weight.reshape((-1,) + (1,) * (losses.ndim - 1))
+        return losses.mean() if sample_weight is None else (losses * self._w).sum() / losses.size
 
     def backward(self):
+        """dL/dy_pred: the gradient of the mean, each sample's part scaled by its weight."""
+        g = self.gradient()
+        return g if self._w is None else g * self._w.reshape((-1,) + (1,) * (g.ndim - 1))
+
+    def per_sample(self, y_pred, y_true):
+        """Each sample's loss, shape (N,) (or more axes: the batch first)."""
+        raise NotImplementedError
+
+    def gradient(self):
+        """dL/dy_pred of the mean of ``per_sample``, the shape of y_pred."""
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -106,21 +121,20 @@ class CategoricalCrossentropy(Loss):
     def _targets(self, y_true, y_pred):
         return y_true.astype(y_pred.dtype, copy=False)
 
-    def forward(self, y_pred, y_true):
+    def per_sample(self, y_pred, y_true):
         xp = backend.get_array_module(y_pred)
         t = self._targets(y_true, y_pred)
-        n = y_pred.shape[0]
-        self._t, self._n = t, n
+        self._t, self._n = t, y_pred.shape[0]
         if self.from_logits:
             log_p = _log_softmax(y_pred)
             self._p = xp.exp(log_p)
-            return -(t * log_p).sum() / n
+            return -(t * log_p).sum(axis=-1)
         self._sum = y_pred.sum(axis=-1, keepdims=True)
         self._q = y_pred / self._sum
         self._qc = xp.clip(self._q, EPSILON, 1 - EPSILON)
-        return -(t * xp.log(self._qc)).sum() / n
+        return -(t * xp.log(self._qc)).sum(axis=-1)
 
-    def backward(self):
+    def gradient(self):
         t, n = self._t, self._n
         if self.from_logits:
             return (self._p * t.sum(axis=-1, keepdims=True) - t) / n
@@ -143,17 +157,17 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         labels = y_true.reshape(-1)
         return one_hot(labels, y_pred.shape[-1], y_pred.dtype)
 
-    def backward(self):
+    def gradient(self):
         if self.from_logits:
             # one-hot rows sum to 1: the general (p * sum(t) - t) / N is (p - onehot) / N
             return (self._p - self._t) / self._n
-        return super().backward()
+        return super().gradient()
 
 
 class BinaryCrossentropy(Loss):
     r"""Element-wise binary cross-entropy, targets t in [0, 1] with y_pred's shape.
 
-    From logits z (M = z.size elements):
+    From logits z (M = z.size elements; each sample's loss is the mean over its last axis):
         L  = 1/M sum max(z, 0) - z t + log(1 + exp(-|z|))
              (= -t log sigmoid(z) - (1 - t) log(1 - sigmoid(z)), written so that
              nothing overflows)
@@ -168,20 +182,18 @@ class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
     is_crossentropy = True
 
-    def forward(self, y_pred, y_true):
+    def per_sample(self, y_pred, y_true):
         xp = backend.get_array_module(y_pred)
         t = y_true.astype(y_pred.dtype, copy=False).reshape(y_pred.shape)
         self._t, self._m = t, y_pred.size
         if self.from_logits:
-            z = y_pred
-            self._z = z
-            loss = xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
-            return loss.sum() / self._m
+            z = self._z = y_pred
+            return (xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))).mean(axis=-1)
         self._y = y_pred
         self._yc = yc = xp.clip(y_pred, EPSILON, 1 - EPSILON)
-        return -(t * xp.log(yc) + (1 - t) * xp.log(1 - yc)).sum() / self._m
+        return -(t * xp.log(yc) + (1 - t) * xp.log(1 - yc)).mean(axis=-1)
 
-    def backward(self):
+    def gradient(self):
         t, m = self._t, self._m
         if self.from_logits:
             return (sigmoid(self._z) - t) / m
@@ -193,7 +205,7 @@ class BinaryCrossentropy(Loss):
 class MeanSquaredError(Loss):
     r"""Mean squared error.
 
-    Forward:   L  = 1/M sum (y - t)^2          (M = y.size)
+    Forward:   L  = 1/M sum (y - t)^2          (M = y.size; per sample: the mean over the last axis)
     Backward:  gy = 2 (y - t) / M
     """
 
@@ -205,12 +217,12 @@ class MeanSquaredError(Loss):
     def get_config(self):
         return {}
 
-    def forward(self, y_pred, y_true):
+    def per_sample(self, y_pred, y_true):
         t = y_true.astype(y_pred.dtype, copy=False).reshape(y_pred.shape)
         self._diff = y_pred - t
-        return (self._diff * self._diff).sum() / y_pred.size
+        return (self._diff * self._diff).mean(axis=-1)
 
-    def backward(self):
+    def gradient(self):
         return 2 * self._diff / self._diff.size
 
 

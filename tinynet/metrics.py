@@ -8,8 +8,8 @@
 - categorical accuracy when the targets are one-hot (N, C):
   argmax(y_pred) == argmax(target).
 
-``correct(...)`` returns the number of correct samples as a device scalar, so a
-training loop can add it up without reading it back every step.
+``hits(...)`` returns each sample's correctness on the device, so a training loop can
+add it up (weighted by ``sample_weight`` if any) without reading it back every step.
 """
 
 from __future__ import annotations
@@ -19,18 +19,17 @@ import numpy as np
 from . import backend
 
 
-def correct(kind: str, y_pred, y_true, from_logits: bool = False):
-    """Number of correctly classified samples in a batch (a 0-d device array).
+def hits(kind: str, y_pred, y_true, from_logits: bool = False):
+    """Each sample's correctness, shape (N,): 1.0 right, 0.0 wrong, on y_pred's device.
 
-    For binary accuracy with several outputs per sample, each sample counts the
+    For binary accuracy with several outputs per sample, a sample scores the
     fraction of its outputs that are right, as Keras averages over the last axis.
     """
-    xp = backend.get_array_module(y_pred)
     if kind == "binary":
         threshold = 0.0 if from_logits else 0.5
         predicted = y_pred > threshold
         truth = y_true.reshape(y_pred.shape) > 0.5
-        return (predicted == truth).mean(axis=-1).sum()
+        return (predicted == truth).mean(axis=-1).reshape(y_pred.shape[0], -1).mean(axis=-1)
     predicted = y_pred.argmax(axis=-1)
     if kind == "sparse":
         truth = y_true.reshape(-1)
@@ -38,7 +37,7 @@ def correct(kind: str, y_pred, y_true, from_logits: bool = False):
         truth = y_true.argmax(axis=-1)
     else:
         raise ValueError(f"unknown accuracy kind {kind!r}")
-    return xp.count_nonzero(predicted == truth)
+    return predicted == truth
 
 
 def confusion_matrix(y_true, y_pred, num_classes=None):

@@ -3,10 +3,10 @@
 One training step is :meth:`Sequential.train_step`, five lines::
 
     y_pred = self.forward(x, training=True)      # forward through every layer, first to last
-    loss = self.loss_fn.forward(y_pred, y)       # the loss of the batch
+    loss = self.loss_fn.forward(y_pred, y, sample_weight)  # the loss of the batch
     self.backward(self.loss_fn.backward())       # dL/dy_pred back through every layer: every p.grad
     loss = self.add_weight_penalties(loss)       # L1/L2 penalties, in L and in the kernels' gradients
-    self.optimizer.apply(self.trainable.collect())  # every parameter one step against its gradient
+    self.optimizer.apply(self.flat_parameters.collect())  # every parameter one step against its gradient
 
 ``fit`` runs it over batches and epochs; the machinery around it (callbacks, the
 progress bar, the NaN watch, Ctrl-C, the flat parameter buffer) is in
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, fast, keras_compat, losses, optimizers, training, validation
+from . import backend, keras_compat, losses, optimizers, training, utils, validation
 from .layers import Input, Layer
 from .model_api import ModelAPI
 
@@ -36,21 +36,22 @@ class Sequential(ModelAPI):
             Defaults to "cpu". Data given to ``fit``/``evaluate``/``predict`` is
             moved to this device there, once per call.
         seed: seeds the initial weights, the shuffling and the dropout masks, so
-            two runs with the same seed on the CPU are identical.
+            two runs with the same seed on the CPU are identical. Without one, the
+            next seed of ``tinynet.utils.set_random_seed``'s sequence, if it was called.
     """
 
     def __init__(self, layers=None, name: str = "sequential", device: str = "cpu", seed=None):
         if layers is not None and not isinstance(layers, (list, tuple)):
             raise TypeError(f"Sequential takes a list of layers, got {layers!r}; write Sequential([...])")
-        self.name, self.seed = name, seed
+        self.name, self.seed = name, seed if seed is not None else utils.next_seed()
         self.device = backend.resolve_device(device)
-        init_seq, shuffle_seq, dropout_seq = np.random.SeedSequence(seed).spawn(3)
+        init_seq, shuffle_seq, dropout_seq = np.random.SeedSequence(self.seed).spawn(3)
         self._init_rng = np.random.default_rng(init_seq)
         self.shuffle_rng = np.random.default_rng(shuffle_seq)
         self._dropout_seeds = np.random.default_rng(dropout_seq)
         self.layers: list[Layer] = []
         self.input_shape = self.output_shape = None
-        self.optimizer = self.loss = self.loss_fn = self.trainable = None
+        self.optimizer = self.loss = self.loss_fn = self.flat_parameters = None
         self.metrics: list[str] = []
         self.stop_training, self.history, self.epochs_done, self._resumed = False, None, 0, None
         for layer in layers or []:
@@ -110,7 +111,6 @@ class Sequential(ModelAPI):
                 layer.reset_rng(layer.rng_seed, self.device)
         if self.optimizer is not None:
             self.optimizer.to(self.device)
-            fast.remove(self)  # chosen again for the new device at the next step
         return self
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
@@ -124,19 +124,17 @@ class Sequential(ModelAPI):
         """
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
-        if self.optimizer is not None:
-            fast.remove(self)
-        self.optimizer, self.loss = optimizers.get(optimizer), losses.get(loss)
+        self.optimizer, self.loss = optimizers.get(optimizer), training.trainable_loss(losses.get(loss))
         self.metrics = validation.metric_names(metrics)
-        self.loss_fn = keras_compat.output_logits_loss(self, self.loss)  # the loss train_step uses
-        self.trainable = None
+        self.loss_fn = self.loss  # during fit and evaluate: the loss Keras's rules say (training.prepared)
+        self.flat_parameters = None
         if self.optimizer.slots is not None:
             self.optimizer.to(self.device)
 
     @property
     def output_logits(self) -> bool:
         """Whether the loss is computed from the logits of a final softmax/sigmoid (see keras_compat)."""
-        return isinstance(self.loss_fn, keras_compat.OutputLogitsLoss)
+        return keras_compat.uses_output_logits(self, self.loss)
 
     # ---------------------------------------------------------------- the textbook: one training step
 
@@ -152,13 +150,19 @@ class Sequential(ModelAPI):
             gy = layer.backward(gy)
         return gy
 
-    def train_step(self, x, y):
-        """One step of training on one batch (x, y): the whole of backprop. Returns (L, y_pred)."""
+    def train_step(self, x, y, sample_weight=None):
+        """One step of training on one batch (x, y): the whole of backprop. Returns (L, y_pred).
+
+        During ``fit`` some textbook methods have fast twins standing in (tinynet/fast.py),
+        and with a softmax/sigmoid output the loss reads its logits (tinynet/keras_compat.py);
+        both compute what the textbook methods compute. ``flat_parameters.collect()`` hands
+        the optimizer every parameter with the gradient its layer set (tinynet/training.py).
+        """
         y_pred = self.forward(x, training=True)  # 1. forward, first layer to last
-        loss = self.loss_fn.forward(y_pred, y)  # 2. the loss L of this batch
+        loss = self.loss_fn.forward(y_pred, y, sample_weight)  # 2. the loss L of this batch
         self.backward(self.loss_fn.backward())  # 3. backward, last layer to first: sets every p.grad
         loss = self.add_weight_penalties(loss)  # 4. L1/L2 penalties: added to L and to the gradients
-        self.optimizer.apply(self.trainable.collect())  # 5. every parameter moves against its gradient
+        self.optimizer.apply(self.flat_parameters.collect())  # 5. every parameter moves against its gradient
         return loss, y_pred
 
     def add_weight_penalties(self, loss, gradients=True):
@@ -182,46 +186,44 @@ class Sequential(ModelAPI):
         batch_size=32,
         epochs=1,
         verbose="auto",
+        callbacks=None,
         validation_split=0.0,
         validation_data=None,
         shuffle=True,
-        callbacks=None,
+        class_weight=None,
+        sample_weight=None,
         initial_epoch=0,
     ):
-        """Train the model, as ``keras.Model.fit``.
+        """Train the model, as ``keras.Model.fit`` (same arguments, in the same order).
 
         Args:
             x, y: training inputs and targets.
             batch_size: samples per step; the last batch of an epoch may be smaller. Defaults to 32.
             epochs: train until this epoch number. Defaults to 1.
             verbose: 0 silent, 1 progress bar, 2 one line per epoch. "auto" is 1.
+            callbacks: a list of :class:`~tinynet.callbacks.Callback`.
             validation_split: the fraction of samples, taken from the *end* of x
                 and y before any shuffling, held out for validation. Defaults to 0.
-            validation_data: ``(x_val, y_val)``; overrides validation_split.
+            validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, w_val)``; overrides validation_split.
             shuffle: reshuffle the training samples before each epoch.
-            callbacks: a list of :class:`~tinynet.callbacks.Callback`.
+            class_weight: ``{class: weight}``: each sample's loss weighted by its class's weight.
+            sample_weight: one weight per sample: L = 1/N sum_n w_n l_n.
             initial_epoch: the epoch to start from (to resume a run).
 
         Returns:
-            A :class:`~tinynet.callbacks.History`; ``.history`` maps "loss",
-            "accuracy", "val_loss", "val_accuracy" to one float per epoch.
+            A :class:`~tinynet.callbacks.History`; ``.history`` maps "loss", each
+            metric, "val_loss", ... to one float per epoch.
         """
         self._require_compiled("fit")
         options = validation.fit_options(batch_size, epochs, verbose, validation_split, initial_epoch)
-        x, y, val = training.fit_data(self, x, y, options["validation_split"], validation_data)
-        validate = None if val is None else (lambda: self._evaluate_prepared(*val, options["batch_size"]))
-        self._start_training()
-        with training.Loop(self, x.shape[0], options, callbacks, shuffle, validate) as loop:
+        x, y, w, val = training.fit_data(
+            self, x, y, sample_weight, class_weight, options["validation_split"], validation_data
+        )
+        validate = None if val is None else (lambda: self._evaluate_prepared(*val[:2], options["batch_size"], val[2]))
+        with training.prepared(self), training.Loop(self, x.shape[0], options, callbacks, shuffle, validate) as loop:
             for _ in loop.epochs():
-                for x_batch, y_batch in loop.batches(x, y):
-                    loss, y_pred = self.train_step(x_batch, y_batch)
+                for x_batch, y_batch, w_batch in loop.batches(x, y, w):
+                    loss, y_pred = self.train_step(x_batch, y_batch, w_batch)
                     loop.batch_end(loss, y_pred, y_batch)
                 loop.epoch_end()
         return loop.history
-
-    def _start_training(self):
-        """Pack the parameters (once) and choose the fast twins for this device (once)."""
-        per_parameter = self.optimizer.clipnorm is not None
-        if self.trainable is None or not self.trainable.still_fits(self, per_parameter):
-            self.trainable = training.FlatParameters(self, per_parameter)
-        fast.install(self)

@@ -25,12 +25,13 @@ class ModelAPI:
         if self.loss is None:
             raise RuntimeError(f"call model.compile(optimizer=..., loss=...) before model.{what}(...)")
 
-    def count_correct(self, y_pred, y):
-        """The number of correctly classified samples (a device scalar), or None without metrics."""
-        if not self.metrics:
-            return None
-        kind = keras_compat.accuracy_kind(y.shape, y_pred.shape)
-        return metrics.correct(kind, y_pred, y, from_logits=self.loss.from_logits)
+    def metric_hits(self, y_pred, y):
+        """{metric name: each sample's correctness (N,)} for the compiled metrics, on the device."""
+        hits = {}
+        for name in self.metrics:
+            kind = validation.METRICS[name] or keras_compat.accuracy_kind(y.shape, y_pred.shape)
+            hits[name] = metrics.hits(kind, y_pred, y, from_logits=self.loss.from_logits)
+        return hits
 
     def starting_history(self, initial_epoch):
         """A new History; when resuming from a checkpoint at ``initial_epoch``, one that
@@ -43,29 +44,36 @@ class ModelAPI:
 
     # ---------------------------------------------------------------- evaluate, predict
 
-    def _evaluate_prepared(self, x, y, batch_size):
-        logs = training.RunningLogs(self.device, bool(self.metrics))
+    def _evaluate_prepared(self, x, y, batch_size, sample_weight=None):
+        logs = training.RunningLogs(self.device, self.metrics)
         for lo in range(0, x.shape[0], batch_size):
-            xb, yb = x[lo : lo + batch_size], y[lo : lo + batch_size]
-            y_pred = self.forward(xb, training=False)
-            loss = self.add_weight_penalties(self.loss_fn.forward(y_pred, yb), gradients=False)
-            logs.add(loss, self.count_correct(y_pred, yb), xb.shape[0])
+            batch = slice(lo, lo + batch_size)
+            w = None if sample_weight is None else sample_weight[batch]
+            y_pred = self.forward(x[batch], training=False)
+            loss = self.add_weight_penalties(self.loss_fn.forward(y_pred, y[batch], w), gradients=False)
+            logs.add(loss, self.metric_hits(y_pred, y[batch]), y_pred.shape[0])
         return logs.read()
 
-    def evaluate(self, x, y=None, batch_size=32, verbose="auto", return_dict=False):
-        """Loss (and metrics) on ``x, y`` in inference mode (no dropout).
+    def evaluate(self, x, y=None, batch_size=32, verbose="auto", sample_weight=None, return_dict=False):
+        """Loss (and metrics) on ``x, y`` in inference mode (no dropout), as ``keras.Model.evaluate``.
 
-        Returns the loss alone, ``[loss, accuracy]`` with metrics, or a dict with
-        ``return_dict=True``, as Keras.
+        Returns the loss alone, ``[loss, metric, ...]`` with metrics (in the order of
+        ``metrics_names``), or a dict with ``return_dict=True``.
         """
         self._require_compiled("evaluate")
         batch_size = validation.positive_int("batch_size", batch_size)
         verbose = validation.verbosity(verbose)
         x, y = validation.model_data(self, x, y, require_y=True)
+        w = self._weights_on_device(sample_weight, None, y)
         bar = ProgressBar(-(-x.shape[0] // batch_size), verbose)
-        logs = self._evaluate_prepared(x, y, batch_size)
+        with training.prepared(self, train=False):
+            logs = self._evaluate_prepared(x, y, batch_size, w)
         bar.finish(logs)
         return self._format_logs(logs, return_dict)
+
+    def _weights_on_device(self, sample_weight, class_weight, y):
+        w = validation.sample_weights(sample_weight, class_weight, y, y.shape[0])
+        return None if w is None else backend.to_device(w, self.device)
 
     def predict(self, x, batch_size=32, verbose=0):
         """The model's outputs for ``x`` (after any final softmax/sigmoid), as NumPy."""
@@ -76,18 +84,86 @@ class ModelAPI:
         ProgressBar(len(outs), validation.verbosity(verbose)).finish({})
         return backend.to_numpy(xp.concatenate(outs, axis=0))
 
+    def __call__(self, x, training=False):
+        """``model(x)``: the output for a batch, as an array on the model's device (inference
+        mode unless ``training=True``), as calling a Keras model."""
+        x, _ = validation.model_data(self, x)
+        return self.forward(x, training=training)
+
+    # ---------------------------------------------------------------- one batch at a time
+
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
+        """One optimisation step on exactly this batch; returns its loss (and metrics)."""
+        self._require_compiled("train_on_batch")
+        x, y = validation.model_data(self, x, y, require_y=True)
+        w = self._weights_on_device(sample_weight, class_weight, y)
+        with training.prepared(self):
+            loss, y_pred = self.train_step(x, y, w)
+        logs = training.RunningLogs(self.device, self.metrics)
+        logs.add(loss, self.metric_hits(y_pred, y), x.shape[0])
+        return self._format_logs(logs.read(), return_dict)
+
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """Loss (and metrics) on one batch in inference mode."""
+        self._require_compiled("test_on_batch")
+        x, y = validation.model_data(self, x, y, require_y=True)
+        w = self._weights_on_device(sample_weight, None, y)
+        with training.prepared(self, train=False):
+            return self._format_logs(self._evaluate_prepared(x, y, x.shape[0], w), return_dict)
+
+    def _format_logs(self, logs, return_dict):
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else [logs[name] for name in self.metrics_names]
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """The names of ``evaluate``'s results, in order: "loss", then each compiled metric."""
+        return ["loss"] + list(self.metrics)
+
+    # ---------------------------------------------------------------- layers
+
+    def get_layer(self, name=None, index=None):
+        """A layer by name or by index, as ``keras.Model.get_layer``."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer takes a name or an index, exactly one of them")
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"index {index} is out of range: the model has {len(self.layers)} layers")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; the layers are {[layer.name for layer in self.layers]}")
+
+    def count_params(self) -> int:
+        """The number of weights, trainable and not (as ``keras.Model.count_params``)."""
+        self._require_built("count_params")
+        return sum(layer.count_params() for layer in self.layers)
+
+    @property
+    def weights(self):
+        return [p for layer in self.layers for p in layer.weights]
+
+    trainable_weights = property(lambda self: self.parameters())
+    non_trainable_weights = property(lambda self: [p for layer in self.layers for p in layer.non_trainable()])
+
+    def __repr__(self):
+        layers = "".join(f"\n    {layer!r}," for layer in self.layers)
+        return f"<Sequential name={self.name}, device={self.device}, built={self.built}, layers=[{layers}\n]>"
+
     # ---------------------------------------------------------------- weights, state, files
 
     def get_weights(self):
         """Every parameter as a NumPy array, in Keras's order (kernel, then bias)."""
         self._require_built("get_weights")
-        return [backend.to_numpy(p.value).copy() for layer in self.layers for p in layer.weights()]
+        return [backend.to_numpy(p.value).copy() for layer in self.layers for p in layer.weights]
 
     def set_weights(self, weights):
         """Load arrays in ``get_weights`` order; shapes must match exactly."""
         self._require_built("set_weights")
         weights = [np.asarray(backend.to_numpy(w)) for w in weights]
-        slots = [(layer, p) for layer in self.layers for p in layer.weights()]
+        slots = [(layer, p) for layer in self.layers for p in layer.weights]
         if len(weights) != len(slots):
             raise ValueError(f"set_weights expected {len(slots)} arrays, got {len(weights)}")
         for (layer, p), w in zip(slots, weights):
@@ -127,6 +203,8 @@ class ModelAPI:
     def set_state(self, state: dict):
         """Put back what :meth:`get_state` returned (raises ValueError for anything that does not fit)."""
         if state.get("optimizer") is not None:
+            if self.optimizer is None:
+                raise ValueError("the state holds an optimizer's state: compile the model before set_state")
             self.optimizer.set_state(state["optimizer"], self.parameters(), self.device)
         rng = state.get("rng", {})
         if rng.get("shuffle") is not None:
@@ -151,27 +229,3 @@ class ModelAPI:
     def summary(self, print_fn=print):
         """Print a table of layers, output shapes and parameter counts (Keras's format)."""
         print_fn(format_summary(self))
-
-    # ---------------------------------------------------------------- one batch at a time
-
-    def train_on_batch(self, x, y, return_dict=False):
-        """One optimisation step on exactly this batch; returns its loss (and metrics)."""
-        self._require_compiled("train_on_batch")
-        x, y = validation.model_data(self, x, y, require_y=True)
-        self._start_training()
-        loss, y_pred = self.train_step(x, y)
-        logs = training.RunningLogs(self.device, bool(self.metrics))
-        logs.add(loss, self.count_correct(y_pred, y), x.shape[0])
-        return self._format_logs(logs.read(), return_dict)
-
-    def test_on_batch(self, x, y, return_dict=False):
-        """Loss (and metrics) on one batch in inference mode."""
-        self._require_compiled("test_on_batch")
-        x, y = validation.model_data(self, x, y, require_y=True)
-        return self._format_logs(self._evaluate_prepared(x, y, x.shape[0]), return_dict)
-
-    @staticmethod
-    def _format_logs(logs, return_dict):
-        if return_dict:
-            return logs
-        return logs["loss"] if len(logs) == 1 else [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]

@@ -15,25 +15,26 @@ class OptimizerState:
     """The state arrays (``slots``), the step count, the configuration: moved between
     devices, flattened for the flat parameter buffer, saved and restored."""
 
-    def flatten_state(self, params):
-        """Turn per-parameter state into the state of one flat parameter (the model
-        packs its parameters into one buffer; the moments follow, in the same order)."""
-        if self.slots is None:
-            return
-        for name, arrays in self.slots.items():
-            if len(arrays) == 1 and arrays[0].ndim == 1 and arrays[0].size == sum(p.value.size for p in params):
-                continue  # already flat
-            if len(arrays) != len(params) or any(a.shape != p.value.shape for a, p in zip(arrays, params)):
+    def arrange_state(self, params):
+        """Lay the state out like ``params``: one flat parameter (the model's flat buffer) or
+        one per layer parameter; the moments follow their parameters, in the same order."""
+        for name, arrays in (self.slots or {}).items():
+            if [a.shape for a in arrays] == [p.value.shape for p in params]:
+                continue
+            flat = backend.get_array_module(arrays[0]).concatenate([a.ravel() for a in arrays])
+            if flat.size != sum(p.value.size for p in params):
                 raise ValueError(f"optimizer state {name!r} does not match the model's parameters")
-            xp = backend.get_array_module(arrays[0])
-            self.slots[name] = [xp.concatenate([a.ravel() for a in arrays])]
+            self.slots[name], offset = [], 0
+            for p in params:
+                self.slots[name].append(flat[offset : offset + p.value.size].reshape(p.value.shape))
+                offset += p.value.size
 
     def get_state(self) -> dict:
         """The step count, the learning rate and the state arrays (for checkpoints)."""
         return {
             "iterations": self.iterations,
             "learning_rate": self.current_learning_rate,
-            "slots": dict(self.slots or {}),
+            "slots": {name: [a.copy() for a in arrays] for name, arrays in (self.slots or {}).items()},
         }
 
     def set_state(self, state, params, device):

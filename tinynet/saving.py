@@ -18,6 +18,7 @@ problem. Saving is atomic: a crash mid-save leaves the previous file whole.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 
@@ -62,7 +63,7 @@ def _describe(model) -> dict:
         "weights": [
             {"layer": layer.name, "name": p.name, "shape": list(p.value.shape), "dtype": str(p.value.dtype)}
             for layer in model.layers
-            for p in layer.weights()
+            for p in layer.weights
         ],
         "compile": None,
     }
@@ -169,7 +170,25 @@ def load_model(path, model_class, device: str = "cpu", compile: bool = True):
         raise ModelFileError(f"{os.fspath(path)}: not a valid tinynet model file ({type(e).__name__}: {e})") from e
 
 
-def _build(config, path, model_class, device):
+def _check_size(layer_list, shape, stored, path):
+    """Refuse an architecture that needs more weights than the file holds, before any is
+    allocated (a hand-edited "units": 10**9 must not fill the memory first)."""
+    needed = 0
+    for layer in layer_list:
+        if not all(isinstance(d, int) and 0 < d < 2**40 for d in shape):
+            raise ModelFileError(f"{path}: the architecture has an impossible shape {shape}")
+        if isinstance(layer, layers.Dense):
+            needed += (math.prod(shape) + 1) * layer.units
+        elif isinstance(layer, layers.Conv2D):
+            needed += (math.prod(layer.window.size) * shape[-1] + 1) * layer.filters
+        elif isinstance(layer, layers.BatchNormalization):
+            needed += 4 * shape[-1]
+        if needed > stored + 10**7:  # far more than the file holds (the exact check follows the build)
+            raise ModelFileError(f"{path}: the architecture needs at least {needed} weights, the file holds {stored}")
+        shape = tuple(int(d) for d in layer.compute_output_shape(shape))
+
+
+def _build(config, path, model_class, device, stored):
     try:
         model = model_class(name=config.get("name", "sequential"), device=device, seed=config.get("seed"))
         for entry in config["layers"]:
@@ -177,6 +196,7 @@ def _build(config, path, model_class, device):
             if cls is None:
                 raise ModelFileError(f"{path}: unknown layer class {entry.get('class')!r}")
             model.add(cls(**entry["config"]))
+        _check_size(model.layers, tuple(config["input_shape"]), stored, path)
         model.build(tuple(config["input_shape"]))
     except ModelFileError:
         raise
@@ -187,7 +207,7 @@ def _build(config, path, model_class, device):
 
 def _set_weights(model, config, arrays, path):
     expected = config.get("weights", [])
-    params = [(layer, p) for layer in model.layers for p in layer.weights()]
+    params = [(layer, p) for layer in model.layers for p in layer.weights]
     weights = [arrays.get(f"weight_{i}") for i in range(len(params))]
     stored = sum(k.startswith("weight_") for k in arrays)
     if len(expected) != len(params) or any(w is None for w in weights) or stored != len(params):
@@ -210,7 +230,8 @@ def _set_weights(model, config, arrays, path):
 def _load(path, model_class, device, compile):
     config, arrays = _read(path)
     path = os.fspath(path)
-    model = _build(config, path, model_class, device)
+    stored = sum(a.size for k, a in arrays.items() if k.startswith("weight_"))
+    model = _build(config, path, model_class, device, stored)
     _set_weights(model, config, arrays, path)
     if not (compile and config.get("compile")):
         return model

@@ -20,7 +20,7 @@ def format_summary(model) -> str:
             (
                 f"{layer.name} ({kind})",
                 str((None,) + tuple(shape)),
-                f"{sum(p.value.size for p in layer.weights()):,}",
+                f"{sum(p.value.size for p in layer.weights):,}",
                 extra,
             )
         )

@@ -14,13 +14,15 @@ a serious library needs around it lives here, so the step itself stays five line
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 import signal
 import threading
 
 import numpy as np
 
-from . import backend, keras_compat, validation
+from . import backend, fast, keras_compat, losses, validation
 from .callbacks import CallbackList, TerminateOnNaN
 from .layers.core import Parameter
 from .progress import ProgressBar
@@ -39,6 +41,42 @@ class TrainingDiverged(FloatingPointError):
 
 class GradientContractError(RuntimeError):
     """A layer's backward did not set its parameters' gradients as the layer contract says."""
+
+
+# ------------------------------------------------------------------ a learner's loss
+
+
+class WithoutSampleWeight(losses.Loss):
+    """A loss whose own ``forward(y_pred, y_true)`` takes no sample weights (a learner's
+    loss written the short way), made to fit the three-argument call of training."""
+
+    def __init__(self, loss):
+        super().__init__(loss.from_logits, loss.use_output_logits)
+        self.loss, self.name, self.is_crossentropy = loss, loss.name, loss.is_crossentropy
+
+    def forward(self, y_pred, y_true, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError(
+                f"{type(self.loss).__name__}.forward takes no sample_weight; accept a third "
+                "argument sample_weight=None (or write per_sample and gradient) to use weights"
+            )
+        return self.loss.forward(y_pred, y_true)
+
+    def backward(self):
+        return self.loss.backward()
+
+    def with_logits(self):
+        return WithoutSampleWeight(self.loss.with_logits())
+
+
+def trainable_loss(loss):
+    """``loss`` as training calls it, ``forward(y_pred, y_true, sample_weight)``: a loss whose
+    own forward takes two arguments (a learner's, written the short way) is wrapped."""
+    parameters = inspect.signature(loss.forward).parameters.values()
+    positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+    if positional < 3 and not any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return WithoutSampleWeight(loss)
+    return loss
 
 
 # ------------------------------------------------------------------ the flat parameter buffer
@@ -81,8 +119,6 @@ class FlatParameters:
                 p.grad = xp.full(p.value.shape, np.nan, dtype=p.value.dtype)
         self.views = [(p, p.value, p.grad) for p in params]
         self.per_parameter, self.first_step = per_parameter, True
-        if self.flat is not None and model.optimizer is not None and not per_parameter:
-            model.optimizer.flatten_state(params)
 
     def still_fits(self, model, per_parameter: bool) -> bool:
         """Whether the model still has exactly these parameters and views (no ``to``, no cast)."""
@@ -101,18 +137,27 @@ class FlatParameters:
                 view[...] = p.grad
                 p.grad = view
         if self.first_step:
-            self.first_step = False
-            for layer, p in self.entries:
-                if bool(backend.get_array_module(p.grad).isnan(p.grad).all()):
-                    raise GradientContractError(
-                        f"layer {layer!r}: backward did not set {p.name}.grad (it still holds NaN, the value "
-                        f"it had before the step), or added to it with += instead of setting it. A backward "
-                        f"must set p.grad = dL/dp of this batch: self.{p.name}.grad = ... or "
-                        f"self.{p.name}.grad[...] = ... (see tinynet/layers/core.py)"
-                    )
-        if self.flat is None or self.per_parameter:
-            return [p for _, p in self.entries]
-        return [self.flat]
+            self._check_every_gradient_was_set()
+        return self.for_optimizer
+
+    @property
+    def for_optimizer(self) -> list[Parameter]:
+        """What the optimizer updates: ``[flat]``, or each parameter (clipnorm, mixed dtypes)."""
+        return [p for _, p in self.entries] if self.flat is None or self.per_parameter else [self.flat]
+
+    def _check_every_gradient_was_set(self):
+        """At the first step: a gradient still all NaN (the buffer's start) was not set by its
+        layer. When every gradient is NaN the loss itself was (the NaN watch reports that)."""
+        unset = [(layer, p) for layer, p in self.entries if bool(backend.get_array_module(p.grad).isnan(p.grad).all())]
+        if unset and len(unset) < len(self.entries):
+            layer, p = unset[0]
+            raise GradientContractError(
+                f"layer {layer!r}: backward did not set {p.name}.grad (it still holds NaN, the value "
+                f"it had before the step), or added to it with += instead of setting it. A backward "
+                f"must set p.grad = dL/dp of this batch: self.{p.name}.grad = ... or "
+                f"self.{p.name}.grad[...] = ... (see tinynet/layers/core.py)"
+            )
+        self.first_step = bool(unset)
 
 
 def _check_assigned(layer, p, view):
@@ -134,23 +179,56 @@ def _check_assigned(layer, p, view):
         )
 
 
-def fit_data(model, x, y, validation_split, validation_data):
-    """(x, y, (x_val, y_val) or None) for ``fit``, validated and on the model's device."""
+def fit_data(model, x, y, sample_weight, class_weight, validation_split, validation_data):
+    """(x, y, w, validation) for ``fit``, validated and on the model's device: ``w`` the
+    sample weights (from sample_weight or class_weight) or None, ``validation`` None or
+    (x_val, y_val, w_val)."""
     x, y = validation.model_data(model, x, y, require_y=True)
+    n = x.shape[0]
+    w = validation.sample_weights(sample_weight, class_weight, y, n)
+    w = w if w is None else backend.to_device(w, model.device)
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a tuple (x_val, y_val)")
-        return x, y, validation.model_data(model, *validation_data, require_y=True)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight)")
+        x_val, y_val = validation.model_data(model, *validation_data[:2], require_y=True)
+        w_val = validation_data[2] if len(validation_data) == 3 else None
+        w_val = validation.sample_weights(w_val, None, y_val, x_val.shape[0], "validation sample_weight")
+        return x, y, w, (x_val, y_val, None if w_val is None else backend.to_device(w_val, model.device))
     if validation_split == 0:
-        return x, y, None
-    (x, y), val = keras_compat.split_last(x, y, validation_split)
-    if x.shape[0] == 0 or val[0].shape[0] == 0:
+        return x, y, w, None
+    (x, y), (x_val, y_val) = keras_compat.split_last(x, y, validation_split)
+    if x.shape[0] == 0 or x_val.shape[0] == 0:
         raise ValueError(
-            f"validation_split={validation_split} of {x.shape[0] + val[0].shape[0]} samples "
-            f"leaves {x.shape[0]} for training and {val[0].shape[0]} for validation; both need "
-            "at least one"
+            f"validation_split={validation_split} of {n} samples leaves {x.shape[0]} for training and "
+            f"{x_val.shape[0]} for validation; both need at least one"
         )
-    return x, y, val
+    w_val = None
+    if w is not None:
+        w, w_val = w[: x.shape[0]], w[x.shape[0] :]
+    return x, y, w, (x_val, y_val, w_val)
+
+
+@contextlib.contextmanager
+def prepared(model, train=True):
+    """For the length of fit, evaluate or a one-batch call: Keras's loss rule applied
+    (:func:`tinynet.keras_compat.loss_for` sets ``model.loss_fn``) and, to train, the
+    parameters in the flat buffer (packed once, then kept) and the fast twins installed
+    (:func:`tinynet.fast.install`). All but the buffer is undone on exit, so outside
+    these calls every method is the textbook one."""
+    if train:
+        per_parameter = model.optimizer.clipnorm is not None
+        if model.flat_parameters is None or not model.flat_parameters.still_fits(model, per_parameter):
+            model.flat_parameters = FlatParameters(model, per_parameter)
+        model.optimizer.arrange_state(model.flat_parameters.for_optimizer)
+    with keras_compat.loss_for(model) as loss_fn:
+        model.loss_fn = loss_fn
+        if train:
+            fast.install(model)
+        try:
+            yield
+        finally:
+            fast.remove(model)
+            model.loss_fn = model.loss
 
 
 # ------------------------------------------------------------------ the epoch loop
@@ -182,26 +260,27 @@ class InterruptGuard:
 
 
 class RunningLogs:
-    """The loss and the number of correct samples, summed on the device over an epoch
-    (or an evaluation) and read back only when asked: no host read per step."""
+    """The loss and each metric, summed on the device over an epoch (or an evaluation)
+    and read back only when asked: no host read per step.
 
-    def __init__(self, device, with_accuracy: bool):
+    As Keras: the loss is the mean of the batches' losses weighted by their sizes (a
+    batch's loss already holds its sample weights); the metrics ignore sample weights."""
+
+    def __init__(self, device, metric_names):
         xp = backend.xp_for(device)
         self.loss_sum = xp.zeros((), dtype=np.float64)
-        self.correct_sum = xp.zeros((), dtype=np.float64) if with_accuracy else None
+        self.sums = {name: xp.zeros((), dtype=np.float64) for name in metric_names}
         self.n = 0
 
-    def add(self, loss, correct, n):
+    def add(self, loss, hits, n):
         self.loss_sum += loss * n
-        if self.correct_sum is not None:
-            self.correct_sum += correct
         self.n += n
+        for name, h in hits.items():
+            self.sums[name] += h.sum()
 
     def read(self) -> dict:
-        logs = {"loss": float(self.loss_sum) / max(self.n, 1)}
-        if self.correct_sum is not None:
-            logs["accuracy"] = float(self.correct_sum) / max(self.n, 1)
-        return logs
+        n = max(self.n, 1)
+        return {"loss": float(self.loss_sum) / n, **{name: float(total) / n for name, total in self.sums.items()}}
 
 
 class Loop:
@@ -228,6 +307,9 @@ class Loop:
         self.callbacks = CallbackList([self.history] + callbacks, model)
         self.guard = InterruptGuard()
         self.stopped = False
+        params = {"verbose": self.verbose, "epochs": self.last_epoch, "steps": self.steps}
+        for c in self.callbacks.callbacks:
+            c.params = dict(params)
 
     def __enter__(self):
         self.guard.__enter__()
@@ -252,24 +334,25 @@ class Loop:
             if self.verbose:
                 print(f"Epoch {epoch + 1}/{self.last_epoch}", flush=True)
             self.bar = ProgressBar(self.steps, self.verbose)
-            self.logs = RunningLogs(self.model.device, bool(self.model.metrics))
+            self.logs = RunningLogs(self.model.device, self.model.metrics)
             self.last_check = 0
             yield epoch
 
-    def batches(self, x, y):
-        """(x, y) batch by batch, in a fresh random order each epoch (drawn on the model's device)."""
+    def batches(self, x, y, sample_weight=None):
+        """(x, y, sample weights or None) batch by batch, in a fresh random order each epoch
+        (drawn on the model's device)."""
         model = self.model
         order = backend.to_device(model.shuffle_rng.permutation(self.n), model.device) if self.shuffle else None
         for step in range(self.steps):
             lo, hi = step * self.batch_size, min((step + 1) * self.batch_size, self.n)
             idx = slice(lo, hi) if order is None else order[lo:hi]
             self.step = step
-            yield x[idx], y[idx]
+            yield x[idx], y[idx], (None if sample_weight is None else sample_weight[idx])
             if self.stopped or self.guard.requested:
                 return
 
     def batch_end(self, loss, y_pred, y):
-        self.logs.add(loss, self.model.count_correct(y_pred, y), y.shape[0])
+        self.logs.add(loss, self.model.metric_hits(y_pred, y), y.shape[0])
         self._watch_divergence()
         if self.stopped:
             return

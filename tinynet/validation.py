@@ -169,19 +169,53 @@ def fit_options(batch_size, epochs, verbose, validation_split, initial_epoch) ->
     }
 
 
-ACCURACY_NAMES = ("accuracy", "acc")
+# compile's metric names -> the accuracy they compute (None: chosen from the shapes, as Keras's "accuracy")
+METRICS = {
+    "accuracy": None,
+    "acc": None,
+    "sparse_categorical_accuracy": "sparse",
+    "categorical_accuracy": "categorical",
+    "binary_accuracy": "binary",
+}
 
 
 def metric_names(metrics) -> list[str]:
-    """``compile``'s metrics: None or a list of the names tinynet computes."""
+    """``compile``'s metrics: None or a list of the names tinynet computes (each logged under its name)."""
     if metrics is None:
         return []
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
         raise TypeError(f"metrics must be a list such as ['accuracy'], got {metrics!r}")
     for m in metrics:
-        if m not in ACCURACY_NAMES:
-            raise ValueError(f"unknown metric {m!r}; tinynet supports {list(ACCURACY_NAMES)}")
-    return ["accuracy"] * bool(metrics)
+        if m not in METRICS:
+            raise ValueError(f"unknown metric {m!r}; tinynet computes {sorted(METRICS)}")
+    if len(set(metrics)) != len(metrics):
+        raise ValueError(f"metrics lists a name twice: {list(metrics)}")
+    return list(metrics)
+
+
+def sample_weights(sample_weight, class_weight, y, n: int, name="sample_weight"):
+    """fit's sample_weight or class_weight as one float32 weight per sample (None for neither)."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("give sample_weight or class_weight, not both (as Keras)")
+    if class_weight is not None:
+        if not isinstance(class_weight, dict) or not all(
+            isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in class_weight
+        ):
+            raise TypeError(f"class_weight must be a dict {{class index: weight}}, got {class_weight!r}")
+        labels = backend.to_numpy(y)
+        labels = labels.argmax(axis=-1) if labels.ndim > 1 and labels.shape[-1] > 1 else labels.reshape(n)
+        labels = np.round(labels).astype(np.int64)
+        sample_weight = np.array([float(class_weight.get(int(c), 1.0)) for c in labels], dtype=np.float32)
+        name = "class_weight"
+    if sample_weight is None:
+        return None
+    w = _as_array(name, sample_weight)
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"{name} must hold one weight per sample, shape ({n},), got shape {tuple(w.shape)}")
+    w = w.astype(np.float32, copy=False)
+    if not _all_finite(w) or float(w.min()) < 0:
+        raise ValueError(f"{name} must be finite and >= 0")
+    return w
 
 
 def model_data(model, x, y=None, require_y=False):

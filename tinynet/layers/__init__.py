@@ -1,7 +1,8 @@
 """Every layer, as ``keras.layers`` has them: ``tn.layers.Dense``, ``tn.layers.Conv2D``, ...
 
 - :mod:`tinynet.layers.core`: the layer contract (``Parameter``, ``Layer``), the
-  activations, ``Dense``, ``Flatten``, ``Reshape`` and ``Input``;
+  activations, ``Dense``, ``Flatten`` and ``Reshape``; :mod:`tinynet.layers.api`: what Keras
+  users call on every layer (``weights``, ``get_weights``, ...); :mod:`tinynet.layers.input`: ``Input``;
 - :mod:`tinynet.layers.dropout`: ``Dropout``;
 - :mod:`tinynet.layers.conv`: ``im2col`` and ``col2im``, ``Conv2D`` and the pooling layers;
 - :mod:`tinynet.layers.normalization`: ``BatchNormalization``.
@@ -11,7 +12,6 @@ from .conv import AveragePooling2D, Conv2D, MaxPooling2D, col2im, im2col
 from .core import (
     Dense,
     Flatten,
-    Input,
     KernelLayer,
     Layer,
     Linear,
@@ -26,6 +26,7 @@ from .core import (
     softmax,
 )
 from .dropout import Dropout
+from .input import Input
 from .normalization import BatchNormalization
 
 __all__ = [

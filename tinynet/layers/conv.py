@@ -107,16 +107,16 @@ class Window:
             )
         return oh, ow, (top, bottom), (left, right)
 
-    def pad(self, x, fill=0.0):
+    def pad(self, x, fill=0.0, owner="layer"):
         """x with the "same" padding added (x itself for "valid"), and the windows' (OH, OW)."""
-        oh, ow, pad_h, pad_w = self.output(x.shape[1], x.shape[2], self.what)
+        oh, ow, pad_h, pad_w = self.output(x.shape[1], x.shape[2], owner)
         if self.padding == "same":
             x = backend.get_array_module(x).pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=fill)
         return x, oh, ow
 
     def crop(self, gxpad, x_shape):
         """Drop the padding again: the gradient of the unpadded input."""
-        _, _, (top, _), (left, _) = self.output(x_shape[1], x_shape[2], self.what)
+        _, _, (top, _), (left, _) = self.output(x_shape[1], x_shape[2], "layer")
         return gxpad[:, top : top + x_shape[1], left : left + x_shape[2], :]
 
     def config(self, size_name):
@@ -140,37 +140,17 @@ class Conv2D(KernelLayer):
         kernel_size: kh, or (kh, kw).
         strides: s, or (sh, sw). Defaults to 1.
         padding: "valid" (no padding) or "same" (output size ceil(H / s)).
-        (and those of :class:`~tinynet.layers.core.KernelLayer`: activation, use_bias,
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+        name, input_shape: (and those of :class:`~tinynet.layers.core.KernelLayer`: activation, use_bias,
         initializers (Glorot's fans include kh * kw), regularizer)
     """
 
     formula = "y = act(im2col(x) Wm + b)  |  gW = cols^T gz, gb = sum gz, gx = col2im(gz Wm^T)"
 
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        strides=1,
-        padding="valid",
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        name=None,
-        input_shape=None,
-    ):
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None, **kwargs):
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
             raise ValueError(f"Conv2D filters must be a positive integer, got {filters!r}")
-        super().__init__(
-            activation,
-            use_bias,
-            kernel_initializer,
-            bias_initializer,
-            kernel_regularizer,
-            name=name,
-            input_shape=input_shape,
-        )
+        super().__init__(activation, **kwargs)
         self.filters = int(filters)
         self.window = Window(kernel_size, strides, padding, "kernel_size")
 
@@ -188,7 +168,7 @@ class Conv2D(KernelLayer):
 
     def forward(self, x, training=False):
         kh, kw, c, f = self.kernel.value.shape
-        xpad, oh, ow = self.window.pad(x)
+        xpad, oh, ow = self.window.pad(x, owner=self.name or "Conv2D")
         n = x.shape[0]
         # im2col: one row per output pixel, holding the patch it sees
         self._cols = im2col(xpad, kh, kw, self.window.strides, oh, ow).reshape(n * oh * ow, kh * kw * c)
@@ -216,8 +196,8 @@ class Conv2D(KernelLayer):
 class Pooling2D(Layer):
     """What the pooling layers share: their window (no parameters)."""
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", name=None, input_shape=None):
-        super().__init__(name=name, input_shape=input_shape)
+    def __init__(self, pool_size=2, strides=None, padding="valid", **kwargs):
+        super().__init__(**kwargs)
         self.window = Window(pool_size, strides if strides is not None else pool_size, padding, "pool_size")
 
     def compute_output_shape(self, input_shape):
@@ -225,7 +205,7 @@ class Pooling2D(Layer):
         return (oh, ow, input_shape[2])
 
     def _windows(self, x, fill):
-        xpad, oh, ow = self.window.pad(x, fill)
+        xpad, oh, ow = self.window.pad(x, fill, self.name or type(self).__name__)
         self._x_shape, self._pad_shape = x.shape, xpad.shape
         return im2col(xpad, *self.window.size, self.window.strides, oh, ow)  # (N, OH, OW, ph, pw, C)
 

@@ -31,33 +31,55 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, initializers, regularizers
+from .api import LayerAPI
 
 
 class Parameter:
-    """A trainable array ``value`` and its gradient ``grad`` (same shape, same device)."""
+    """A trainable array ``value`` and its gradient ``grad`` (same shape, same device).
+
+    Also what Keras's variables offer: ``shape``, ``dtype``, ``numpy()``, ``assign(array)``.
+    """
 
     def __init__(self, value, name: str):
         self.value = value
         self.grad = backend.get_array_module(value).zeros_like(value)
         self.name = name
 
+    shape = property(lambda self: tuple(self.value.shape))
+    dtype = property(lambda self: self.value.dtype)
+
+    def numpy(self):
+        return backend.to_numpy(self.value).copy()
+
+    def assign(self, array):
+        """Set the value in place (so views into the model's flat buffer stay valid)."""
+        array = backend.to_numpy(array)
+        if tuple(array.shape) != self.shape:
+            raise ValueError(f"{self.name} has shape {self.shape}, got an array of shape {tuple(array.shape)}")
+        self.value[...] = backend.to_device(array.astype(self.value.dtype), backend.device_of(self.value))
+
     def __repr__(self):
-        return f"Parameter({self.name}, shape={tuple(self.value.shape)}, dtype={self.value.dtype})"
+        return f"<Parameter {self.name} shape={self.shape} dtype={self.dtype}>"
 
 
-class Layer:
+class Layer(LayerAPI):
     """Base class. Subclasses implement ``forward`` and ``backward``.
+
+    What a Keras user calls on a layer (``weights``, ``get_weights``, ``count_params``,
+    ``get_config``, ...) is inherited from :class:`~tinynet.layers.api.LayerAPI`.
 
     Args:
         name: the layer's name in ``summary()``; the model gives one if None.
         input_shape: the shape of one sample (no batch axis), allowed on the first
-            layer of a model as in Keras.
+            layer of a model as in Keras; ``input_dim=n`` is ``input_shape=(n,)``.
     """
 
     formula = ""  # forward and backward in one line each, for summaries and traces
 
-    def __init__(self, name: str | None = None, input_shape=None):
+    def __init__(self, name: str | None = None, input_shape=None, input_dim=None):
         self.name = name
+        if input_dim is not None:
+            input_shape = (input_dim,)
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.built = False
 
@@ -77,32 +99,11 @@ class Layer:
         """State that is saved and loaded but not trained (BatchNormalization's moving statistics)."""
         return []
 
-    def weights(self) -> list[Parameter]:
-        """Everything ``get_weights`` returns for this layer: trainable, then non-trainable (Keras's order)."""
-        return self.parameters() + self.non_trainable()
-
     def forward(self, x, training=False):
         raise NotImplementedError
 
     def backward(self, gy):
         raise NotImplementedError
-
-    def to(self, device: str):
-        """Move the weights (and their gradients) to ``device``."""
-        for p in self.weights():
-            p.value = backend.to_device(p.value, device)
-            p.grad = backend.to_device(p.grad, device)
-        return self
-
-    def get_config(self) -> dict:
-        return {"name": self.name}
-
-    def describe(self) -> str:
-        """Extra words for ``summary()``; empty by default."""
-        return ""
-
-    def __repr__(self):
-        return f"{type(self).__name__}(name={self.name!r})"
 
 
 # --------------------------------------------------------------------------------------
@@ -258,10 +259,9 @@ class KernelLayer(Layer):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         kernel_regularizer=None,
-        name=None,
-        input_shape=None,
+        **kwargs,
     ):
-        super().__init__(name=name, input_shape=input_shape)
+        super().__init__(**kwargs)
         self.activation = get_activation(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -390,8 +390,8 @@ class Reshape(Layer):
 
     formula = "y = x.reshape((N,) + target_shape)  |  gx = gy.reshape(x.shape)"
 
-    def __init__(self, target_shape, name=None, input_shape=None):
-        super().__init__(name=name, input_shape=input_shape)
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
         self.target_shape = tuple(int(d) for d in target_shape)
         if sum(d == -1 for d in self.target_shape) > 1 or any(d < 1 and d != -1 for d in self.target_shape):
             raise ValueError(f"Reshape target_shape takes positive sizes and at most one -1, got {target_shape!r}")
@@ -416,22 +416,3 @@ class Reshape(Layer):
 
     def get_config(self):
         return {"name": self.name, "target_shape": list(self.target_shape)}
-
-
-class Input:
-    """The shape of one sample, as the first entry of a ``Sequential`` (like Keras).
-
-    ``Sequential([Input((784,)), Dense(10)])`` is the same as
-    ``Sequential([Dense(10, input_shape=(784,))])``.
-    """
-
-    def __init__(self, shape):
-        if isinstance(shape, (int, np.integer)):
-            shape = (shape,)
-        shape = tuple(shape)
-        if not shape or any(not isinstance(d, (int, np.integer)) or d < 1 for d in shape):
-            raise ValueError(f"Input shape must be a tuple of positive integers, got {shape!r}")
-        self.shape = tuple(int(d) for d in shape)
-
-    def __repr__(self):
-        return f"Input(shape={self.shape})"

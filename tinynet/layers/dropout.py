@@ -24,8 +24,8 @@ class Dropout(Layer):
 
     formula = "y = x * m / (1 - rate), m ~ Bernoulli(1 - rate)  |  gx = gy * m / (1 - rate)"
 
-    def __init__(self, rate: float, seed=None, name=None, input_shape=None):
-        super().__init__(name=name, input_shape=input_shape)
+    def __init__(self, rate: float, seed=None, **kwargs):
+        super().__init__(**kwargs)
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)

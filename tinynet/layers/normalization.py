@@ -34,8 +34,8 @@ class BatchNormalization(Layer):
 
     formula = "y = gamma (x - mu) / sqrt(var + eps) + beta  |  gx = s/M (M gxhat - sum gxhat - xhat sum gxhat xhat)"
 
-    def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, name=None, input_shape=None):
-        super().__init__(name=name, input_shape=input_shape)
+    def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNormalization momentum must be in [0, 1], got {momentum!r}")
         if not epsilon > 0:
