@@ -8,8 +8,10 @@ long version (thousands per loader).
 """
 
 import gzip
+import io
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 import pytest
@@ -95,16 +97,36 @@ CONFIG = ARRAYS["tinynet_config"].tobytes()
 def load_edited_config(data):
     """A well-formed .npz whose JSON description was edited (the zip's checksums stay
     valid, so the parser behind them is what gets fuzzed); ``data`` is the new JSON."""
-    import io
-
     arrays = dict(ARRAYS, tinynet_config=np.frombuffer(data, dtype=np.uint8))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     load_model_bytes(buffer.getvalue())
 
 
+KERAS_FILE = os.path.join(os.path.dirname(__file__), "fixtures", "keras_files", "cnn.keras")
+with open(KERAS_FILE, "rb") as _f:
+    KERAS = _f.read()
+with zipfile.ZipFile(KERAS_FILE) as _z:
+    KERAS_PARTS = {n: _z.read(n) for n in _z.namelist()}
+
+
+def load_keras_bytes(data):
+    _write_and_load("fuzzed.keras", data, tn.load_model, tn.ModelFileError)
+
+
+def load_edited_keras_config(data):
+    """A well-formed .keras zip whose config.json was edited (the parser behind the zip's checksums)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, part in KERAS_PARTS.items():
+            z.writestr(name, data if name == "config.json" else part)
+    load_keras_bytes(buffer.getvalue())
+
+
 LOADERS = {
     "model/checkpoint": (load_model_bytes, CHECKPOINT),
+    ".keras file": (load_keras_bytes, KERAS),
+    ".keras JSON": (load_edited_keras_config, KERAS_PARTS["config.json"]),
     "model JSON": (load_edited_config, CONFIG),
     "IDX": (load_idx_bytes, IDX),
     "IDX.gz": (load_idx_bytes, IDX_GZ),

@@ -30,6 +30,7 @@ from . import (
 )
 from .backend import DeviceUnavailableError
 from .layers import (
+    Activation,
     AveragePooling2D,
     BatchNormalization,
     Conv2D,
@@ -52,6 +53,7 @@ from .training import GradientContractError, TrainingDiverged
 __version__ = "0.1.0"
 
 __all__ = [
+    "Activation",
     "AveragePooling2D",
     "BatchNormalization",
     "Conv2D",

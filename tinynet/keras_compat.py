@@ -158,7 +158,12 @@ def accuracy_kind(y_true_shape, y_pred_shape) -> str:
 # ----------------------------------------------------------------- 5. layer names
 
 
+def snake_case(class_name: str) -> str:
+    """Keras's snake case of a class name: Conv2D -> conv2d, ReLU -> re_lu, MaxPooling2D -> max_pooling2d."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", class_name).lower()
+
+
 def layer_name(layer, taken) -> str:
-    """Keras's automatic name: Conv2D -> conv2d, ReLU -> re_lu, then conv2d_1, conv2d_2, ..."""
-    base = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(layer).__name__).lower()
+    """Keras's automatic name: the class in snake case, then conv2d_1, conv2d_2, ..."""
+    base = snake_case(type(layer).__name__)
     return next(n for n in [base] + [f"{base}_{k}" for k in range(1, 10**6)] if n not in taken)

@@ -7,9 +7,11 @@ model.py reads as the training loop and nothing else.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from . import backend, keras_compat, metrics, saving, training, validation
+from . import backend, keras_compat, keras_files, metrics, saving, training, validation
 from .callbacks import History
 from .progress import ProgressBar
 from .summary import format_summary
@@ -217,14 +219,33 @@ class ModelAPI:
         self._resumed = (self.epochs_done, state.get("history", {}))
 
     def save(self, path, include_optimizer=True):
-        """Save architecture, weights and compile settings to an .npz, atomically.
+        """Save the model, atomically: as a Keras 3 file when ``path`` ends in ``.keras``
+        (Keras opens it), else as tinynet's ``.npz``.
 
-        With ``include_optimizer`` (the default) the file is a full checkpoint: the
+        The ``.npz`` with ``include_optimizer`` (the default) is a full checkpoint: the
         optimizer's state, the epochs done, the random generators' states and the
         History too, so that ``tinynet.load_model(path).fit(..., initial_epoch=k)``
-        continues as if never interrupted (see :mod:`tinynet.saving`).
+        continues as if never interrupted (see :mod:`tinynet.saving`). The ``.keras``
+        file holds the architecture, the weights, the compile settings and the
+        optimizer's state (see :mod:`tinynet.keras_files`).
         """
+        suffix = os.path.splitext(os.fspath(path))[1]
+        if suffix == ".keras":
+            return keras_files.save_model(self, path)
+        if suffix == ".h5":
+            raise ValueError(
+                f"{os.fspath(path)}: legacy Keras .h5 model files are not written; use .keras "
+                "(for Keras) or .npz (tinynet's checkpoint)"
+            )
         return saving.save_model(self, path, include_optimizer=include_optimizer)
+
+    def save_weights(self, path):
+        """The weights (and the optimizer's state) as Keras 3's ``.weights.h5``."""
+        return keras_files.save_weights(self, path)
+
+    def load_weights(self, path):
+        """Read weights from a ``.weights.h5`` or ``.keras`` file (Keras's or tinynet's)."""
+        keras_files.load_weights(self, path)
 
     def summary(self, print_fn=print):
         """Print a table of layers, output shapes and parameter counts (Keras's format)."""

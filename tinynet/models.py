@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from . import saving
+import os
+
+from . import keras_files, saving
 from .model import Sequential
 
 
 def load_model(path, device: str = "cpu", compile: bool = True) -> Sequential:
-    """Rebuild a model saved by ``model.save`` (see :func:`tinynet.saving.load_model`).
+    """Rebuild a model saved by ``model.save``, or by Keras 3 as ``.keras``.
 
     Args:
-        path: the .npz file.
+        path: a tinynet .npz (model or checkpoint, see :mod:`tinynet.saving`) or a Keras 3
+            .keras file of a Sequential model (see :mod:`tinynet.keras_files`).
         device: where to put the model. Defaults to "cpu".
         compile: re-compile with the saved optimizer, loss and metrics, and restore
             a checkpoint's optimizer state, random generators and History.
@@ -19,6 +22,8 @@ def load_model(path, device: str = "cpu", compile: bool = True) -> Sequential:
     Raises:
         ModelFileError: for any file that is not a whole, consistent tinynet model.
     """
+    if os.fspath(path).endswith(".keras"):
+        return keras_files.load_model(path, Sequential, device=device, compile=compile)
     return saving.load_model(path, Sequential, device=device, compile=compile)
 
 

@@ -32,6 +32,7 @@ VERSION = 1
 LAYER_CLASSES = {
     c.__name__: c
     for c in (
+        layers.Activation,
         layers.Dense,
         layers.ReLU,
         layers.Sigmoid,
@@ -119,6 +120,8 @@ def _read(path) -> tuple[dict, dict]:
         raise ModelFileError(f"{path}: not a tinynet model file (not an .npz archive: starts with {magic!r})")
     try:
         with np.load(path, allow_pickle=False) as f:
+            if "config.json" in f.files:
+                raise ModelFileError(f"{path}: this is a Keras .keras file; give it the .keras suffix to load it")
             if "tinynet_config" not in f.files:
                 raise ModelFileError(f"{path}: not a tinynet model file (no tinynet_config entry; has {f.files[:5]})")
             arrays = {k: f[k] for k in f.files}
@@ -170,13 +173,15 @@ def load_model(path, model_class, device: str = "cpu", compile: bool = True):
         raise ModelFileError(f"{os.fspath(path)}: not a valid tinynet model file ({type(e).__name__}: {e})") from e
 
 
-def _check_size(layer_list, shape, stored, path):
+def check_size(layer_list, shape, stored, path):
     """Refuse an architecture that needs more weights than the file holds, before any is
     allocated (a hand-edited "units": 10**9 must not fill the memory first)."""
     needed = 0
     for layer in layer_list:
         if not all(isinstance(d, int) and 0 < d < 2**40 for d in shape):
             raise ModelFileError(f"{path}: the architecture has an impossible shape {shape}")
+        if isinstance(layer, layers.Dense) and len(shape) != 1:
+            break  # the build refuses it with its own message
         if isinstance(layer, layers.Dense):
             needed += (math.prod(shape) + 1) * layer.units
         elif isinstance(layer, layers.Conv2D):
@@ -196,7 +201,7 @@ def _build(config, path, model_class, device, stored):
             if cls is None:
                 raise ModelFileError(f"{path}: unknown layer class {entry.get('class')!r}")
             model.add(cls(**entry["config"]))
-        _check_size(model.layers, tuple(config["input_shape"]), stored, path)
+        check_size(model.layers, tuple(config["input_shape"]), stored, path)
         model.build(tuple(config["input_shape"]))
     except ModelFileError:
         raise

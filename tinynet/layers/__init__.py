@@ -8,6 +8,7 @@
 - :mod:`tinynet.layers.normalization`: ``BatchNormalization``.
 """
 
+from .activation import Activation
 from .conv import AveragePooling2D, Conv2D, MaxPooling2D, col2im, im2col
 from .core import (
     Dense,
@@ -30,6 +31,7 @@ from .input import Input
 from .normalization import BatchNormalization
 
 __all__ = [
+    "Activation",
     "AveragePooling2D",
     "BatchNormalization",
     "Conv2D",

@@ -1,0 +1,637 @@
+"""Keras 3 model files, both ways: ``.keras`` models and ``.weights.h5`` weights.
+
+A ``.keras`` file (Keras 3's native format) is a zip of three entries:
+
+- ``metadata.json``: ``{"keras_version": ..., "date_saved": ...}``;
+- ``config.json``: the model as nested ``{"module", "class_name", "config", ...}``
+  objects: a ``Sequential`` whose ``layers`` list starts with an ``InputLayer``;
+- ``model.weights.h5``: HDF5, each layer's arrays at ``layers/<group>/vars/<i>`` in
+  ``get_weights`` order, where ``<group>`` is the layer's class in snake case,
+  numbered per class (``dense``, ``dense_1``, ...) and the ``vars`` group's ``name``
+  attribute is the layer's own name; the optimizer's variables at
+  ``optimizer/vars/<i>`` (the step, the learning rate, then its state per weight).
+
+Reading turns every layer into its tinynet twin and refuses, naming the layer, the
+option and the file, anything tinynet would compute differently (a dilation, a
+constraint, channels-first data, a frozen layer, ...): a model is never
+approximated. Nothing is executed or unpickled; every field is checked, and any
+damaged or foreign file gives one :class:`~tinynet.saving.ModelFileError`.
+HDF5 needs h5py: ``pip install "tinynet[keras]"``.
+
+tinynet's own ``.npz`` stays the format for checkpoints (it holds what exact
+resuming needs); ``.keras`` is for moving models between the two libraries.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from . import backend, keras_compat, layers, losses, optimizers, regularizers, saving
+from .fileio import atomic_write
+from .saving import ModelFileError
+
+KERAS_VERSION = "3.15.1"  # the Keras whose files this module was written against
+DTYPE = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
+MAX_ENTRY = 2**31  # bytes: larger entries are refused (a zip can claim anything)
+INITIALIZERS = {
+    "GlorotUniform": "glorot_uniform",
+    "GlorotNormal": "glorot_normal",
+    "HeNormal": "he_normal",
+    "HeUniform": "he_uniform",
+    "Zeros": "zeros",
+    "Ones": "ones",
+}
+REGULARIZERS = {"L1": ("l1",), "L2": ("l2",), "L1L2": ("l1", "l2")}
+OPTIMIZERS = {
+    "Adam": optimizers.Adam,
+    "AdamW": optimizers.AdamW,
+    "SGD": optimizers.SGD,
+    "RMSprop": optimizers.RMSprop,
+    "Adagrad": optimizers.Adagrad,
+}
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as e:
+        raise ImportError(f'Keras files need h5py ({e}); pip install "tinynet[keras]" or pip install h5py') from None
+    return h5py
+
+
+class _Refused(ValueError):
+    """A field tinynet cannot take; the caller adds the file's name."""
+
+
+# ----------------------------------------------------------------- Keras config -> tinynet layer
+
+
+def _take(config, layer_name, defaults, takes):
+    """The fields in ``takes``, after checking that every other field has the value
+    tinynet computes with (``defaults``); anything else is refused."""
+    for key, value in config.items():
+        if key in takes or key in ("name", "dtype", "registered_name", "shared_object_id"):
+            continue
+        if key == "trainable" and value is not True:
+            raise _Refused(f"layer {layer_name!r} is frozen (trainable=false); tinynet trains every layer")
+        if key in defaults and value != defaults[key]:
+            raise _Refused(f"layer {layer_name!r} has {key}={value!r}; tinynet supports only {defaults[key]!r}")
+        if key not in defaults and key != "trainable" and value not in (None, False):
+            raise _Refused(f"layer {layer_name!r} has option {key}={value!r}, which tinynet does not have")
+    dtype = config.get("dtype", "float32")
+    if (dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype) != "float32":
+        raise _Refused(f"layer {layer_name!r} has dtype {dtype!r}; tinynet reads float32 models")
+    return {key: config[key] for key in takes if key in config}
+
+
+def _initializer(value, layer_name):
+    name = value.get("class_name") if isinstance(value, dict) else value
+    if name not in INITIALIZERS and name not in INITIALIZERS.values():
+        raise _Refused(f"layer {layer_name!r} uses the initializer {name!r}, which tinynet does not have")
+    return INITIALIZERS.get(name, name)
+
+
+def _regularizer(value, layer_name):
+    if value is None:
+        return None
+    name, config = value.get("class_name"), value.get("config", {})
+    if name not in REGULARIZERS or set(config) - set(REGULARIZERS[name]):
+        raise _Refused(f"layer {layer_name!r} uses the regularizer {value!r}, which tinynet does not have")
+    return regularizers.Regularizer(**{k: float(v) for k, v in config.items()})
+
+
+def _activation(value, layer_name):
+    if value not in ("linear", "relu", "sigmoid", "softmax", "tanh"):
+        raise _Refused(f"layer {layer_name!r} uses the activation {value!r}, which tinynet does not have")
+    return value
+
+
+NO_PENALTY = {
+    "bias_regularizer": None,
+    "activity_regularizer": None,
+    "kernel_constraint": None,
+    "bias_constraint": None,
+}
+KERNEL_TAKES = ("activation", "use_bias", "kernel_initializer", "bias_initializer", "kernel_regularizer")
+
+
+def _kernel_args(args, name):
+    args["activation"] = _activation(args.get("activation", "linear"), name)
+    for key in ("kernel_initializer", "bias_initializer"):
+        if key in args:
+            args[key] = _initializer(args[key], name)
+    args["kernel_regularizer"] = _regularizer(args.get("kernel_regularizer"), name)
+    return args
+
+
+def _dense(c, name):
+    return layers.Dense(**_kernel_args(_take(c, name, NO_PENALTY, ("units",) + KERNEL_TAKES), name), name=name)
+
+
+def _conv2d(c, name):
+    defaults = {**NO_PENALTY, "data_format": "channels_last", "dilation_rate": [1, 1], "groups": 1}
+    args = _take(c, name, defaults, ("filters", "kernel_size", "strides", "padding") + KERNEL_TAKES)
+    return layers.Conv2D(**_kernel_args(args, name), name=name)
+
+
+def _pooling(cls):
+    def make(c, name):
+        return cls(**_take(c, name, {"data_format": "channels_last"}, ("pool_size", "strides", "padding")), name=name)
+
+    return make
+
+
+def _batch_normalization(c, name):
+    defaults = {
+        "axis": -1,
+        "synchronized": False,
+        "renorm": False,
+        "renorm_clipping": None,
+        "renorm_momentum": 0.99,
+        "beta_regularizer": None,
+        "gamma_regularizer": None,
+        "beta_constraint": None,
+        "gamma_constraint": None,
+    }
+    takes = (
+        "momentum",
+        "epsilon",
+        "center",
+        "scale",
+        "beta_initializer",
+        "gamma_initializer",
+        "moving_mean_initializer",
+        "moving_variance_initializer",
+    )
+    args = _take(c, name, defaults, takes)
+    for key in takes[4:]:  # the saved weights replace what they would initialise
+        if key in args:
+            _initializer(args.pop(key), name)
+    return layers.BatchNormalization(**args, name=name)
+
+
+KERAS_LAYERS = {
+    "Dense": _dense,
+    "Conv2D": _conv2d,
+    "MaxPooling2D": _pooling(layers.MaxPooling2D),
+    "AveragePooling2D": _pooling(layers.AveragePooling2D),
+    "BatchNormalization": _batch_normalization,
+    "Dropout": lambda c, n: layers.Dropout(**_take(c, n, {"noise_shape": None}, ("rate", "seed")), name=n),
+    "Flatten": lambda c, n: layers.Flatten(**_take(c, n, {"data_format": "channels_last"}, ()), name=n),
+    "Reshape": lambda c, n: layers.Reshape(**_take(c, n, {}, ("target_shape",)), name=n),
+    "Activation": lambda c, n: layers.Activation(
+        _activation(_take(c, n, {}, ("activation",))["activation"], n), name=n
+    ),
+    "ReLU": lambda c, n: layers.ReLU(
+        **_take(c, n, {"max_value": None, "negative_slope": 0.0, "threshold": 0.0}, ()), name=n
+    ),
+    "Softmax": lambda c, n: layers.Softmax(**_take(c, n, {"axis": -1}, ()), name=n),
+}
+
+
+def _input_shape(entry):
+    config = entry.get("config", {})
+    shape = config.get("batch_shape", config.get("batch_input_shape"))
+    _take(
+        config,
+        config.get("name", "input_layer"),
+        {"sparse": False, "ragged": False, "optional": False},
+        ("batch_shape", "batch_input_shape"),
+    )
+    if not isinstance(shape, list) or len(shape) < 2 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+        raise _Refused(f"the InputLayer's batch_shape {shape!r} is not [null, positive sizes...]")
+    return tuple(shape[1:])
+
+
+def _model_from_config(config, model_class, device, stored, path):
+    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
+        kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+        raise _Refused(f"the model is a {kind!r}; tinynet reads Sequential models")
+    inner = config["config"]
+    entries = list(inner["layers"])
+    if not entries or entries[0].get("class_name") != "InputLayer":
+        raise _Refused("the model does not start with an InputLayer, so its input shape is unknown")
+    model = model_class(name=inner.get("name", "sequential"), device=device)
+    made = []
+    for entry in entries[1:]:
+        kind, layer_config = entry.get("class_name"), entry.get("config")
+        if kind not in KERAS_LAYERS or not isinstance(layer_config, dict):
+            raise _Refused(f"layer {kind!r} is not one tinynet has (it has {sorted(KERAS_LAYERS)})")
+        made.append(KERAS_LAYERS[kind](layer_config, layer_config.get("name")))
+    shape = _input_shape(entries[0])
+    saving.check_size(made, shape, stored, os.fspath(path))  # before any weight is allocated
+    for layer in [layers.Input(shape)] + made:
+        model.add(layer)
+    return model
+
+
+# ----------------------------------------------------------------- tinynet layer -> Keras config
+
+
+def _keras_initializer(name):
+    return {
+        "module": "keras.initializers",
+        "class_name": {v: k for k, v in INITIALIZERS.items()}[name],
+        "config": {} if name in ("zeros", "ones") else {"seed": None},
+        "registered_name": None,
+    }
+
+
+def _keras_regularizer(reg):
+    if reg is None:
+        return None
+    config = {"l1": reg.l1, "l2": reg.l2}
+    kind = "L1L2" if reg.l1 and reg.l2 else ("L1" if reg.l1 else "L2")
+    return {
+        "module": "keras.regularizers",
+        "class_name": kind,
+        "config": {k: v for k, v in config.items() if k in REGULARIZERS[kind]},
+        "registered_name": None,
+    }
+
+
+BN_FIXED = {
+    "beta_regularizer": None,
+    "gamma_regularizer": None,
+    "beta_constraint": None,
+    "gamma_constraint": None,
+    "synchronized": False,
+    "renorm": False,
+    "renorm_clipping": None,
+    "renorm_momentum": 0.99,
+}
+
+
+def _kernel_config(layer, c):
+    """The config fields of a Dense or Conv2D, as Keras writes them."""
+    if isinstance(layer, layers.Dense):
+        config = {"units": layer.units}
+        penalties = {
+            **{k: v for k, v in NO_PENALTY.items() if k != "activity_regularizer"},
+            "quantization_config": None,
+        }
+    else:
+        config = {
+            "filters": layer.filters,
+            "kernel_size": c["kernel_size"],
+            "strides": c["strides"],
+            "padding": c["padding"],
+            "data_format": "channels_last",
+            "dilation_rate": [1, 1],
+            "groups": 1,
+        }
+        penalties = NO_PENALTY
+    return {
+        **config,
+        "activation": c["activation"] or "linear",
+        "use_bias": c["use_bias"],
+        "kernel_initializer": _keras_initializer(c["kernel_initializer"]),
+        "bias_initializer": _keras_initializer(c["bias_initializer"]),
+        "kernel_regularizer": _keras_regularizer(layer.kernel_regularizer),
+        **penalties,
+    }
+
+
+def _batch_normalization_config(layer):
+    return {
+        "axis": -1,
+        "momentum": layer.momentum,
+        "epsilon": layer.epsilon,
+        "center": layer.center,
+        "scale": layer.scale,
+        "beta_initializer": _keras_initializer("zeros"),
+        "gamma_initializer": _keras_initializer("ones"),
+        "moving_mean_initializer": _keras_initializer("zeros"),
+        "moving_variance_initializer": _keras_initializer("ones"),
+        **BN_FIXED,
+    }
+
+
+def _layer_entry(layer, input_shape):
+    """(Keras's config entry for ``layer``, the Keras class it is written as)."""
+    c, kind = layer.get_config(), type(layer).__name__
+    config = {"name": layer.name, "trainable": True, "dtype": DTYPE}
+    built = isinstance(layer, (layers.Dense, layers.Conv2D, layers.BatchNormalization, layers.Flatten))
+    if isinstance(layer, (layers.Dense, layers.Conv2D)):
+        config.update(_kernel_config(layer, c))
+    elif isinstance(layer, layers.BatchNormalization):
+        config.update(_batch_normalization_config(layer))
+    elif isinstance(layer, (layers.MaxPooling2D, layers.AveragePooling2D)):
+        config.update(pool_size=c["pool_size"], padding=c["padding"], strides=c["strides"], data_format="channels_last")
+    elif isinstance(layer, layers.Dropout):
+        config.update(rate=layer.rate, seed=layer.seed, noise_shape=None)
+    elif isinstance(layer, layers.Flatten):
+        config["data_format"] = "channels_last"
+    elif isinstance(layer, layers.Reshape):
+        config["target_shape"] = list(layer.target_shape)
+    elif isinstance(layer, layers.Activation):
+        config["activation"] = c["activation"]
+    elif isinstance(layer, layers.ReLU):
+        config.update(max_value=None, negative_slope=0.0, threshold=0.0)
+    elif isinstance(layer, layers.Softmax):
+        config["axis"] = -1
+    elif kind in ("Sigmoid", "Tanh"):  # Keras has them as Activation layers only
+        config["activation"], kind = kind.lower(), "Activation"
+    else:
+        raise ValueError(f"layer {layer.name!r} ({kind}) has no Keras counterpart tinynet can write")
+    entry = {"module": "keras.layers", "class_name": kind, "config": config, "registered_name": None}
+    if built:
+        entry["build_config"] = {"input_shape": [None, *input_shape]}
+    return entry, kind
+
+
+def _group_names(kinds):
+    """Keras's HDF5 group of each layer: its class in snake case, numbered per class."""
+    names, seen = [], {}
+    for kind in kinds:
+        base = keras_compat.snake_case(kind)
+        names.append(base if base not in seen else f"{base}_{seen[base]}")
+        seen[base] = seen.get(base, 0) + 1
+    return names
+
+
+# ----------------------------------------------------------------- compile configuration
+
+SLOTS = {
+    "Adam": ("m", "v"),
+    "AdamW": ("m", "v"),
+    "SGD": ("momentum",),
+    "RMSprop": ("velocity",),
+    "Adagrad": ("accumulator",),
+}
+OPTIMIZER_DEFAULTS = {
+    "use_ema": False,
+    "ema_momentum": 0.99,
+    "ema_overwrite_frequency": None,
+    "loss_scale_factor": None,
+    "gradient_accumulation_steps": None,
+    "amsgrad": False,
+}
+KERAS_LOSSES = {cls.__name__: cls for cls in losses.LOSSES.values()}
+
+
+def _compile_config(model) -> dict:
+    opt, kind = model.optimizer, type(model.optimizer).__name__ if model.optimizer is not None else None
+    if kind not in OPTIMIZERS or model.loss is None:
+        return {}
+    config = {"name": kind.lower(), **opt.get_config(), "learning_rate": float(opt.current_learning_rate)}
+    config.update({k: v for k, v in OPTIMIZER_DEFAULTS.items() if k != "amsgrad" or kind in ("Adam", "AdamW")})
+    loss = getattr(model.loss, "loss", model.loss)  # unwrapped
+    if loss.from_logits:
+        loss_config = {
+            "module": "keras.losses",
+            "class_name": type(loss).__name__,
+            "registered_name": None,
+            "config": {"name": loss.name, "reduction": "sum_over_batch_size", "from_logits": True},
+        }
+    else:
+        loss_config = loss.name
+    return {
+        "optimizer": {"module": "keras.optimizers", "class_name": kind, "config": config, "registered_name": None},
+        "loss": loss_config,
+        "loss_weights": None,
+        "metrics": list(model.metrics) or None,
+        "weighted_metrics": None,
+        "run_eagerly": False,
+        "steps_per_execution": 1,
+        "jit_compile": False,
+    }
+
+
+def _compile(model, compile_config):
+    opt = compile_config["optimizer"]
+    kind, config = (opt, {}) if isinstance(opt, str) else (opt.get("class_name"), dict(opt.get("config", {})))
+    kind = {k.lower(): k for k in OPTIMIZERS}.get(str(kind).lower(), kind)
+    if kind not in OPTIMIZERS:
+        raise _Refused(f"the optimizer {kind!r} is not one tinynet has")
+    for key, default in OPTIMIZER_DEFAULTS.items():
+        if config.pop(key, default) != default:
+            raise _Refused(f"the optimizer has {key} set, which tinynet does not have")
+    config.pop("name", None)
+    if isinstance(config.get("learning_rate"), dict):
+        raise _Refused("the optimizer's learning rate is a Keras schedule")
+    loss = compile_config["loss"]
+    if isinstance(loss, dict):
+        lc = loss.get("config", {})
+        if loss.get("class_name") not in KERAS_LOSSES or set(lc) - {
+            "name",
+            "reduction",
+            "from_logits",
+            "ignore_class",
+            "label_smoothing",
+            "axis",
+            "dtype",
+        }:
+            raise _Refused(f"the loss {loss.get('class_name')!r} with {lc} is not one tinynet has")
+        if (
+            lc.get("reduction", "sum_over_batch_size") != "sum_over_batch_size"
+            or lc.get("ignore_class") is not None
+            or lc.get("label_smoothing", 0)
+            or lc.get("axis", -1) != -1
+        ):
+            raise _Refused(f"the loss's options {lc} are not ones tinynet has")
+        loss = KERAS_LOSSES[loss["class_name"]](**({"from_logits": True} if lc.get("from_logits") else {}))
+    model.compile(OPTIMIZERS[kind](**config), loss, compile_config.get("metrics") or None)
+
+
+# ----------------------------------------------------------------- HDF5 weights
+
+
+def _weights_h5(model, kinds) -> bytes:
+    h5py = _h5py()
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        for layer, group in zip(model.layers, _group_names(kinds)):
+            arrays = f.create_group(f"layers/{group}/vars")
+            arrays.attrs["name"] = layer.name
+            for i, p in enumerate(layer.weights):
+                arrays.create_dataset(str(i), data=p.numpy())
+        f.create_group("vars").attrs["name"] = model.name
+        opt = model.optimizer
+        if opt is not None and type(opt).__name__ in SLOTS and model.loss is not None:
+            state = f.create_group("optimizer/vars")
+            state.attrs["name"] = type(opt).__name__.lower()
+            state.create_dataset("0", data=np.int32(opt.iterations))
+            state.create_dataset("1", data=np.float32(opt.current_learning_rate))
+            params = model.parameters()
+            if opt.slots is not None:
+                opt.arrange_state(params)
+                names = [n for n in SLOTS[type(opt).__name__] if n in opt.slots]
+                arrays = [backend.to_numpy(opt.slots[n][i]) for i in range(len(params)) for n in names]
+                for i, a in enumerate(arrays):
+                    state.create_dataset(str(i + 2), data=a)
+    return buffer.getvalue()
+
+
+def _read_weights(model, f, kinds):
+    """Put each layer's arrays from the open HDF5 file ``f`` into ``model``, checked."""
+    groups = f["layers"]
+    by_name = {}
+    for group in groups.values():
+        name = group["vars"].attrs.get("name") if "vars" in group else None
+        by_name[name.decode() if isinstance(name, bytes) else name] = group
+    for layer, group_name in zip(model.layers, _group_names(kinds)):
+        group = by_name.get(layer.name) or (groups[group_name] if group_name in groups else None)
+        if group is None:
+            raise _Refused(f"the weights of layer {layer.name!r} (group layers/{group_name}) are missing")
+        stored = group["vars"]
+        if len(stored) != len(layer.weights):
+            raise _Refused(f"layer {layer.name!r} has {len(layer.weights)} weights, the file {len(stored)}")
+        arrays = [np.asarray(stored[str(i)]) for i in range(len(stored))]
+        for p, a in zip(layer.weights, arrays):
+            if a.shape != p.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+                raise _Refused(
+                    f"layer {layer.name!r}: {p.name} should be finite floats of shape {p.shape}, "
+                    f"the file has {a.dtype} {a.shape}"
+                )
+        layer.set_weights(arrays)
+
+
+def _read_optimizer(model, f):
+    opt, kind = model.optimizer, type(model.optimizer).__name__
+    if "optimizer" not in f or "vars" not in f["optimizer"]:
+        return
+    stored = f["optimizer/vars"]
+    params, names = model.parameters(), SLOTS.get(kind, ())
+    if len(stored) == 2:
+        opt.iterations = int(np.asarray(stored["0"]))
+        return
+    if len(stored) != 2 + len(names) * len(params):
+        raise _Refused(f"the optimizer's saved state ({len(stored)} arrays) does not fit {kind}")
+    arrays = [np.asarray(stored[str(i)]) for i in range(2 + len(names) * len(params))]
+    slots = {n: [arrays[2 + i * len(names) + k] for i in range(len(params))] for k, n in enumerate(names)}
+    state = {"iterations": int(arrays[0]), "learning_rate": None, "slots": slots}
+    opt.set_state(state, params, model.device)
+
+
+# ----------------------------------------------------------------- the files
+
+
+def _entries(model):
+    out = []
+    for layer, layer_shape in zip(model.layers, [model.input_shape] + model.shapes[:-1]):
+        out.append(_layer_entry(layer, list(layer_shape)))
+    return out
+
+
+def save_model(model, path):
+    """Write ``model`` as a Keras 3 ``.keras`` file, atomically."""
+    if not model.built:
+        raise RuntimeError("cannot save a model that is not built; train it or give it an Input shape first")
+    entries = _entries(model)
+    input_layer = {
+        "module": "keras.layers",
+        "class_name": "InputLayer",
+        "registered_name": None,
+        "config": {
+            "batch_shape": [None, *model.input_shape],
+            "dtype": "float32",
+            "sparse": False,
+            "ragged": False,
+            "name": "input_layer",
+            "optional": False,
+        },
+    }
+    config = {
+        "module": "keras",
+        "class_name": "Sequential",
+        "registered_name": None,
+        "config": {
+            "name": model.name,
+            "trainable": True,
+            "dtype": DTYPE,
+            "layers": [input_layer] + [e for e, _ in entries],
+            "build_input_shape": [None, *model.input_shape],
+        },
+        "build_config": {"input_shape": [None, *model.input_shape]},
+        "compile_config": _compile_config(model),
+    }
+    metadata = {"keras_version": KERAS_VERSION, "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+    weights = _weights_h5(model, [kind for _, kind in entries])
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("metadata.json", json.dumps(metadata))
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("model.weights.h5", weights)
+    return os.fspath(path)
+
+
+def _open_zip(path):
+    z = zipfile.ZipFile(path)
+    names = z.namelist()
+    if "config.json" not in names or "model.weights.h5" not in names:
+        raise _Refused(f"not a Keras 3 .keras file (entries {names[:5]}; expected config.json, model.weights.h5)")
+    if any(info.file_size > MAX_ENTRY for info in z.infolist()):
+        raise _Refused("an entry claims to be larger than 2 GiB")
+    return z
+
+
+def _failures(path, error):
+    if isinstance(error, (ModelFileError, ImportError, backend.DeviceUnavailableError)):
+        return error
+    if isinstance(error, _Refused):
+        return ModelFileError(f"{os.fspath(path)}: {error}")
+    return ModelFileError(f"{os.fspath(path)}: not a valid Keras file ({type(error).__name__}: {error})")
+
+
+def load_model(path, model_class, device="cpu", compile=True):
+    """Read a Keras 3 ``.keras`` file of a Sequential model as a tinynet ``model_class``."""
+    h5py = _h5py()
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{os.fspath(path)}: no such file")
+    try:
+        with _open_zip(path) as z:
+            config = json.loads(z.read("config.json").decode("utf-8"))
+            with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as f:
+                stored = sum(a.size for g in f["layers"].values() for a in g["vars"].values())
+                model = _model_from_config(config, model_class, device, stored, path)
+                kinds = [e.get("class_name") for e in config["config"]["layers"][1:]]
+                _read_weights(model, f, kinds)
+                if compile and config.get("compile_config"):
+                    try:
+                        _compile(model, config["compile_config"])
+                        _read_optimizer(model, f)
+                    except Exception as e:
+                        raise _Refused(
+                            f"the compile configuration cannot be used ({e}); load_model(path, "
+                            "compile=False) gives the model alone"
+                        ) from e
+        return model
+    except Exception as e:  # anything the bytes could provoke, named, never raw
+        raise _failures(path, e) from e
+
+
+def save_weights(model, path):
+    """Write the weights (and the optimizer's state) as Keras's ``.weights.h5``, atomically."""
+    if not os.fspath(path).endswith(".weights.h5"):
+        raise ValueError(f"the filename must end in .weights.h5 (as Keras), got {os.fspath(path)!r}")
+    if not model.built:
+        raise RuntimeError("cannot save the weights of a model that is not built")
+    data = _weights_h5(model, [kind for _, kind in _entries(model)])
+    with atomic_write(path) as f:
+        f.write(data)
+    return os.fspath(path)
+
+
+def load_weights(model, path):
+    """Read weights from a ``.weights.h5`` or ``.keras`` file into ``model`` (same architecture)."""
+    h5py = _h5py()
+    if not model.built:
+        raise RuntimeError("build the model before load_weights (give it an Input shape)")
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{os.fspath(path)}: no such file")
+    kinds = [kind for _, kind in _entries(model)]
+    try:
+        if os.fspath(path).endswith(".keras"):
+            with _open_zip(path) as z, h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as f:
+                _read_weights(model, f, kinds)
+        else:
+            with h5py.File(path, "r") as f:
+                _read_weights(model, f, kinds)
+    except Exception as e:
+        raise _failures(path, e) from e
