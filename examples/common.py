@@ -1,8 +1,14 @@
-"""What the MNIST example scripts share: flags, data loading and the final report."""
+"""What the MNIST example scripts share: flags, checks, data loading and the final report.
+
+The order is chosen so that nothing is lost: every flag and every prerequisite (the
+device, the plotting library, the folders to write to) is checked before the data is
+loaded; the trained model is saved before anything optional (the reports, the plots).
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -20,14 +26,46 @@ OPTIMIZERS = {
 }
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def add_common_flags(p: argparse.ArgumentParser, epochs: int, batch_size: int, dropout: float):
     p.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu", help="default: cpu")
-    p.add_argument("--epochs", type=int, default=epochs, help=f"default: {epochs}")
-    p.add_argument("--batch-size", type=int, default=batch_size, help=f"default: {batch_size}")
-    p.add_argument("--learning-rate", type=float, default=None, help="default: the optimizer's Keras default")
+    p.add_argument("--epochs", type=positive_int, default=epochs, help=f"default: {epochs}")
+    p.add_argument("--batch-size", type=positive_int, default=batch_size, help=f"default: {batch_size}")
+    p.add_argument("--learning-rate", type=positive_float, default=None, help="default: the optimizer's Keras default")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="default: adam")
-    p.add_argument("--dropout", type=float, default=dropout, help=f"dropout rate (default: {dropout})")
-    p.add_argument("--validation-split", type=float, default=0.1, help="default: 0.1")
+    p.add_argument("--dropout", type=fraction, default=dropout, help=f"dropout rate (default: {dropout})")
+    p.add_argument("--validation-split", type=fraction, default=0.1, help="default: 0.1")
     p.add_argument("--seed", type=int, default=0, help="default: 0")
     p.add_argument(
         "--data-dir",
@@ -35,9 +73,9 @@ def add_common_flags(p: argparse.ArgumentParser, epochs: int, batch_size: int, d
         help="directory with the MNIST files (default: $TINYNET_DATA_DIR, the cache, or a download)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check (other data in MNIST's format)")
-    p.add_argument("--subset", type=int, default=None, help="use only the first N training and test images")
+    p.add_argument("--subset", type=positive_int, default=None, help="use only the first N training and N test images")
     p.add_argument("--plots", default="plots", help="directory for the PNG plots (default: plots; '' for none)")
-    p.add_argument("--save", default=None, help="save the trained model to this .npz path")
+    p.add_argument("--save", default=None, help="save the trained model to this path (.npz, or .keras for Keras)")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="fit's verbosity (default: 1)")
 
 
@@ -46,13 +84,53 @@ def make_optimizer(args):
     return OPTIMIZERS[args.optimizer](**kwargs)
 
 
+def _writable_directory(path: str, what: str):
+    """Create ``path`` if needed and make sure files can be written there; an error message or None."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        return f"cannot create the {what} directory {path!r} ({e.strerror})"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"cannot write into the {what} directory {path!r} (permission denied)"
+    return None
+
+
+def check_prerequisites(args):
+    """Everything that could fail after training, checked before anything is loaded: an
+    error message, or None when all is well."""
+    try:
+        device = tn.backend.resolve_device(args.device)
+    except tn.DeviceUnavailableError as e:
+        return str(e)
+    if args.device == "auto" and device == "cpu":
+        print(f"--device auto: using the CPU ({tn.backend.gpu_status()[1]})")
+    if args.plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return 'the plots need matplotlib: pip install "tinynet[plot]", or pass --plots "" for no plots'
+        problem = _writable_directory(args.plots, "--plots")
+        if problem:
+            return problem
+    if args.save:
+        if os.path.isdir(args.save):
+            return f"--save {args.save!r} is a directory; give a file name such as {args.save}/model.npz"
+        if args.save.endswith(".keras"):
+            try:
+                import h5py  # noqa: F401
+            except ImportError:
+                return 'saving a .keras file needs h5py: pip install "tinynet[keras]", or save to a .npz'
+        return _writable_directory(os.path.dirname(os.path.abspath(args.save)), "--save")
+    return None
+
+
 def load(args, image_shape):
     """MNIST scaled to [0, 1] and shaped (N,) + image_shape; None after printing an error."""
     try:
-        tn.backend.resolve_device(args.device)  # fail before loading anything
         (x_train, y_train), (x_test, y_test) = mnist.load_data(args.data_dir, verify=not args.no_verify)
-    except (DatasetError, tn.DeviceUnavailableError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except DatasetError as e:
+        hint = "pass --data-dir DIR (a directory with the four MNIST files)"
+        print(f"error: {str(e).replace('or pass load_data(path=...)', 'or ' + hint)}", file=sys.stderr)
         return None
     if args.subset:
         x_train, y_train = x_train[: args.subset], y_train[: args.subset]
@@ -64,11 +142,15 @@ def load(args, image_shape):
     return x_train, y_train, x_test, y_test, images_test
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def train(model, args, x_train, y_train):
-    """summary + fit; returns the History, or None after printing an error."""
+    """summary + fit; returns (History, exit status)."""
+    model.summary()
+    start = time.perf_counter()
     try:
-        model.summary()
-        start = time.perf_counter()
         history = model.fit(
             x_train,
             y_train,
@@ -77,19 +159,27 @@ def train(model, args, x_train, y_train):
             validation_split=args.validation_split,
             verbose=args.verbose,
         )
-    except (ValueError, tn.DeviceUnavailableError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None
+    except tn.TrainingDiverged as e:
+        print(f"\nerror: training diverged: {e}", file=sys.stderr)
+        return None, 1
     seconds = time.perf_counter() - start
-    print(
-        f"trained {len(history.epoch)} epochs in {seconds:.1f} s ({seconds / max(len(history.epoch), 1):.2f} s/epoch)"
-        f" on {model.device}"
-    )
-    return history
+    epochs = len(history.epoch)
+    per_epoch = seconds / max(epochs, 1)
+    print(f"trained {plural(epochs, 'epoch')} in {seconds:.1f} s ({per_epoch:.2f} s/epoch) on {model.device}")
+    losses = history.history.get("loss", [])
+    if len(losses) > 1 and losses[-1] >= losses[0] or losses and losses[-1] > 10 * math.log(10):
+        print(
+            f"warning: training did not converge (loss {losses[0]:.4g} in the first epoch, {losses[-1]:.4g} in the "
+            "last): try a lower --learning-rate",
+            file=sys.stderr,
+        )
+    return history, 0
 
 
 def report(model, history, args, x_test, y_test, images_test, title):
-    """Test loss and accuracy, confusion matrix, per-class report, the four plots, --save."""
+    """--save first (nothing optional may lose the model), then the test results and the plots."""
+    if args.save:
+        print(f"model saved to {model.save(args.save)}")
     batch = max(args.batch_size, 256)
     test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=batch, verbose=0)
     print(f"test loss: {test_loss:.4f}  test accuracy: {test_accuracy:.4f}")
@@ -102,7 +192,6 @@ def report(model, history, args, x_test, y_test, images_test, title):
     if args.plots:
         from tinynet import plot
 
-        os.makedirs(args.plots, exist_ok=True)
         written = [
             plot.plot_samples(images_test, y_test, os.path.join(args.plots, "samples.png")),
             plot.plot_history(history, os.path.join(args.plots, "history.png"), title=title),
@@ -110,23 +199,34 @@ def report(model, history, args, x_test, y_test, images_test, title):
             plot.plot_misclassified(images_test, y_test, predicted, os.path.join(args.plots, "misclassified.png")),
         ]
         print("\nplots: " + ", ".join(written))
-    if args.save:
-        print(f"model saved to {model.save(args.save)}")
 
 
 def run(args, build_model, image_shape, title) -> int:
-    """Load, build, train and report: the whole example; returns the exit status."""
-    data = load(args, image_shape)
-    if data is None:
+    """Check, load, build, train, save and report: the whole example; returns the exit status."""
+    problem = check_prerequisites(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
-    x_train, y_train, x_test, y_test, images_test = data
     try:
         model = build_model(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    history = train(model, args, x_train, y_train)
-    if history is None:
+    data = load(args, image_shape)
+    if data is None:
         return 2
+    x_train, y_train, x_test, y_test, images_test = data
+    history, status = train(model, args, x_train, y_train)
+    if history is None:
+        return status
     report(model, history, args, x_test, y_test, images_test, title)
-    return 0
+    return status
+
+
+def main_guarded(main) -> int:
+    """Run ``main()``; output piped into a reader that stops early (``| head``) ends quietly."""
+    try:
+        return main()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0

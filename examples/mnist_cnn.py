@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import add_common_flags, make_optimizer, run
+from common import add_common_flags, fraction, main_guarded, make_optimizer, run
 
 import tinynet as tn
 
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     add_common_flags(p, epochs=15, batch_size=128, dropout=0.5)
     p.add_argument("--batch-norm", action="store_true", help="BatchNormalization after each convolution")
-    p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on every kernel (default: 0)")
+    p.add_argument("--l2", type=fraction, default=0.0, help="L2 penalty on every kernel (default: 0)")
     return p
 
 
@@ -54,4 +54,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_guarded(main))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import add_common_flags, make_optimizer, run
+from common import add_common_flags, main_guarded, make_optimizer, run
 
 import tinynet as tn
 from tinynet import losses
@@ -27,7 +27,7 @@ from tinynet import losses
 
 def parse_hidden(text: str) -> list[int]:
     try:
-        units = [int(u) for u in text.split(",") if u.strip()]
+        units = [int(u) for u in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--hidden expects comma-separated positive integers like 512,512, got {text!r}"
@@ -41,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     add_common_flags(p, epochs=10, batch_size=32, dropout=0.0)
     p.add_argument("--hidden", type=parse_hidden, default=[100], help="hidden layer sizes, e.g. 100 or 512,512")
-    p.add_argument("--output-activation", choices=["softmax", "sigmoid"], default="softmax", help="default: softmax")
+    p.add_argument(
+        "--output-activation",
+        choices=["softmax", "sigmoid"],
+        default="softmax",
+        help="default: softmax (sigmoid: ten independent scores that need not sum to 1)",
+    )
     return p
 
 
@@ -63,4 +68,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_guarded(main))

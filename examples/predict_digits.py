@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 import tinynet as tn
-from tinynet.images import load_image, prepare_digit
+from tinynet.images import count_digits, load_image, prepare_digit
 
 
 def main(argv=None) -> int:
@@ -35,13 +35,24 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     status = 0
+    if tn.keras_compat.output_head(model).__class__.__name__ == "Sigmoid":
+        print("(this model ends in a sigmoid: ten independent scores, one per digit, that need not sum to 1)")
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
     for path in args.images:
         try:
-            digit = prepare_digit(load_image(path))
+            image = load_image(path)
+            digit = prepare_digit(image)
         except (ValueError, OSError) as e:
-            print(f"{path}: error: {e}", file=sys.stderr)
+            print(f"error: {e}" if os.fspath(path) in str(e) else f"error: {path}: {e}", file=sys.stderr)
             status = 1
             continue
+        marks = count_digits(image)
+        if marks > 1:
+            print(
+                f"warning: {path} seems to hold {marks} digits side by side; the model reads one digit per "
+                "image: crop each into a file of its own",
+                file=sys.stderr,
+            )
         x = digit.reshape(1, -1) if model.input_shape == (784,) else digit.reshape((1,) + model.input_shape)
         probabilities = model.predict(x)[0]
         best = int(np.argmax(probabilities))
@@ -52,10 +63,15 @@ def main(argv=None) -> int:
             from PIL import Image
 
             os.makedirs(args.show_input, exist_ok=True)
-            out = os.path.join(args.show_input, os.path.splitext(os.path.basename(path))[0] + "_28x28.png")
+            stem = os.path.splitext(os.path.basename(path))[0]
+            if stems.count(stem) > 1:  # seven.png and seven.jpg must not overwrite each other
+                stem = os.path.basename(path).replace(".", "_")
+            out = os.path.join(args.show_input, stem + "_28x28.png")
             Image.fromarray((digit * 255).round().astype(np.uint8)).save(out)
     return status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common import main_guarded
+
+    sys.exit(main_guarded(main))

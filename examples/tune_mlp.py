@@ -21,18 +21,31 @@ import sys
 import time
 
 import numpy as np
+from common import check_prerequisites, fraction, load, main_guarded, positive_int
 
 import tinynet as tn
 from tinynet import preprocessing
-from tinynet.datasets import DatasetError, mnist
+
+
+def _listed(kind, text):
+    try:
+        return [kind(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list like 1,2,3, got {text!r}") from None
 
 
 def floats(text):
-    return [float(v) for v in text.split(",")]
+    values = _listed(float, text)
+    if any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
 
 
 def ints(text):
-    return [int(v) for v in text.split(",")]
+    values = _listed(int, text)
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected whole numbers >= 1, got {text!r}")
+    return values
 
 
 def make_model(hidden, learning_rate, seed, device):
@@ -46,31 +59,35 @@ def make_model(hidden, learning_rate, seed, device):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--search", choices=["grid", "random"], default="random")
-    p.add_argument("--trials", type=int, default=6, help="random search: how many configurations (default 6)")
-    p.add_argument("--learning-rates", type=floats, default=[3e-4, 1e-3, 3e-3])
-    p.add_argument("--batch-sizes", type=ints, default=[32, 64, 128])
-    p.add_argument("--hidden", type=ints, default=[64, 100, 256])
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--validation-split", type=float, default=0.1)
-    p.add_argument("--subset", type=int, default=None, help="use the first N training images only")
-    p.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--no-verify", action="store_true")
-    p.add_argument("--plots", default="plots")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--search", choices=["grid", "random"], default="random", help="how to pick the trials")
+    p.add_argument("--trials", type=positive_int, default=6, help="random search: how many configurations")
+    p.add_argument("--learning-rates", type=floats, default=[3e-4, 1e-3, 3e-3], help="comma-separated")
+    p.add_argument("--batch-sizes", type=ints, default=[32, 64, 128], help="comma-separated")
+    p.add_argument("--hidden", type=ints, default=[64, 100, 256], help="hidden layer sizes, comma-separated")
+    p.add_argument("--epochs", type=positive_int, default=3, help="epochs per trial")
+    p.add_argument("--validation-split", type=fraction, default=0.1, help="held out to score the trials")
+    p.add_argument("--subset", type=positive_int, default=None, help="use only the first N training and N test images")
+    p.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu", help="where to train")
+    p.add_argument("--seed", type=int, default=0, help="seeds the search and every model")
+    p.add_argument("--data-dir", default=None, help="directory with the MNIST files")
+    p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
+    p.add_argument("--plots", default="plots", help="directory for the trials plot ('' for none)")
     args = p.parse_args(argv)
-
-    try:
-        (x_train, y_train), (x_test, y_test) = mnist.load_data(args.data_dir, verify=not args.no_verify)
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
+    args.save = None
+    if args.validation_split == 0:
+        p.error("--validation-split must be above 0: the trials are scored on it")
+    problem = check_prerequisites(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
-    if args.subset:
-        x_train, y_train = x_train[: args.subset], y_train[: args.subset]
-    x_train = preprocessing.flatten(preprocessing.scale(x_train))
-    x_test = preprocessing.flatten(preprocessing.scale(x_test))
+    args.batch_size = 32
+    data = load(args, (784,))
+    if data is None:
+        return 2
+    x_train, y_train, x_test, y_test, _ = data
     (x_fit, y_fit), (x_val, y_val) = preprocessing.train_val_split(x_train, y_train, args.validation_split)
 
     grid = list(itertools.product(args.learning_rates, args.batch_sizes, args.hidden))
@@ -137,4 +154,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_guarded(main))

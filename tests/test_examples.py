@@ -120,6 +120,7 @@ def test_predict_digits_reports_unreadable_images(trained, tmp_path):
         timeout=120,
     )
     assert result.returncode == 1 and "cannot read it as an image" in result.stderr
+    assert result.stderr.count("notes.png") == 1  # the path once, not twice
 
 
 def test_tune_mlp_ranks_trials_on_validation_and_tests_once(trained):
@@ -194,3 +195,32 @@ def test_mnist_cnn_on_a_subset_for_one_epoch(trained):
     for name in ("samples.png", "history.png", "confusion_matrix.png", "misclassified.png"):
         assert (work / "cnn_plots" / name).read_bytes()[:4] == b"\x89PNG"
     assert tn.load_model(work / "cnn.npz").input_shape == (28, 28, 1)
+
+
+def test_predict_digits_warns_on_two_digits_and_keeps_same_named_inputs_apart(trained, tmp_path):
+    from PIL import Image, ImageDraw, ImageFont
+
+    work, _, _ = trained
+    for name, text in (("seven.png", "7"), ("seven.jpg", "7"), ("fortytwo.png", "42")):
+        image = Image.new("RGB", (120, 80), "white")
+        ImageDraw.Draw(image).text((20, 10), text, fill="black", font=ImageFont.load_default(size=50))
+        image.save(tmp_path / name)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "examples", "predict_digits.py"),
+            str(work / "model.npz"),
+            *(str(tmp_path / n) for n in ("seven.png", "seven.jpg", "fortytwo.png")),
+            "--show-input",
+            str(tmp_path / "seen"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fortytwo.png seems to hold 2 digits side by side" in result.stderr
+    assert "seven.png seems" not in result.stderr
+    assert sorted(os.listdir(tmp_path / "seen")) == ["fortytwo_28x28.png", "seven_jpg_28x28.png", "seven_png_28x28.png"]

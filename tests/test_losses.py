@@ -87,7 +87,7 @@ def test_summary_says_which_path_the_loss_takes():
     out = io.StringIO()
     model = _sigmoid_model(True)
     model.summary(print_fn=lambda s: out.write(s))
-    assert "computed from the sigmoid's input (its logits)" in out.getvalue()
+    assert "from the sigmoid's input (as Keras)" in out.getvalue()
     out = io.StringIO()
     _sigmoid_model(False).summary(print_fn=lambda s: out.write(s))
     assert "computed from probabilities" in out.getvalue()

@@ -4,7 +4,8 @@ directory, flush and fsync it, then rename it over the target.
 A rename within one directory is atomic on POSIX and Windows, so a reader (or a
 crash, or a kill in the middle of a save) sees either the old file whole or the
 new file whole, never half of one. The temporary file is removed if anything
-fails.
+fails. The file ends with the mode any new file gets (0666 less the umask), as
+``open`` would give it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from __future__ import annotations
 import os
 import tempfile
 from contextlib import contextmanager
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -26,6 +33,7 @@ def atomic_write(path, mode: str = "wb"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a saved file gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         try:

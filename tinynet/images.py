@@ -18,6 +18,8 @@ Reading files needs Pillow (installed with matplotlib: ``pip install "tinynet[pl
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 
@@ -34,6 +36,8 @@ def _pil():
 def load_image(path) -> np.ndarray:
     """Read an image file (PNG, JPEG, ...) as a grey float array in [0, 1]."""
     Image = _pil()
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: the file is empty (0 bytes)")
     try:
         with Image.open(path) as img:
             img.load()
@@ -43,7 +47,8 @@ def load_image(path) -> np.ndarray:
                 img = Image.alpha_composite(white, rgba)
             grey = img.convert("L")
     except OSError as e:
-        raise ValueError(f"{path}: cannot read it as an image ({e})") from e
+        what = str(e).replace(f"'{os.fspath(path)}'", "").replace(os.fspath(path), "").strip(" :")
+        raise ValueError(f"{path}: cannot read it as an image ({what or type(e).__name__})") from e
     return np.asarray(grey, dtype=np.float32) / 255.0
 
 
@@ -67,13 +72,45 @@ def _border(a):
     return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
 
 
-def prepare_digit(image, threshold: float = 0.2) -> np.ndarray:
-    """Any digit image -> (28, 28) float32 in [0, 1], white digit on black, MNIST-style."""
-    Image = _pil()
+def _ink(image, threshold):
+    """A boolean mask of the digit's pixels: grey, bright on dark, background removed."""
     a = to_grey(image)
     if np.median(_border(a)) > 0.5:  # light background: make the digit the bright part
         a = 1.0 - a
     a = np.clip(a - np.median(_border(a)), 0.0, None)  # background to 0
+    return a, (a > threshold * a.max()) if a.max() > 0 else np.zeros(a.shape, bool)
+
+
+def count_digits(image, threshold: float = 0.2) -> int:
+    """How many marks side by side the image holds: blobs of ink (8-connected), each at least
+    a quarter of the largest, whose columns do not overlap. 1 for one digit, 2 for "42"."""
+    _, ink = _ink(image, threshold)
+    step = max(1, max(ink.shape) // 96)  # a coarse grid is enough, and fast
+    ink = ink[::step, ::step]
+    seen, spans = np.zeros(ink.shape, bool), []
+    for start in zip(*np.nonzero(ink)):
+        if seen[start]:
+            continue
+        seen[start], stack, cols, size = True, [start], [], 0
+        while stack:
+            r, c = stack.pop()
+            size += 1
+            cols.append(c)
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    rr, cc = r + dr, c + dc
+                    if 0 <= rr < ink.shape[0] and 0 <= cc < ink.shape[1] and ink[rr, cc] and not seen[rr, cc]:
+                        seen[rr, cc] = True
+                        stack.append((rr, cc))
+        spans.append((size, min(cols), max(cols)))
+    big = sorted((s for s in spans if s[0] >= 0.25 * max(spans)[0]), key=lambda s: s[1]) if spans else []
+    return sum(1 for k, s in enumerate(big) if k == 0 or s[1] > max(t[2] for t in big[:k]))
+
+
+def prepare_digit(image, threshold: float = 0.2) -> np.ndarray:
+    """Any digit image -> (28, 28) float32 in [0, 1], white digit on black, MNIST-style."""
+    Image = _pil()
+    a, _ = _ink(image, threshold)
     if a.max() <= 0:
         raise ValueError("no digit found: the image is blank")
     a = a / a.max()

@@ -111,16 +111,12 @@ def loss_for(model):
 
 
 def loss_note(model) -> str:
-    """One plain sentence on how the loss is computed, for ``summary()``."""
+    """How the loss is computed, in a few plain words, for ``summary()``."""
     loss = model.loss
     if uses_output_logits(model, loss):
-        act = type(output_head(model)).__name__.lower()
-        return (
-            f", computed from the {act}'s input (its logits), as Keras does: exact and stable "
-            "(use_output_logits=False on the loss to use the probabilities)"
-        )
+        return f", from the {type(output_head(model)).__name__.lower()}'s input (as Keras)"
     if loss.is_crossentropy and not loss.from_logits:
-        return ", computed from probabilities (renormalised, clipped to [1e-7, 1 - 1e-7])"
+        return ", computed from probabilities (renormalised, clipped)"
     return ", from logits" if loss.from_logits else ""
 
 

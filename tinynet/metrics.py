@@ -46,8 +46,14 @@ def confusion_matrix(y_true, y_pred, num_classes=None):
     ``y_true`` and ``y_pred`` are class indices (N,); pass the predicted
     probabilities through ``argmax(axis=1)`` first.
     """
-    y_true = np.asarray(backend.to_numpy(y_true)).reshape(-1).astype(np.int64)
-    y_pred = np.asarray(backend.to_numpy(y_pred)).reshape(-1).astype(np.int64)
+    y_true, y_pred = np.asarray(backend.to_numpy(y_true)), np.asarray(backend.to_numpy(y_pred))
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y.ndim == 2 and y.shape[1] > 1:
+            raise ValueError(
+                f"{name} has shape {y.shape}: probabilities or one-hot rows, not class indices; "
+                f"pass {name}.argmax(axis=1) (e.g. model.predict(x).argmax(axis=1))"
+            )
+    y_true, y_pred = y_true.reshape(-1).astype(np.int64), y_pred.reshape(-1).astype(np.int64)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true and y_pred must have the same length, got {y_true.size} and {y_pred.size}")
     if num_classes is None:

@@ -126,6 +126,7 @@ class Sequential(ModelAPI):
             raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         self.optimizer, self.loss = optimizers.get(optimizer), training.trainable_loss(losses.get(loss))
         self.metrics = validation.metric_names(metrics)
+        validation.warn_if_probabilities_as_logits(self, self.loss)
         self.loss_fn = self.loss  # during fit and evaluate: the loss Keras's rules say (training.prepared)
         self.flat_parameters = None
         if self.optimizer.slots is not None:

@@ -15,6 +15,7 @@ that returns them.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 
@@ -67,11 +68,11 @@ class ProgressBar:
             self.chars = ("=", ">", ".")
         self._width = 0
 
-    def bar(self, step: int) -> str:
-        done_chars = WIDTH * step / max(self.total, 1)
+    def bar(self, step: int, width: int = WIDTH) -> str:
+        done_chars = width * step / max(self.total, 1)
         full = int(done_chars)
-        head = self.chars[1] if full < WIDTH and done_chars > full else ""
-        return self.chars[0] * full + head + self.chars[2] * (WIDTH - full - len(head))
+        head = self.chars[1] if full < width and done_chars > full else ""
+        return self.chars[0] * full + head + self.chars[2] * (width - full - len(head))
 
     def _line(self, step, logs, final):
         elapsed = time.perf_counter() - self.start
@@ -84,6 +85,20 @@ class ProgressBar:
             return f"{step}/{self.total} - {format_duration(elapsed)} - {format_per_step(per_step)}{format_logs(logs)}"
         when = format_duration(elapsed) if final else "ETA " + format_duration(per_step * (self.total - step))
         return f"{step:>{n}}/{self.total} {self.bar(step)} {when} {format_per_step(per_step)}{format_logs(logs)}"
+
+    def _fit(self, step, logs, final):
+        """The line, narrowed to the terminal's width: a redrawn line that wraps would leave a
+        new line behind at every redraw. The bar shrinks first, then a redrawn line is cut."""
+        line = self._line(step, logs, final)
+        columns = shutil.get_terminal_size((80, 24)).columns - 1
+        if not self.tty or len(line) <= columns or self.verbose == 2:
+            return line
+        bar = self.bar(step)
+        narrower = self.bar(step, max(WIDTH - (len(line) - columns), 5))
+        line = line.replace(bar, narrower, 1) if bar in line else line
+        if final or len(line) <= columns:  # the closing line is written once: it may wrap, all of it shown
+            return line
+        return line[: columns - 1] + ("…" if self.chars[0] == "━" else "~")
 
     def _write(self, line, final):
         if self.tty:
@@ -102,9 +117,9 @@ class ProgressBar:
         if now - self.last_draw < self.interval:
             return
         self.last_draw = now
-        self._write(self._line(step, logs_fn(), final=False), final=False)
+        self._write(self._fit(step, logs_fn(), final=False), final=False)
 
     def finish(self, logs: dict):
         """The epoch's closing line, with every log (validation included)."""
         if self.verbose:
-            self._write(self._line(self.total, logs, final=True), final=True)
+            self._write(self._fit(self.total, logs, final=True), final=True)

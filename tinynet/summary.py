@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from . import keras_compat
 
 
@@ -28,26 +30,15 @@ def format_summary(model) -> str:
     frozen = [p.value for layer in model.layers for p in layer.non_trainable()]
     n_train, n_frozen = sum(a.size for a in trainable), sum(a.size for a in frozen)
     b_train, b_frozen = sum(a.nbytes for a in trainable), sum(a.nbytes for a in frozen)
-    w = (33, 24, 15, 13)
+    w = (30, 21, 12, 12)  # 79 characters with the borders: fits an 80-column terminal
     lines = [
         f'Model: "{model.name}"  (device: {model.device})',
         "┏" + "┳".join("━" * c for c in w) + "┓",
-        "┃"
-        + "┃".join(
-            f" {h:<{c - 2}} " if i != 2 else f" {h:>{c - 2}} "
-            for i, (h, c) in enumerate(zip(("Layer (type)", "Output Shape", "Param #", "Activation"), w))
-        )
-        + "┃",
+        _row(("Layer (type)", "Output Shape", "Param #", "Activation"), w, "┃"),
         "┡" + "╇".join("━" * c for c in w) + "┩",
     ]
     for k, row in enumerate(rows):
-        cells = [
-            f" {row[0]:<{w[0] - 2}} ",
-            f" {row[1]:<{w[1] - 2}} ",
-            f" {row[2]:>{w[2] - 2}} ",
-            f" {row[3]:<{w[3] - 2}} ",
-        ]
-        lines.append("│" + "│".join(cells) + "│")
+        lines.append(_row(row, w, "│"))
         if k != len(rows) - 1:
             lines.append("├" + "┼".join("─" * c for c in w) + "┤")
     lines.append("└" + "┴".join("─" * c for c in w) + "┘")
@@ -56,6 +47,23 @@ def format_summary(model) -> str:
     lines.append(f" Non-trainable params: {n_frozen:,} ({_readable_bytes(b_frozen)})")
     if model.loss is not None:
         lines.append(f" Loss: {model.loss.name}" + keras_compat.loss_note(model))
+    return "\n".join(lines)
+
+
+def _row(cells, widths, bar):
+    """One table row; a cell too long for its column wraps onto more lines, as Keras's does."""
+    wrapped = [textwrap.wrap(str(c), width - 2) or [""] for c, width in zip(cells, widths)]
+    lines = []
+    for i in range(max(len(parts) for parts in wrapped)):
+        texts = [parts[i] if i < len(parts) else "" for parts in wrapped]
+        lines.append(
+            bar
+            + bar.join(
+                f" {t:>{width - 2}} " if k == 2 else f" {t:<{width - 2}} "
+                for k, (t, width) in enumerate(zip(texts, widths))
+            )
+            + bar
+        )
     return "\n".join(lines)
 
 

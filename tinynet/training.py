@@ -183,6 +183,7 @@ def fit_data(model, x, y, sample_weight, class_weight, validation_split, validat
     """(x, y, w, validation) for ``fit``, validated and on the model's device: ``w`` the
     sample weights (from sample_weight or class_weight) or None, ``validation`` None or
     (x_val, y_val, w_val)."""
+    validation.warn_if_unscaled(x)
     x, y = validation.model_data(model, x, y, require_y=True)
     n = x.shape[0]
     w = validation.sample_weights(sample_weight, class_weight, y, n)
@@ -312,6 +313,9 @@ class Loop:
             c.params = dict(params)
 
     def __enter__(self):
+        # a diverging run overflows: the NaN watch reports it once, NumPy need not warn per step
+        self._quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        self._quiet.__enter__()
         self.guard.__enter__()
         self.model.history, self.model.stop_training = self.history, False
         self.callbacks.on_train_begin()
@@ -319,6 +323,7 @@ class Loop:
 
     def __exit__(self, kind, error, tb):
         self.guard.__exit__(kind, error, tb)
+        self._quiet.__exit__(kind, error, tb)
         if isinstance(error, TrainingDiverged):
             error.history = self.history
         if error is None:

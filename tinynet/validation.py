@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -231,3 +232,37 @@ def model_data(model, x, y=None, require_y=False):
     if y is not None:
         y = backend.to_device(targets(y, x.shape[0], model.loss, model.output_shape), model.device)
     return backend.to_device(x, model.device), y
+
+
+def warn_if_unscaled(x):
+    """Warn once when ``x`` looks like raw 0-255 pixels: the most common first mistake,
+    which trains with a huge first loss and poor accuracy."""
+    try:
+        a = _as_array("x", x)
+    except TypeError:
+        return
+    if np.dtype(a.dtype).kind not in "biuf" or a.size == 0:
+        return
+    low, high = float(a.min()), float(a.max())
+    if low >= 0 and high > 25 and (np.dtype(a.dtype).kind in "iu" or high <= 255):
+        warnings.warn(
+            f"x holds values up to {high:g}: raw pixels? Scale them to [0, 1] first, e.g. x / 255 "
+            "(tinynet.preprocessing.scale); networks train badly on inputs this large",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def warn_if_probabilities_as_logits(model, loss):
+    """Warn once when a loss is told its input is logits but the model ends in a softmax or
+    sigmoid (Keras warns too): the loss then applies softmax twice and trains worse."""
+    last = model.layers[-1] if model.layers else None
+    head = getattr(last, "activation", last)
+    kind = type(head).__name__
+    if getattr(loss, "from_logits", False) and kind in ("Softmax", "Sigmoid"):
+        warnings.warn(
+            f"{loss.name} has from_logits=True, but the model's output comes from a {kind.lower()}, so it is "
+            f"probabilities, not logits. Drop from_logits=True, or remove the final {kind.lower()}.",
+            UserWarning,
+            stacklevel=3,
+        )
