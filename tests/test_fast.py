@@ -222,3 +222,16 @@ def test_after_fit_the_model_is_the_textbook_again(rng):
         for name in ("forward", "backward")
     )
     tn.gradcheck.check_backward(model, x.astype(np.float64))
+
+
+@pytest.mark.parametrize("size", [(26, 26), (11, 11), (6, 9)])
+def test_tiled_max_pooling_equals_max_pooling(device, rng, size):
+    xp = backend.xp_for(device)
+    layer = tn.MaxPooling2D(2)
+    layer.build(size + (3,))
+    x = rng.integers(0, 4, (5,) + size + (3,)).astype(np.float32)  # few values: many ties
+    x, gy = xp.asarray(x), xp.asarray(rng.standard_normal((5, size[0] // 2, size[1] // 2, 3)).astype(np.float32))
+    y = tn.MaxPooling2D.forward(layer, x)
+    gx = tn.MaxPooling2D.backward(layer, gy)
+    exact(device)(fast.maxpool_forward_tiled(layer, x), y)
+    exact(device)(fast.maxpool_backward_tiled(layer, gy), gx)

@@ -9,6 +9,7 @@ of them computes, faster, and is named after it:
 | dense_backward_into                | Dense.backward               | writes gW, gb into the flat gradient buffer |
 | dense_backward_into_without_gx     | Dense.backward, no gx        | first layer: its input is data, skip gx   |
 | conv2d_backward_into_without_gx    | Conv2D.backward, no gx       | the same for a first Conv2D               |
+| maxpool_forward/backward_tiled     | MaxPooling2D, windows tiling | windows by reshape, no copy per window    |
 | adam_update_inplace                | Adam.update                  | no temporaries: two scratch arrays reused |
 | rmsprop_update_inplace             | RMSprop.update (plain)       | the same                                  |
 | dense_relu_forward_fused           | Dense.forward with ReLU      | GPU: bias + ReLU in one kernel            |
@@ -33,7 +34,7 @@ import weakref
 
 from . import backend, kernels
 from .keras_compat import adam_step_size
-from .layers import Conv2D, Dense, ReLU
+from .layers import Conv2D, Dense, MaxPooling2D, ReLU
 from .losses import SparseCategoricalCrossentropy
 from .optimizers import SGD, Adam, RMSprop
 
@@ -72,6 +73,37 @@ def conv2d_backward_into_without_gx(self, gy):
     xp.matmul(self._cols.T, gz, out=self.kernel.grad.reshape(kh * kw * c, f))
     if self.use_bias:
         gz.sum(axis=0, out=self.bias.grad)
+
+
+def maxpool_forward_tiled(self, x, training=False):
+    """MaxPooling2D.forward when the windows tile the input (strides == pool_size, "valid"):
+    the windows are a reshape of x, not a copy of every window; ties go to the first, too."""
+    xp = backend.get_array_module(x)
+    n, h, w, c = x.shape
+    (ph, pw), (oh, ow) = self.window.size, (h // self.window.size[0], w // self.window.size[1])
+    tiles = xp.ascontiguousarray(x[:, : oh * ph, : ow * pw, :]).reshape(n, oh, ph, ow, pw, c)
+    y = tiles.max(axis=(2, 4))
+    taken, self._tile_hits = xp.zeros(y.shape, dtype=bool), []
+    for i in range(ph):
+        for j in range(pw):
+            hit = (tiles[:, :, i, :, j, :] == y) & ~taken  # the first (row-major) place of the max
+            taken |= hit
+            self._tile_hits.append(hit)
+    self._x_shape = x.shape
+    return y
+
+
+def maxpool_backward_tiled(self, gy):
+    """MaxPooling2D.backward for :func:`maxpool_forward_tiled`: gy to each window's max."""
+    xp = backend.get_array_module(gy)
+    n, oh, ow, c = gy.shape
+    ph, pw = self.window.size
+    tiles = xp.zeros((n, oh, ph, ow, pw, c), dtype=gy.dtype)
+    for k, hit in enumerate(self._tile_hits):
+        tiles[:, :, k // pw, :, k % pw, :] = gy * hit
+    gx = xp.zeros(self._x_shape, dtype=gy.dtype)
+    gx[:, : oh * ph, : ow * pw, :] = tiles.reshape(n, oh * ph, ow * pw, c)
+    return gx
 
 
 class Scratch:
@@ -217,6 +249,14 @@ def install(model):
             _bind(layer, "backward", dense_backward_into_without_gx if k == 0 else dense_backward_into)
         if k == 0 and _textbook(layer, Conv2D, "backward"):
             _bind(layer, "backward", conv2d_backward_into_without_gx)
+        if (
+            _textbook(layer, MaxPooling2D, "forward")
+            and _textbook(layer, MaxPooling2D, "backward")
+            and layer.window.padding == "valid"
+            and layer.window.strides == layer.window.size
+        ):
+            _bind(layer, "forward", maxpool_forward_tiled)
+            _bind(layer, "backward", maxpool_backward_tiled)
         if gpu and _textbook(layer, Dense, "forward") and type(layer.activation) is ReLU and layer.use_bias:
             _bind(layer, "forward", dense_relu_forward_fused)
         activation = layer if isinstance(layer, ReLU) else getattr(layer, "activation", None)

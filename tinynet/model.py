@@ -221,7 +221,10 @@ class Sequential(ModelAPI):
             self, x, y, sample_weight, class_weight, options["validation_split"], validation_data
         )
         validate = None if val is None else (lambda: self._evaluate_prepared(*val[:2], options["batch_size"], val[2]))
-        with training.prepared(self), training.Loop(self, x.shape[0], options, callbacks, shuffle, validate) as loop:
+        with (
+            training.prepared(self, batch_size=options["batch_size"]),
+            training.Loop(self, x.shape[0], options, callbacks, shuffle, validate) as loop,
+        ):
             for _ in loop.epochs():
                 for x_batch, y_batch, w_batch in loop.batches(x, y, w):
                     loss, y_pred = self.train_step(x_batch, y_batch, w_batch)

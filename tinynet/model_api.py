@@ -68,7 +68,7 @@ class ModelAPI:
         x, y = validation.model_data(self, x, y, require_y=True)
         w = self._weights_on_device(sample_weight, None, y)
         bar = ProgressBar(-(-x.shape[0] // batch_size), verbose)
-        with training.prepared(self, train=False):
+        with training.prepared(self, train=False, batch_size=batch_size):
             logs = self._evaluate_prepared(x, y, batch_size, w)
         bar.finish(logs)
         return self._format_logs(logs, return_dict)
@@ -99,7 +99,7 @@ class ModelAPI:
         self._require_compiled("train_on_batch")
         x, y = validation.model_data(self, x, y, require_y=True)
         w = self._weights_on_device(sample_weight, class_weight, y)
-        with training.prepared(self):
+        with training.prepared(self, batch_size=x.shape[0]):
             loss, y_pred = self.train_step(x, y, w)
         logs = training.RunningLogs(self.device, self.metrics)
         logs.add(loss, self.metric_hits(y_pred, y), x.shape[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from . import keras_compat
+from . import keras_compat, threads
 
 
 def format_summary(model) -> str:
@@ -45,6 +45,8 @@ def format_summary(model) -> str:
     lines.append(f" Total params: {n_train + n_frozen:,} ({_readable_bytes(b_train + b_frozen)})")
     lines.append(f" Trainable params: {n_train:,} ({_readable_bytes(b_train)})")
     lines.append(f" Non-trainable params: {n_frozen:,} ({_readable_bytes(b_frozen)})")
+    if model.device == "cpu":
+        lines.append(f" BLAS: {threads.describe()}")
     if model.loss is not None:
         lines.append(f" Loss: {model.loss.name}" + keras_compat.loss_note(model))
     return "\n".join(lines)

@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from . import backend, fast, keras_compat, losses, validation
+from . import backend, fast, keras_compat, losses, threads, validation
 from .callbacks import CallbackList, TerminateOnNaN
 from .layers.core import Parameter
 from .progress import ProgressBar
@@ -210,18 +210,19 @@ def fit_data(model, x, y, sample_weight, class_weight, validation_split, validat
 
 
 @contextlib.contextmanager
-def prepared(model, train=True):
+def prepared(model, train=True, batch_size=32):
     """For the length of fit, evaluate or a one-batch call: Keras's loss rule applied
     (:func:`tinynet.keras_compat.loss_for` sets ``model.loss_fn``) and, to train, the
     parameters in the flat buffer (packed once, then kept) and the fast twins installed
-    (:func:`tinynet.fast.install`). All but the buffer is undone on exit, so outside
-    these calls every method is the textbook one."""
+    (:func:`tinynet.fast.install`); on the CPU, the BLAS threads limited as
+    :mod:`tinynet.threads` says for ``batch_size``. All but the buffer is undone on exit,
+    so outside these calls every method is the textbook one."""
     if train:
         per_parameter = model.optimizer.clipnorm is not None
         if model.flat_parameters is None or not model.flat_parameters.still_fits(model, per_parameter):
             model.flat_parameters = FlatParameters(model, per_parameter)
         model.optimizer.arrange_state(model.flat_parameters.for_optimizer)
-    with keras_compat.loss_for(model) as loss_fn:
+    with threads.limited(model, batch_size), keras_compat.loss_for(model) as loss_fn:
         model.loss_fn = loss_fn
         if train:
             fast.install(model)
