@@ -1,21 +1,41 @@
-"""Shared fixtures: every device-aware test runs once per backend that is present.
+"""Shared fixtures: every device-aware test runs on both backends.
 
-NumPy ("cpu") always; CuPy ("gpu") when CuPy and a CUDA device are there, skipped
-otherwise with the reason. One test file per concern, never a copied GPU file.
+NumPy ("cpu") always. "gpu": real CuPy when CuPy and a CUDA device pass tinynet's
+probe; otherwise the strict CuPy stand-in of tests/cupy_standin.py, installed as
+``sys.modules["cupy"]`` for the length of the test, so the GPU code path (dispatch,
+data movement, the fused kernels' CUDA sources run on the CPU) is tested on every
+commit. TINYNET_TEST_STANDIN=0 skips the "gpu" tests instead; =1 uses the stand-in
+even where a GPU is present. One test file per concern, never a copied GPU file.
 """
 
+import os
+import sys
+
+import cupy_standin
 import numpy as np
 import pytest
 
-from tinynet import backend
+from tinynet import backend, kernels
+
+STANDIN = cupy_standin.make_module()
+
+
+def use_standin(monkeypatch):
+    """Install the CuPy stand-in for one test, its counts at zero."""
+    monkeypatch.setitem(sys.modules, "cupy", STANDIN)
+    monkeypatch.setattr(kernels, "_cache", {})  # kernels built for the stand-in stay with it
+    cupy_standin.reset_counts()
 
 
 @pytest.fixture(params=["cpu", "gpu"])
-def device(request):
+def device(request, monkeypatch):
     if request.param == "gpu":
-        ok, why = backend.gpu_status()
+        choice = os.environ.get("TINYNET_TEST_STANDIN")
+        ok, why = (False, "TINYNET_TEST_STANDIN=1") if choice == "1" else backend.gpu_status()
         if not ok:
-            pytest.skip(f"no GPU backend: {why}")
+            if choice == "0":
+                pytest.skip(f"no GPU backend: {why}")
+            use_standin(monkeypatch)
     return request.param
 
 

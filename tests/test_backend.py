@@ -2,12 +2,17 @@
 raw ImportError or a silent fall back to the CPU."""
 
 import builtins
+import importlib.util
+import subprocess
+import sys
+import types
 
 import numpy as np
 import pytest
+from conftest import STANDIN, use_standin
 
 import tinynet as tn
-from tinynet import backend
+from tinynet import backend, kernels
 
 
 @pytest.fixture
@@ -53,6 +58,7 @@ def test_driver_error_is_reported(monkeypatch):
         raise RuntimeError("cudaErrorInsufficientDriver")
 
     monkeypatch.setattr(backend, "_import_cupy", lambda: (fake_cupy(broken), None))
+    monkeypatch.setattr(backend, "_load_driver", lambda: None)  # a driver is there, but too old
     with pytest.raises(tn.DeviceUnavailableError, match="cannot reach a CUDA device.*InsufficientDriver"):
         backend.resolve_device("gpu")
 
@@ -94,3 +100,94 @@ def test_model_to_moves_parameters_and_optimizer_state(device):
     assert all(backend.device_of(p.value) == device for p in model.parameters())
     assert all(backend.device_of(s) == device for slot in model.optimizer.slots.values() for s in slot)
     model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+
+
+# ------------------------------------------------------------------ the probe, with fakes
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    monkeypatch.setattr(backend, "_probed", {})
+    monkeypatch.setattr(backend, "_told_auto", False)
+    monkeypatch.setattr(kernels, "_cache", {})
+
+
+def standin_with(**replaced):
+    """The CuPy stand-in with some of its names replaced (a partial install)."""
+    module = types.ModuleType("cupy")
+    module.__dict__.update({name: getattr(STANDIN, name) for name in dir(STANDIN) if not name.startswith("__")})
+    module.__dict__.update(__version__=STANDIN.__version__, **replaced)
+    return module
+
+
+def _fail(error):
+    def fail(*args, **kwargs):
+        raise error
+
+    return fail
+
+
+def test_no_nvidia_driver_is_said_as_such(monkeypatch, fresh_probe):
+    def broken():
+        raise RuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version")
+
+    monkeypatch.setattr(backend, "_import_cupy", lambda: (fake_cupy(broken), None))
+    monkeypatch.setattr(backend, "_load_driver", _fail(OSError("libcuda.so.1: cannot open shared object file")))
+    with pytest.raises(tn.DeviceUnavailableError, match="no NVIDIA driver found"):
+        backend.resolve_device("gpu")
+
+
+def test_a_partial_install_names_the_missing_library_and_the_command(monkeypatch, fresh_probe):
+    no_nvrtc = standin_with(RawKernel=_fail(RuntimeError("DynamicLibNotFoundError: Failure finding libnvrtc.so")))
+    no_cublas = standin_with(ones=_fail(ImportError("libcublasLt.so.13: cannot open shared object file")))
+    no_cublas.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(**vars(STANDIN.cuda.runtime)))
+    no_cublas.cuda.runtime.runtimeGetVersion = lambda: 13000
+    for module, library, command in (
+        (no_nvrtc, "NVRTC", 'pip install "cupy-cuda12x[ctk]>=14"'),
+        (no_cublas, "cuBLAS", 'pip install "cupy-cuda13x[ctk]>=14"'),
+    ):
+        monkeypatch.setattr(backend, "_import_cupy", lambda module=module: (module, None))
+        with pytest.raises(tn.DeviceUnavailableError) as info:
+            backend.resolve_device("gpu")
+        assert library in str(info.value) and command in str(info.value)
+
+
+def test_a_broken_cupy_import_of_any_kind_is_caught(monkeypatch, fresh_probe):
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "cupy":
+            raise OSError("libcudart.so.12: cannot open shared object file")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(tn.DeviceUnavailableError, match="CuPy is installed but cannot be imported .OSError"):
+        backend.resolve_device("gpu")
+
+
+def test_auto_says_once_why_it_chose_the_cpu(no_cupy, fresh_probe, capsys):
+    assert backend.resolve_device("auto") == "cpu"
+    assert backend.resolve_device("auto") == "cpu"
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [lines[0]] and lines[0].startswith('tinynet: device="auto" uses the CPU: CuPy is not installed')
+
+
+def test_the_probe_passes_on_the_standin_and_the_report_says_so(monkeypatch, fresh_probe):
+    use_standin(monkeypatch)
+    assert backend.gpu_status() == (True, "1 CUDA device(s), every probe passed")
+    lines = backend.report()
+    assert lines[0] == f"CuPy: {STANDIN.__version__}" and lines[1] == "CUDA: runtime 12.9, driver 12.9"
+    assert lines[2] == "device 0: CuPy stand-in (NumPy on the CPU) (sm_90)"
+    assert [line.rsplit(": ", 1)[1] for line in lines[3:6]] == ["passed"] * 3
+    assert lines[-1].startswith('device="gpu": works')
+
+
+def test_python_m_tinynet_says_what_is_missing():
+    if backend.gpu_status()[0] or importlib.util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed here")
+    done = subprocess.run([sys.executable, "-m", "tinynet"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[:2] == [
+        "CuPy is not installed.",
+        f"To use a GPU, {backend.INSTALL_HINT}.",
+    ]

@@ -235,3 +235,54 @@ def test_tiled_max_pooling_equals_max_pooling(device, rng, size):
     gx = tn.MaxPooling2D.backward(layer, gy)
     exact(device)(fast.maxpool_forward_tiled(layer, x), y)
     exact(device)(fast.maxpool_backward_tiled(layer, gy), gx)
+
+
+def test_fused_relu_propagates_nan_and_inf_as_the_textbook(device, rng):
+    """NaN in z + b passes through the forward (np.maximum keeps it); a NaN or infinite gy
+    gives NaN in the backward where y > 0 and, as 0 * NaN, where y <= 0 too."""
+    if device != "gpu":
+        pytest.skip("fused kernels run on CuPy arrays only")
+    layer, x, gy = _dense(device, "relu", rng)
+    x[0, 0], x[1, :] = np.nan, -np.inf  # a NaN row, and a row of -inf (ReLU: 0, or NaN where W mixes signs)
+    gy[2, 1], gy[3, 2], gy[4, 3] = np.nan, np.inf, -np.inf
+    y, gx = tn.Dense.forward(layer, x), None
+    gx = tn.ReLU.backward(layer.activation, gy)
+    fused_y = fast.dense_relu_forward_fused(layer, x)
+    fused_gx = fast.relu_backward_fused(layer.activation, gy)
+    for fused, plain in ((fused_y, y), (fused_gx, gx)):
+        fused, plain = backend.to_numpy(fused), backend.to_numpy(plain)
+        assert np.isnan(plain).any(), "the inputs must make NaN, or this test proves nothing"
+        np.testing.assert_array_equal(np.isnan(fused), np.isnan(plain))
+        np.testing.assert_array_equal(np.signbit(fused), np.signbit(plain))
+        exact(device)(fused, plain)
+
+
+def test_fused_sparse_crossentropy_keeps_its_precision_at_large_logits(device, rng):
+    """loss = log s - (z[t] - m): at logits near 1e4, log s + m - z[t] is off by about 1e-3."""
+    if device != "gpu":
+        pytest.skip("fused kernels run on CuPy arrays only")
+    z = (1e4 + rng.standard_normal((64, 10)) * 3).astype(np.float32)
+    t = rng.integers(0, 10, 64)
+    z64 = z.astype(np.float64)
+    shifted = z64 - z64.max(axis=1, keepdims=True)
+    exact_loss = np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(64), t])
+    xp = backend.xp_for(device)
+    loss = tn.losses.SparseCategoricalCrossentropy(from_logits=True)
+    fused = float(fast.sparse_crossentropy_forward_fused(loss, xp.asarray(z), xp.asarray(t)))
+    plain = float(tn.losses.SparseCategoricalCrossentropy.forward(loss, xp.asarray(z), xp.asarray(t)))
+    assert abs(plain - exact_loss) < 1e-5
+    assert abs(fused - exact_loss) < 1e-5
+
+
+def test_fused_sparse_crossentropy_with_a_nan_logit_is_nan_in_that_row(device, rng):
+    if device != "gpu":
+        pytest.skip("fused kernels run on CuPy arrays only")
+    xp = backend.xp_for(device)
+    z = rng.standard_normal((4, 5)).astype(np.float32)
+    z[1, 3] = np.nan
+    loss = tn.losses.SparseCategoricalCrossentropy(from_logits=True)
+    args = (xp.asarray(z), xp.asarray(np.array([0, 1, 2, 3])))
+    plain = (tn.losses.SparseCategoricalCrossentropy.forward(loss, *args), loss.backward())
+    fused = (fast.sparse_crossentropy_forward_fused(loss, *args), fast.sparse_crossentropy_backward_fused(loss))
+    assert np.isnan(float(fused[0])) and np.isnan(float(plain[0]))
+    np.testing.assert_array_equal(np.isnan(backend.to_numpy(fused[1])), np.isnan(backend.to_numpy(plain[1])))

@@ -15,14 +15,29 @@ one to use:
 
 from __future__ import annotations
 
+import ctypes
+import sys
+
 import numpy as np
+
+from . import kernels
 
 DEVICES = ("cpu", "gpu", "auto")
 
 INSTALL_HINT = (
-    'install CuPy for your CUDA version: pip install "tinynet[cuda12]" '
-    '(CUDA 12) or pip install "tinynet[cuda13]" (CUDA 13)'
+    'install CuPy with the CUDA libraries it needs: pip install "tinynet[cuda12]" (CUDA 12) or '
+    'pip install "tinynet[cuda13]" (CUDA 13), which give cupy-cuda12x[ctk] or cupy-cuda13x[ctk]'
 )
+# what a message names when a probe's error mentions it: (text in the error, the library)
+LIBRARIES = (
+    ("nvrtc", "NVRTC, the CUDA runtime compiler"),
+    ("cublas", "cuBLAS"),
+    ("curand", "cuRAND"),
+    ("cudart", "the CUDA runtime (cudart)"),
+    ("include", "the CUDA headers"),
+)
+_probed: dict = {}  # the cupy module -> (usable, why): the probe runs once per process
+_told_auto = False
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -33,42 +48,129 @@ def _import_cupy():
     """Return the cupy module, or None with the reason it cannot be imported."""
     try:
         import cupy
-    except ImportError as e:  # not installed, or a broken install
-        return None, f"CuPy is not installed ({e})"
+    except Exception as e:  # not installed; or installed and broken (a missing library, a bad wheel)
+        if isinstance(e, ImportError) and "No module named 'cupy'" in str(e):
+            return None, "CuPy is not installed"
+        return None, f"CuPy is installed but cannot be imported ({type(e).__name__}: {e})"
     return cupy, None
 
 
+def _load_driver():
+    """Load the NVIDIA driver's library (libcuda), which only the driver installs."""
+    ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+
+
+def driver_problem() -> str | None:
+    """None when the NVIDIA driver's library loads, else a sentence saying it does not."""
+    try:
+        _load_driver()
+    except OSError as e:
+        return f"no NVIDIA driver found (its library libcuda could not be loaded: {e})"
+    return None
+
+
+def _cuda_major(cupy):
+    try:
+        return cupy.cuda.runtime.runtimeGetVersion() // 1000
+    except Exception:
+        return None
+
+
+def _probe_elementwise(cupy):
+    got = (cupy.arange(4, dtype=cupy.float32) * 2 + 1).get()
+    assert got.tolist() == [1, 3, 5, 7], got
+
+
+def _probe_matmul(cupy):
+    a = cupy.ones((2, 3), dtype=cupy.float32)
+    assert (a @ a.T).get().tolist() == [[3, 3], [3, 3]]
+
+
+def _probe_tinynet_kernel(cupy):
+    y = cupy.asarray(np.array([1, -1, 2, 0], dtype=np.float32))
+    got = kernels.relu_backward(y, y * 3).get()
+    assert got.tolist() == [3, 0, 6, 0], got
+
+
+PROBES = (
+    ("an element-wise kernel", _probe_elementwise),
+    ("a matrix product (cuBLAS)", _probe_matmul),
+    ("tinynet's own kernel relu_backward (NVRTC)", _probe_tinynet_kernel),
+)
+
+
+def run_probes(cupy) -> list[tuple[str, Exception | None]]:
+    """Each probe's name and its error (None when it passed), all run on device 0."""
+    results = []
+    for name, probe in PROBES:
+        try:
+            probe(cupy)
+            results.append((name, None))
+        except Exception as e:  # a missing library shows up as any kind of error
+            results.append((name, e))
+    return results
+
+
+def explain(cupy, probe, error) -> str:
+    """A sentence for a failed probe: which library is missing and the pip command that installs it."""
+    text = f"{type(error).__name__}: {error}".strip()
+    missing = next((lib for key, lib in LIBRARIES if key in text.lower()), None)
+    major = _cuda_major(cupy)
+    install = (
+        f'pip install "cupy-cuda{major}x[ctk]>=14" (or pip install "tinynet[cuda{major}]")' if major else INSTALL_HINT
+    )
+    what = f"{missing} is missing or broken" if missing else "the CUDA installation is incomplete"
+    return f"CuPy {getattr(cupy, '__version__', '?')} is installed but {probe} failed: {what} ({text}); {install}"
+
+
+def _probe(cupy) -> tuple[bool, str]:
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # no driver, a driver too old for this CUDA, ...
+        return False, driver_problem() or f"CuPy is installed but cannot reach a CUDA device ({e})"
+    if count == 0:
+        return False, "CuPy is installed but this machine has no CUDA device"
+    for name, error in run_probes(cupy):
+        if error is not None:
+            return False, explain(cupy, name, error)
+    return True, f"{count} CUDA device(s), every probe passed"
+
+
 def gpu_status() -> tuple[bool, str]:
-    """Whether a CUDA GPU is usable, and if not, why (a sentence for a user)."""
+    """Whether a CUDA GPU is usable, and if not, why (a sentence for a user).
+
+    Usable means proven: CuPy imports, sees a device, and runs an element-wise kernel,
+    a matrix product and one of tinynet's kernels with the right results (once per
+    process). A partial install (no NVRTC, no cuBLAS) is found here, not in ``fit``."""
     cupy, why = _import_cupy()
     if cupy is None:
         return False, f"{why}; {INSTALL_HINT}"
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:  # driver missing, CUDA runtime mismatch, ...
-        return False, f"CuPy is installed but cannot reach a CUDA device ({e})"
-    if count == 0:
-        return False, "CuPy is installed but this machine has no CUDA device"
-    return True, f"{count} CUDA device(s)"
+    if cupy not in _probed:
+        _probed[cupy] = _probe(cupy)
+    return _probed[cupy]
 
 
 def gpu_available() -> bool:
-    """True when CuPy is installed and sees at least one CUDA device."""
+    """True when CuPy is installed and a CUDA device passed every probe."""
     return gpu_status()[0]
 
 
 def resolve_device(device: str) -> str:
     """Turn ``"cpu"``, ``"gpu"`` or ``"auto"`` into ``"cpu"`` or ``"gpu"``.
 
-    ``"auto"`` picks the GPU when one is usable, else the CPU. ``"gpu"`` raises
-    :class:`DeviceUnavailableError` when CuPy or a CUDA device is missing.
+    ``"auto"`` picks the GPU when one is usable, else the CPU (and says why, once).
+    ``"gpu"`` raises :class:`DeviceUnavailableError` when the GPU is not usable.
     """
+    global _told_auto
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if device == "cpu":
         return "cpu"
     ok, why = gpu_status()
     if device == "auto":
+        if not ok and not _told_auto:
+            print(f'tinynet: device="auto" uses the CPU: {why}', file=sys.stderr, flush=True)
+            _told_auto = True
         return "gpu" if ok else "cpu"
     if not ok:
         raise DeviceUnavailableError(f'device="gpu" is not available: {why}.')
@@ -89,9 +191,8 @@ def xp_for(device: str):
 
 def get_array_module(x):
     """numpy for NumPy arrays (and Python scalars), cupy for CuPy arrays."""
-    if type(x).__module__.startswith("cupy"):
-        import cupy
-
+    cupy = sys.modules.get("cupy")  # an array of CuPy's exists only once CuPy is imported
+    if cupy is not None and isinstance(x, cupy.ndarray):
         return cupy
     return np
 
@@ -138,3 +239,36 @@ def set_generator_state(rng, state):
     bit_generator = getattr(rng, "bit_generator", None)
     if bit_generator is not None and isinstance(getattr(bit_generator, "state", None), dict):
         bit_generator.state = state
+
+
+def report() -> list[str]:
+    """What tinynet sees of the GPU, line by line (``python -m tinynet``)."""
+    cupy, why = _import_cupy()
+    if cupy is None:
+        return [f"{why}.", f"To use a GPU, {INSTALL_HINT}.", 'device="gpu": not available; "auto" uses the CPU']
+    lines = [f"CuPy: {cupy.__version__}"]
+    runtime = cupy.cuda.runtime
+    try:
+        count = runtime.getDeviceCount()
+        versions = [runtime.runtimeGetVersion(), runtime.driverGetVersion()]
+        lines.append("CUDA: runtime {}.{}, driver {}.{}".format(*(p for v in versions for p in divmod(v // 10, 100))))
+        for i in range(count):
+            props = runtime.getDeviceProperties(i)
+            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+            lines.append(f"device {i}: {name} (sm_{props['major']}{props['minor']})")
+    except Exception as e:
+        lines.append(f"CUDA: {driver_problem() or f'no CUDA device can be reached ({e})'}")
+        return lines + ['device="gpu": not available; "auto" uses the CPU']
+    for name, error in run_probes(cupy):
+        lines.append(f"probe, {name}: {'passed' if error is None else explain(cupy, name, error)}")
+    ok, why = gpu_status()
+    return lines + [f'device="gpu": {"works" if ok else "not available"} ({why})']
+
+
+def main() -> int:
+    print("\n".join(report()))
+    return 0 if gpu_available() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -166,15 +166,20 @@ def rmsprop_update_inplace(self, i, w, g, lr, scratch):
 
 
 def dense_relu_forward_fused(self, x, training=False):
-    """Dense.forward with a ReLU: y = max(x W + b, 0), the bias and ReLU in one kernel."""
+    """Dense.forward with a ReLU: y = max(x W + b, 0), the bias and ReLU in one kernel
+    (the textbook method where the kernel does not apply: not float32)."""
+    y = kernels.bias_relu(x @ self.kernel.value, self.bias.value)
+    if y is None:
+        return Dense.forward(self, x, training)
     self._x = x
-    self.activation._y = y = kernels.bias_relu(x @ self.kernel.value, self.bias.value)
+    self.activation._y = y
     return y
 
 
 def relu_backward_fused(self, gy):
-    """ReLU.backward, gx = gy * [y > 0], in one kernel."""
-    return kernels.relu_backward(self._y, gy)
+    """ReLU.backward, gx = gy * [y > 0], in one kernel (the textbook method where it does not apply)."""
+    gx = kernels.relu_backward(self._y, gy)
+    return ReLU.backward(self, gy) if gx is None else gx
 
 
 def sparse_crossentropy_forward_fused(self, y_pred, y_true, sample_weight=None):
@@ -195,19 +200,23 @@ def sparse_crossentropy_backward_fused(self):
 
 
 def adam_fused(self, i, w, g, lr):
-    """Adam.update in one kernel."""
+    """Adam.update in one kernel (the textbook update where it does not apply: not float32)."""
     alpha = adam_step_size(lr, self.beta_1, self.beta_2, self.iterations + 1, w.dtype)
-    kernels.adam(w, g, self.slots["m"][i], self.slots["v"][i], alpha, self.beta_1, self.beta_2, self.epsilon)
+    m, v = self.slots["m"][i], self.slots["v"][i]
+    if not kernels.adam(w, g, m, v, alpha, self.beta_1, self.beta_2, self.epsilon):
+        Adam.update(self, i, w, g, lr)
 
 
 def rmsprop_fused(self, i, w, g, lr):
     """RMSprop.update (not centred, no momentum) in one kernel."""
-    kernels.rmsprop(w, g, self.slots["velocity"][i], lr, self.rho, self.epsilon)
+    if not kernels.rmsprop(w, g, self.slots["velocity"][i], lr, self.rho, self.epsilon):
+        RMSprop.update(self, i, w, g, lr)
 
 
 def sgd_momentum_fused(self, i, w, g, lr):
     """SGD.update with (Nesterov) momentum in one kernel."""
-    kernels.sgd_momentum(w, g, self.slots["momentum"][i], lr, self.momentum, self.nesterov)
+    if not kernels.sgd_momentum(w, g, self.slots["momentum"][i], lr, self.momentum, self.nesterov):
+        SGD.update(self, i, w, g, lr)
 
 
 # ------------------------------------------------------------------ choosing, once

@@ -148,7 +148,12 @@ class FlatParameters:
     def _check_every_gradient_was_set(self):
         """At the first step: a gradient still all NaN (the buffer's start) was not set by its
         layer. When every gradient is NaN the loss itself was (the NaN watch reports that)."""
-        unset = [(layer, p) for layer, p in self.entries if bool(backend.get_array_module(p.grad).isnan(p.grad).all())]
+        if not self.entries:
+            self.first_step = False
+            return
+        xp = backend.get_array_module(self.entries[0][1].grad)
+        all_nan = backend.to_numpy(xp.stack([xp.isnan(p.grad).all() for _, p in self.entries]))  # one read
+        unset = [(layer, p) for (layer, p), nan in zip(self.entries, all_nan) if nan]
         if unset and len(unset) < len(self.entries):
             layer, p = unset[0]
             raise GradientContractError(
