@@ -3,7 +3,7 @@
 ``Sequential.fit`` reads as the textbook loop (epochs, batches, ``train_step``); what
 a serious library needs around it lives here, so the step itself stays five lines:
 
-- :class:`Loop`: epochs and batches (shuffled on the device), callbacks, the
+- :class:`Loop`: epochs and batches (sliced on the device in a fresh order), callbacks, the
   progress bar, the running loss and accuracy (summed on the device, read once per
   epoch), the NaN watch, Ctrl-C;
 - :class:`FlatParameters`: every parameter's value and gradient as views into one
@@ -351,7 +351,7 @@ class Loop:
 
     def batches(self, x, y, sample_weight=None):
         """(x, y, sample weights or None) batch by batch, in a fresh random order each epoch
-        (drawn on the model's device)."""
+        (the order drawn on the host like on the CPU, so both train alike; uploaded once per epoch)."""
         model = self.model
         order = backend.to_device(model.shuffle_rng.permutation(self.n), model.device) if self.shuffle else None
         for step in range(self.steps):
