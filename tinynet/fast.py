@@ -82,7 +82,10 @@ def maxpool_forward_tiled(self, x, training=False):
     n, h, w, c = x.shape
     (ph, pw), (oh, ow) = self.window.size, (h // self.window.size[0], w // self.window.size[1])
     tiles = xp.ascontiguousarray(x[:, : oh * ph, : ow * pw, :]).reshape(n, oh, ph, ow, pw, c)
-    y = tiles.max(axis=(2, 4))
+    y = tiles[:, :, 0, :, 0, :].copy()
+    for i in range(ph):
+        for j in range(pw):
+            xp.maximum(y, tiles[:, :, i, :, j, :], out=y)  # faster than a reduction over two strided axes
     taken, self._tile_hits = xp.zeros(y.shape, dtype=bool), []
     for i in range(ph):
         for j in range(pw):
