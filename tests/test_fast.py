@@ -73,6 +73,23 @@ def test_conv2d_backward_into_without_gx_equals_conv2d_backward(device, rng):
     exact(device)(layer.bias.grad, gb)
 
 
+@pytest.mark.parametrize("channels", [1, 3, 5])
+@pytest.mark.parametrize("activation", ["relu", "tanh", None])
+@pytest.mark.parametrize("strides, padding", [(1, "valid"), (2, "same"), ((1, 2), "valid")])
+def test_conv2d_forward_inplace_equals_conv2d_forward(rng, channels, activation, strides, padding):
+    layer = tn.Conv2D(4, 3, strides=strides, padding=padding, activation=activation)
+    layer.build((7, 8, channels), np.random.default_rng(0))
+    layer.bias.value += 0.1
+    x = rng.standard_normal((3, 7, 8, channels)).astype(np.float32)
+    y = tn.Conv2D.forward(layer, x, training=True)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    gx = layer.backward(gy)
+    gW = layer.kernel.grad.copy()
+    exact("cpu")(fast.conv2d_forward_inplace(layer, x, training=True), y)
+    exact("cpu")(layer.backward(gy), gx)  # what forward kept for backward is the same too
+    exact("cpu")(layer.kernel.grad, gW)
+
+
 def test_fused_dense_relu_forward_and_relu_backward_on_the_gpu(device, rng):
     if device != "gpu":
         pytest.skip("fused kernels run on CuPy arrays only")

@@ -9,6 +9,7 @@ of them computes, faster, and is named after it:
 | dense_backward_into                | Dense.backward               | writes gW, gb into the flat gradient buffer |
 | dense_backward_into_without_gx     | Dense.backward, no gx        | first layer: its input is data, skip gx   |
 | conv2d_backward_into_without_gx    | Conv2D.backward, no gx       | the same for a first Conv2D               |
+| conv2d_forward_inplace             | Conv2D.forward (CPU)         | patches per offset; bias, ReLU in place   |
 | maxpool_forward/backward_tiled     | MaxPooling2D, windows tiling | windows by reshape, no copy per window    |
 | adam_update_inplace                | Adam.update                  | no temporaries: two scratch arrays reused |
 | rmsprop_update_inplace             | RMSprop.update (plain)       | the same                                  |
@@ -32,9 +33,12 @@ import functools
 import types
 import weakref
 
+import numpy as np
+
 from . import backend, kernels
 from .keras_compat import adam_step_size
 from .layers import Conv2D, Dense, MaxPooling2D, ReLU
+from .layers.conv import im2col
 from .losses import SparseCategoricalCrossentropy
 from .optimizers import SGD, Adam, RMSprop
 
@@ -97,16 +101,46 @@ def maxpool_forward_tiled(self, x, training=False):
 
 
 def maxpool_backward_tiled(self, gy):
-    """MaxPooling2D.backward for :func:`maxpool_forward_tiled`: gy to each window's max."""
+    """MaxPooling2D.backward for :func:`maxpool_forward_tiled`: gy to each window's max,
+    written straight into the tiles of gx (each pixel once, so no zeroing where they tile it)."""
     xp = backend.get_array_module(gy)
     n, oh, ow, c = gy.shape
     ph, pw = self.window.size
-    tiles = xp.zeros((n, oh, ph, ow, pw, c), dtype=gy.dtype)
+    exact = self._x_shape[1] == oh * ph and self._x_shape[2] == ow * pw
+    gx = (xp.empty if exact else xp.zeros)(self._x_shape, dtype=gy.dtype)
+    tiles = gx[:, : oh * ph, : ow * pw, :].reshape(n, oh, ph, ow, pw, c)  # a view when exact
     for k, hit in enumerate(self._tile_hits):
-        tiles[:, :, k // pw, :, k % pw, :] = gy * hit
-    gx = xp.zeros(self._x_shape, dtype=gy.dtype)
-    gx[:, : oh * ph, : ow * pw, :] = tiles.reshape(n, oh * ph, ow * pw, c)
+        xp.multiply(gy, hit, out=tiles[:, :, k // pw, :, k % pw, :])
+    if not exact:
+        gx[:, : oh * ph, : ow * pw, :] = tiles.reshape(n, oh * ph, ow * pw, c)
     return gx
+
+
+def conv2d_forward_inplace(self, x, training=False):
+    """Conv2D.forward on the CPU: the same patches and product, with the patches of a
+    few-channel input copied one kernel offset at a time (one long copy each instead of
+    one tiny copy per patch), and the bias and a ReLU applied in place."""
+    kh, kw, c, f = self.kernel.value.shape
+    xpad, oh, ow = self.window.pad(x, owner=self.name or "Conv2D")
+    n, (sh, sw) = x.shape[0], self.window.strides
+    if c < 4:
+        cols = np.empty((n, oh, ow, kh, kw, c), dtype=xpad.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                cols[:, :, :, i, j, :] = xpad[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+        self._cols = cols.reshape(n * oh * ow, kh * kw * c)
+    else:
+        self._cols = im2col(xpad, kh, kw, self.window.strides, oh, ow).reshape(n * oh * ow, kh * kw * c)
+    self._x_shape, self._pad_shape = x.shape, xpad.shape
+    z = self._cols @ self.kernel.value.reshape(kh * kw * c, f)
+    if self.use_bias:
+        z += self.bias.value
+    z = z.reshape(n, oh, ow, f)
+    if type(self.activation) is not ReLU:
+        return self.activation.forward(z, training)
+    np.maximum(z, 0, out=z)
+    self.activation._y = z
+    return z
 
 
 class Scratch:
@@ -261,6 +295,8 @@ def install(model):
             _bind(layer, "backward", dense_backward_into_without_gx if k == 0 else dense_backward_into)
         if k == 0 and _textbook(layer, Conv2D, "backward"):
             _bind(layer, "backward", conv2d_backward_into_without_gx)
+        if model.device == "cpu" and _textbook(layer, Conv2D, "forward"):
+            _bind(layer, "forward", conv2d_forward_inplace)
         if (
             _textbook(layer, MaxPooling2D, "forward")
             and _textbook(layer, MaxPooling2D, "backward")
