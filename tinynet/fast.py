@@ -90,11 +90,12 @@ def maxpool_forward_tiled(self, x, training=False):
     for i in range(ph):
         for j in range(pw):
             xp.maximum(y, tiles[:, :, i, :, j, :], out=y)  # faster than a reduction over two strided axes
-    taken, self._tile_hits = xp.zeros(y.shape, dtype=bool), []
+    free, self._tile_hits = xp.ones(y.shape, dtype=bool), []  # free: no earlier place held the max
     for i in range(ph):
         for j in range(pw):
-            hit = (tiles[:, :, i, :, j, :] == y) & ~taken  # the first (row-major) place of the max
-            taken |= hit
+            hit = tiles[:, :, i, :, j, :] == y
+            hit &= free  # the first (row-major) place of the max
+            free ^= hit
             self._tile_hits.append(hit)
     self._x_shape = x.shape
     return y
