@@ -38,6 +38,11 @@ import subprocess
 import sys
 import time
 
+try:
+    import resource  # Unix only: the other-load column reads '–' elsewhere
+except ImportError:
+    resource = None
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
@@ -267,6 +272,10 @@ def machine(args):
     return f"{cpu_name()}, {os.cpu_count()} cores, CPU only"
 
 
+def _load(cores):
+    return "–" if cores is None else f"{cores:.2f}"
+
+
 def write_report(results, args, versions):
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"bench_mnist_{args.model}_{args.device}" + ("_busy" if args.busy else ""))
@@ -304,16 +313,24 @@ def write_report(results, args, versions):
         + (" --no-compile" if args.no_compile else "")
         + f" --epochs {args.epochs}`",
         "",
-        "| model | batch | framework | epoch (s) | × tinynet | test acc | peak mem (MB) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | batch | framework | epoch (s) | × tinynet | test acc | peak mem (MB) | other load (cores) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         mem = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "–"
         lines.append(
             f"| {r['model']} | {r['batch']} | {r['framework']} | {r['epoch_s']:.3f} | "
-            f"{r['ratio']:.2f} | {r['test_accuracy']:.4f} | {mem} |"
+            f"{r['ratio']:.2f} | {r['test_accuracy']:.4f} | {mem} | {_load(r.get('other_cores'))} |"
         )
-    lines += ["", "× tinynet = the framework's epoch time / tinynet's: above 1 means tinynet is faster."]
+    lines += [
+        "",
+        "× tinynet = the framework's epoch time / tinynet's: above 1 means tinynet is faster. "
+        "Other load: how many cores other processes kept busy during that run (about 0 on a quiet "
+        "machine; the busy mode's loops count).",
+    ]
+    noisy = [r for r in results if not args.busy and (r.get("other_cores") or 0) > 0.25]
+    if noisy:
+        lines += ["", f"Not quiet: other processes held more than a quarter of a core during {len(noisy)} run(s)."]
     with open(stem + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -404,6 +421,39 @@ def busy_cores(n: int, seconds: float = 3600.0):
             proc.wait(timeout=30)
 
 
+class OtherLoad:
+    """How many cores *other* processes kept busy while a worker ran: the machine's busy CPU
+    time (/proc/stat) less the worker's own (it has ended: RUSAGE_CHILDREN), over the wall
+    time. A quiet run should read about 0; the busy mode about the number of cores. None
+    where /proc/stat does not exist (not Linux)."""
+
+    def __init__(self):
+        self.start = (self._busy_seconds(), self._children_seconds(), time.perf_counter())
+
+    @staticmethod
+    def _busy_seconds():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except OSError:
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _children_seconds():
+        if resource is None:
+            return None
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def cores(self):
+        busy, children, wall = self._busy_seconds(), self._children_seconds(), time.perf_counter()
+        if busy is None or self.start[0] is None or children is None:
+            return None
+        return max(0.0, ((busy - self.start[0]) - (children - self.start[1])) / (wall - self.start[2]))
+
+
 def run_all(args, configs, frameworks):
     """Each framework on each configuration, one worker process each; (results, versions)."""
     results, versions = [], {}
@@ -426,7 +476,9 @@ def run_all(args, configs, frameworks):
                 args.model,
             ] + (["--subset", str(args.subset)] if args.subset else [])
             command += (["--data-dir", args.data_dir] if args.data_dir else []) + (["--tf32"] if args.tf32 else [])
+            load = OtherLoad()
             done = subprocess.run(command, capture_output=True, text=True)
+            others = load.cores()
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             if done.returncode or not lines:
                 print(f"{model} batch {batch} {name}: failed\n{done.stderr[-2000:]}")
@@ -435,6 +487,7 @@ def run_all(args, configs, frameworks):
             versions[name] = r.pop("version")
             base = r["epoch_s"] if name == "tinynet" else base
             r.update(model=model, batch=batch, framework=name, ratio=r["epoch_s"] / base if base else float("nan"))
+            r["other_cores"] = others
             results.append(r)
             print(
                 f"{model} batch {batch} {name}: {r['epoch_s']:.3f} s/epoch, test accuracy {r['test_accuracy']:.4f}",
