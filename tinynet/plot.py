@@ -207,3 +207,41 @@ def plot_trace(trace, path=None):
     if path is not None:
         _save(fig, path)
     return fig
+
+
+def plot_gradient_monitor(history, path=None, title: str = "Gradients during training"):
+    """Three panels over the training steps, from a GradientMonitor's ``history``: each
+    parameter's gradient norm and update ratio ||dw||/||w|| (log axes; the dotted line
+    marks 1e-3, the usual healthy ratio), and each ReLU layer's dead fraction.
+    Returns the Figure, saved as PNG to ``path`` if given."""
+    steps = history.get("step", [])
+    if not steps:
+        raise ValueError("nothing recorded yet: pass the GradientMonitor to fit(callbacks=[...]) first")
+    panels = [
+        ("grad_norm", "gradient norm ||g||", True),
+        ("update_ratio", "update ratio ||dw|| / ||w||", True),
+        ("dead_fraction", "dead ReLU units (fraction)", False),
+    ]
+    panels = [p for p in panels if history.get(p[0])]
+    fig = _figure(5 * len(panels), 4)
+    for k, (kind, label, log) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        for key, values in history[kind].items():
+            values = np.asarray(values, dtype=np.float64)
+            shown = np.where(np.isfinite(values) & ((values > 0) | (not log)), values, np.nan)
+            ax.plot(steps, shown, marker="." if len(steps) < 60 else None, label=key)
+        if log:
+            ax.set_yscale("log")
+        if kind == "update_ratio":
+            ax.axhline(1e-3, color="gray", linestyle=":", linewidth=1)
+        if kind == "dead_fraction":
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("training step")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path)
+    return fig
