@@ -194,7 +194,8 @@ def plot_trace(trace, path=None):
         left = fig.add_subplot(rows, 2, 2 * k + 1)
         _histogram(left, r.output, "tab:blue", f"{r.index} {r.name} ({r.class_name}): output y{zeros}")
         right = fig.add_subplot(rows, 2, 2 * k + 2)
-        _histogram(right, r.gy, "tab:red", f"{r.index} {r.name}: gradient dL/dy, |dL/dy| = {r.gy_norm:.3g}")
+        wrt = "z (its activation's input)" if k == rows - 1 and trace.loss_note.startswith("from the") else "y"
+        _histogram(right, r.gy, "tab:red", f"{r.index} {r.name}: gradient dL/d{wrt}, norm {r.gy_norm:.3g}")
         if k == rows - 1:
             left.set_xlabel("value")
             right.set_xlabel("value")
