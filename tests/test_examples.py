@@ -224,3 +224,33 @@ def test_predict_digits_warns_on_two_digits_and_keeps_same_named_inputs_apart(tr
     assert "fortytwo.png seems to hold 2 digits side by side" in result.stderr
     assert "seven.png seems" not in result.stderr
     assert sorted(os.listdir(tmp_path / "seen")) == ["fortytwo_28x28.png", "seven_jpg_28x28.png", "seven_png_28x28.png"]
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_trace_step_prints_the_trace_and_writes_both_figures(trained, model):
+    work, _, _ = trained
+    plots = work / f"trace_{model}"
+    out = run(
+        "trace_step.py",
+        "--data-dir",
+        work / "data",
+        "--no-verify",
+        "--model",
+        model,
+        "--subset",
+        "96" if model == "cnn" else "300",
+        "--batch-size",
+        "8",
+        "--plots",
+        plots,
+        "--verbose",
+        "0",
+        cwd=work,
+    )
+    assert "Tracing test images 0-7 after 1 epoch of training" in out
+    assert "y = act(x W + b)  |  gW = x^T gz" in out and "gradient check" in out
+    assert "every check passed" in out and "WRONG?" not in out
+    if model == "cnn":
+        assert "max_pooling2d (MaxPooling2D)" in out and "dead ReLU units" in out
+    for name in ("trace.png", "gradients.png"):
+        assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

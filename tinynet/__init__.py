@@ -48,6 +48,7 @@ from .layers import (
 from .model import Sequential
 from .models import load_model
 from .saving import ModelFileError
+from .trace import Trace, trace
 from .training import GradientContractError, TrainingDiverged
 
 __version__ = "0.1.0"
@@ -71,6 +72,7 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "Trace",
     "TrainingDiverged",
     "backend",
     "callbacks",
@@ -89,5 +91,6 @@ __all__ = [
     "preprocessing",
     "regularizers",
     "schedules",
+    "trace",
     "utils",
 ]

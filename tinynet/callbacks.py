@@ -5,6 +5,7 @@ gives each callback the model (``self.model``) and calls, in order::
 
     on_train_begin(logs)
       on_epoch_begin(epoch, logs)
+        on_train_batch_begin(step, logs)   # before the step (logs=None)
         on_train_batch_end(step, logs)     # logs=None: reading the loss every step
                                            # would stall a GPU
       on_epoch_end(epoch, logs)            # logs: {"loss": ..., "accuracy": ...,
@@ -17,7 +18,10 @@ current epoch.
 
 from __future__ import annotations
 
-from . import validation
+import numpy as np
+
+from . import backend, validation
+from .trace import dead_units, relu_of
 
 
 class Callback:
@@ -40,6 +44,9 @@ class Callback:
         pass
 
     def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_batch_begin(self, step, logs=None):
         pass
 
     def on_train_batch_end(self, step, logs=None):
@@ -73,12 +80,12 @@ class CallbackList:
             if not isinstance(c, Callback):
                 raise TypeError(f"callbacks must be tinynet Callback instances, got {c!r}")
             c.set_model(model)
-        overridden = [
-            c
-            for c in self.callbacks
-            if "on_train_batch_end" in vars(c) or type(c).on_train_batch_end is not Callback.on_train_batch_end
-        ]
-        self._batch_callbacks = overridden
+        self._batch_callbacks = self._overriding("on_train_batch_end")
+        self._batch_begin_callbacks = self._overriding("on_train_batch_begin")
+
+    def _overriding(self, hook):
+        """The callbacks whose ``hook`` does something (the others are not called per batch)."""
+        return [c for c in self.callbacks if hook in vars(c) or getattr(type(c), hook) is not getattr(Callback, hook)]
 
     def _call(self, hook, *args):
         for c in self.callbacks:
@@ -95,6 +102,10 @@ class CallbackList:
 
     def on_epoch_end(self, epoch, logs=None):
         self._call("on_epoch_end", epoch, logs)
+
+    def on_train_batch_begin(self, step, logs=None):
+        for c in self._batch_begin_callbacks:
+            c.on_train_batch_begin(step, logs)
 
     def on_train_batch_end(self, step, logs=None):
         for c in self._batch_callbacks:
@@ -359,3 +370,97 @@ class LambdaCallback(Callback):
         ):
             if fn is not None:
                 setattr(self, name, fn)
+
+
+class GradientMonitor(Callback):
+    """Watch backprop during ``fit``: per layer, every ``every`` steps, the gradient norms,
+    the update ratios and the dead ReLU units. Draw them with :meth:`plot`.
+
+    At a recorded step it measures, for each parameter (key ``"layer/parameter"``, e.g.
+    ``"dense/kernel"``): ``grad_norm`` ||g||, the gradient the optimizer got (a weight
+    penalty included); ``update_ratio`` ||dw|| / ||w||, the step the optimizer actually
+    took relative to the weights before it (about 1e-3 is healthy; 1e-1 and the run is
+    jumping around, 1e-6 and it barely moves; inf for weights that were all 0); and for
+    each layer whose output is a ReLU's, ``dead_fraction``, the fraction of its units
+    that were 0 for every sample of that batch (see :func:`tinynet.trace.dead_units`).
+
+    Cost: at a recorded step, one copy of the parameters (to measure the update) and a
+    few reductions, on the model's device; the values stay there and are read back once
+    per epoch (on the GPU, one transfer). Reading changes nothing: training with or
+    without the monitor gives the same weights, bit for bit.
+
+    Args:
+        every: record one step in this many, the first step of training included.
+            Defaults to 10.
+
+    Attributes:
+        history: plain floats, one per recorded step: ``history["step"]`` (the optimizer's
+            step count after that step, 1 for the first), ``history["grad_norm"][key]``,
+            ``history["update_ratio"][key]``, ``history["dead_fraction"][layer name]``.
+    """
+
+    def __init__(self, every: int = 10):
+        super().__init__()
+        self.every = validation.positive_int("every", every)
+        self.history = {"step": [], "grad_norm": {}, "update_ratio": {}, "dead_fraction": {}}
+        self._pending, self._before = [], None
+
+    def on_train_begin(self, logs=None):
+        layers = self.model.layers
+        self._params = [(f"{layer.name}/{p.name}", p) for layer in layers for p in layer.parameters()]
+        self._relus = [(layer.name, relu_of(layer)) for layer in layers if relu_of(layer) is not None]
+        for key, _ in self._params:
+            self.history["grad_norm"].setdefault(key, [])
+            self.history["update_ratio"].setdefault(key, [])
+        for name, _ in self._relus:
+            self.history["dead_fraction"].setdefault(name, [])
+
+    def on_train_batch_begin(self, step, logs=None):
+        if self.model.optimizer.iterations % self.every == 0:
+            self._before = [p.value.copy() for _, p in self._params]  # the weights before this step
+
+    def on_train_batch_end(self, step, logs=None):
+        """Measure the step just taken; every value stays a device scalar until the epoch ends."""
+        if self._before is None:
+            return
+        xp = backend.get_array_module(self._before[0]) if self._before else backend.xp_for(self.model.device)
+        grads, ratios = [], []
+        for (_, p), w in zip(self._params, self._before):
+            grads.append(xp.sqrt((p.grad * p.grad).sum(dtype=np.float64)))
+            dw = p.value - w
+            ratios.append(xp.sqrt((dw * dw).sum(dtype=np.float64)) / xp.sqrt((w * w).sum(dtype=np.float64)))
+        dead = []
+        for _, relu in self._relus:
+            y = getattr(relu, "_y", None)  # ReLU.forward keeps its output for backward
+            count, units = dead_units(y) if y is not None else (xp.asarray(np.nan), 1)
+            dead.append(count.astype(np.float64) / units)
+        values = grads + ratios + dead
+        self._pending.append((self.model.optimizer.iterations, xp.stack(values) if values else None))
+        self._before = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._read()
+
+    def on_train_end(self, logs=None):
+        self._read()
+
+    def _read(self):
+        """Move the epoch's values to ``history`` as floats: one read from the device."""
+        if not self._pending or self._pending[0][1] is None:
+            self._pending = []
+            return
+        values = backend.to_numpy(backend.get_array_module(self._pending[0][1]).stack([v for _, v in self._pending]))
+        keys = [("grad_norm", k) for k, _ in self._params] + [("update_ratio", k) for k, _ in self._params]
+        keys += [("dead_fraction", name) for name, _ in self._relus]
+        for (step, _), row in zip(self._pending, values):
+            self.history["step"].append(int(step))
+            for (kind, key), v in zip(keys, row):
+                self.history[kind][key].append(float(v))
+        self._pending = []
+
+    def plot(self, path=None, title: str = "Gradients during training"):
+        """Gradient norms and update ratios (log axes) and dead ReLU fractions over the steps.
+        Returns the matplotlib Figure, saved as PNG to ``path`` if given."""
+        from .plot import plot_gradient_monitor
+
+        return plot_gradient_monitor(self.history, path, title)

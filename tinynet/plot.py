@@ -169,3 +169,80 @@ def plot_grouped_bars(groups, series: dict, path, ylabel: str, title: str = "", 
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def _histogram(ax, values, color, title):
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size and values.min() < values.max():
+        ax.hist(values, bins=60, color=color, log=True)
+    else:
+        ax.text(0.5, 0.5, f"all {values[0]:.3g}" if values.size else "empty", ha="center", va="center")
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
+def plot_trace(trace, path=None):
+    """One row per layer of a :class:`tinynet.trace.Trace`: left, the histogram of the layer's
+    output y (forward: read the column down); right, of the gradient dL/dy that reached it
+    (backward: read the column up, from the loss). Counts on a log axis. Returns the Figure,
+    saved as PNG to ``path`` if given."""
+    rows = len(trace.layers)
+    fig = _figure(10, 1.9 * rows + 0.9)
+    for k, r in enumerate(trace.layers):
+        zeros = f", {np.mean(r.output == 0):.0%} zeros" if r.dead_units is not None else ""
+        left = fig.add_subplot(rows, 2, 2 * k + 1)
+        _histogram(left, r.output, "tab:blue", f"{r.index} {r.name} ({r.class_name}): output y{zeros}")
+        right = fig.add_subplot(rows, 2, 2 * k + 2)
+        wrt = "z (its activation's input)" if k == rows - 1 and trace.loss_note.startswith("from the") else "y"
+        _histogram(right, r.gy, "tab:red", f"{r.index} {r.name}: gradient dL/d{wrt}, norm {r.gy_norm:.3g}")
+        if k == rows - 1:
+            left.set_xlabel("value")
+            right.set_xlabel("value")
+    fig.suptitle(
+        f"{trace.model_name}, one batch of {trace.batch_size}, loss {trace.loss:.4g}\n"
+        "forward: outputs, read down (blue)          backward: gradients, read up (red)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path)
+    return fig
+
+
+def plot_gradient_monitor(history, path=None, title: str = "Gradients during training"):
+    """Three panels over the training steps, from a GradientMonitor's ``history``: each
+    parameter's gradient norm and update ratio ||dw||/||w|| (log axes; the dotted line
+    marks 1e-3, the usual healthy ratio), and each ReLU layer's dead fraction.
+    Returns the Figure, saved as PNG to ``path`` if given."""
+    steps = history.get("step", [])
+    if not steps:
+        raise ValueError("nothing recorded yet: pass the GradientMonitor to fit(callbacks=[...]) first")
+    panels = [
+        ("grad_norm", "gradient norm ||g||", True),
+        ("update_ratio", "update ratio ||dw|| / ||w||", True),
+        ("dead_fraction", "dead ReLU units (fraction)", False),
+    ]
+    panels = [p for p in panels if history.get(p[0])]
+    fig = _figure(5 * len(panels), 4)
+    for k, (kind, label, log) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        for key, values in history[kind].items():
+            values = np.asarray(values, dtype=np.float64)
+            shown = np.where(np.isfinite(values) & ((values > 0) | (not log)), values, np.nan)
+            ax.plot(steps, shown, marker="." if len(steps) < 60 else None, label=key)
+        if log:
+            ax.set_yscale("log")
+        if kind == "update_ratio":
+            ax.axhline(1e-3, color="gray", linestyle=":", linewidth=1)
+        if kind == "dead_fraction":
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("training step")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path)
+    return fig

@@ -358,6 +358,7 @@ class Loop:
             lo, hi = step * self.batch_size, min((step + 1) * self.batch_size, self.n)
             idx = slice(lo, hi) if order is None else order[lo:hi]
             self.step = step
+            self.callbacks.on_train_batch_begin(step)
             yield x[idx], y[idx], (None if sample_weight is None else sample_weight[idx])
             if self.stopped or self.guard.requested:
                 return
