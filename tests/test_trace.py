@@ -102,6 +102,15 @@ def test_the_model_is_untouched_and_trains_bit_for_bit_as_without_the_trace(digi
     t = tn.trace(traced, x[:16], y[:16])
     assert snapshot(traced) == before
     assert t.layers[1].class_name == "BatchNormalization" and t.layers[1].parameters[0].update_ratio > 0
+    # the step the trace said the optimizer would take is the one train_on_batch takes next
+    # (a third, identical model: the same weights, Adam moments and dropout mask)
+    third = convnet(batch_norm=True, seed=5)
+    third.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    old = [p.numpy() for p in third.parameters()]
+    third.train_on_batch(x[:16], y[:16])
+    steps = [np.linalg.norm(p.numpy() - w) for p, w in zip(third.parameters(), old)]
+    traced_steps = [p.update_norm for r in t.layers for p in r.parameters]
+    np.testing.assert_allclose(traced_steps, steps, rtol=1e-3)
     for model in (traced, plain):
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     for a, b in zip(traced.get_weights(), plain.get_weights()):
@@ -194,3 +203,18 @@ def test_on_every_device_with_sample_weights(device, digits):
     assert t.max_check_error < CHECK_TOLERANCE
     assert [w.tobytes() for w in model.get_weights()] == weights
     assert isinstance(t.layers[0].output, np.ndarray) and t.layers[0].dead_units is not None
+
+
+def test_dead_units_of_every_kind_of_relu(digits):
+    """A ReLU layer, Activation("relu") and a Dense with activation="relu" all count their dead units."""
+    x, y = digits
+    model = tn.Sequential(
+        [tn.Input((784,)), tn.Dense(12), tn.ReLU(), tn.Dense(8), tn.Activation("relu"), tn.Dense(3, activation="relu")],
+        seed=2,
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    t = tn.trace(model, x[:16], y[:16] % 3)
+    assert [r.units for r in t.layers] == [None, 12, None, 8, 3]
+    for r in t.layers[1::2]:
+        assert r.dead_units == int((r.output == 0).all(axis=0).sum())
+    assert t.max_check_error < CHECK_TOLERANCE

@@ -406,6 +406,7 @@ class GradientMonitor(Callback):
         self._pending, self._before = [], None
 
     def on_train_begin(self, logs=None):
+        self._pending, self._before = [], None
         layers = self.model.layers
         self._params = [(f"{layer.name}/{p.name}", p) for layer in layers for p in layer.parameters()]
         self._relus = [(layer.name, relu_of(layer)) for layer in layers if relu_of(layer) is not None]

@@ -20,6 +20,10 @@ almost surely changes the directional derivative along a random direction, so on
 comparison tests everything at once; when it fails, each input and parameter is
 checked alone and, for small ones, element by element to say where it went wrong.
 
+:func:`compare_backward` makes the same comparison and returns the relative error
+instead of passing or failing, stepping around kinks (a ReLU at 0, tied maxima);
+``tinynet.trace`` reports it for every layer of a model on a real batch.
+
 Always check in float64: in float32 a central difference is only good to about
 1e-2 relative and proves nothing. ``check_backward`` converts the inputs and the
 parameters it is given to float64 (in place, for parameters).
