@@ -369,7 +369,8 @@ class Trace:
         return "\n".join(out)
 
     def _repr_html_(self) -> str:
-        head = ["#", "layer", "formula", "x -> y", "y mean / std", "y min / max", "dead ReLU", "|gy|", "|gx|"]
+        left = ' style="text-align:left"'  # notebooks right-align cells by default
+        head = ["#", "layer", "x -> y", "y mean / std", "y min / max", "dead ReLU", "|gy|", "|gx|"]
         head += ["parameters: |w|, |g|, |dw|/|w|", "gradient check"]
         rows = []
         for r in self.layers:
@@ -379,23 +380,25 @@ class Trace:
                 for p in r.parameters
             )
             cells = [
-                str(r.index),
-                html.escape(f"{r.name} ({r.class_name})"),
-                f"<code>{html.escape(r.formula)}</code>",
-                html.escape(f"{_shape(r.input_shape)} -> {_shape(r.output_shape)}"),
-                f"{_g(r.output_mean)} / {_g(r.output_std)}",
-                f"{_g(r.output_min)} / {_g(r.output_max)}",
-                dead,
-                _g(r.gy_norm),
-                _g(r.gx_norm),
-                params,
-                html.escape(_verdict(r.check_error)),
+                (str(r.index), ""),
+                (html.escape(f"{r.name} ({r.class_name})"), left),
+                (html.escape(f"{_shape(r.input_shape)} -> {_shape(r.output_shape)}"), left),
+                (f"{_g(r.output_mean)} / {_g(r.output_std)}", ""),
+                (f"{_g(r.output_min)} / {_g(r.output_max)}", ""),
+                (dead, ""),
+                (_g(r.gy_norm), ""),
+                (_g(r.gx_norm), ""),
+                (params, left),
+                (html.escape(_verdict(r.check_error)), ""),
             ]
-            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            rows.append("<tr>" + "".join(f"<td{style}>{c}</td>" for c, style in cells) + "</tr>")
+            formula = f"<code>{html.escape(r.formula)}</code>"
+            rows.append(f'<tr><td></td><td colspan="{len(head) - 1}"{left}>{formula}</td></tr>')
         loss = html.escape(f"loss {self.loss_name}" + (f", {self.loss_note}" if self.loss_note else ""))
         loss += f": L = {self.loss:.6g}"
         rows.append(
-            f'<tr><td></td><td colspan="9">{loss}</td><td>{html.escape(_verdict(self.loss_check_error))}</td></tr>'
+            f'<tr><td></td><td colspan="{len(head) - 2}"{left}>{loss}</td>'
+            f"<td>{html.escape(_verdict(self.loss_check_error))}</td></tr>"
         )
         caption = html.escape(
             f"Trace of {self.model_name!r}, one batch of {self.batch_size}: forward reads down, backward reads up"
