@@ -10,6 +10,7 @@ of them computes, faster, and is named after it:
 | dense_backward_into_without_gx     | Dense.backward, no gx        | first layer: its input is data, skip gx   |
 | conv2d_backward_into_without_gx    | Conv2D.backward, no gx       | the same for a first Conv2D               |
 | conv2d_forward_inplace             | Conv2D.forward (CPU)         | patches per offset; bias, ReLU in place   |
+| conv2d_backward_by_offsets         | Conv2D.backward (CPU), ~1ulp | gx: a product per offset, no col2im       |
 | maxpool_forward/backward_tiled     | MaxPooling2D, windows tiling | windows by reshape, no copy per window    |
 | adam_update_inplace                | Adam.update                  | no temporaries: two scratch arrays reused |
 | rmsprop_update_inplace             | RMSprop.update (plain)       | the same                                  |
@@ -69,14 +70,41 @@ def dense_backward_into_without_gx(self, gy):
     _dense_gradients_into(self, gy)
 
 
-def conv2d_backward_into_without_gx(self, gy):
-    """Conv2D.backward for a first layer: gW and gb written in place, no gx."""
+def _conv2d_gradients_into(self, gy):
     xp = backend.get_array_module(gy)
     kh, kw, c, f = self.kernel.value.shape
-    gz = self.activation.backward(gy).reshape(-1, f)
-    xp.matmul(self._cols.T, gz, out=self.kernel.grad.reshape(kh * kw * c, f))
+    gz = self.activation.backward(gy)
+    gz2 = gz.reshape(-1, f)
+    xp.matmul(self._cols.T, gz2, out=self.kernel.grad.reshape(kh * kw * c, f))
     if self.use_bias:
-        gz.sum(axis=0, out=self.bias.grad)
+        gz2.sum(axis=0, out=self.bias.grad)
+    return gz, gz2
+
+
+def conv2d_backward_into_without_gx(self, gy):
+    """Conv2D.backward for a first layer: gW and gb written in place, no gx."""
+    _conv2d_gradients_into(self, gy)
+
+
+def conv2d_backward_by_offsets(self, gy):
+    """Conv2D.backward on the CPU with gx as one product per kernel offset (i, j),
+    gz W[i, j]^T, added straight into the pixels that offset reads: the textbook's
+    gcols = gz Wm^T cut into its kh * kw column blocks, and col2im's adds done in the
+    same order, from contiguous blocks instead of every patch's strided slice.
+
+    Equal to the textbook within float32 rounding, not bit for bit: BLAS sums the
+    dot products of a narrower product in its own order. gW and gb as
+    :func:`conv2d_backward_into_without_gx`, bit for bit."""
+    gz, gz2 = _conv2d_gradients_into(self, gy)
+    n, oh, ow, _ = gz.shape
+    kh, kw, c, _ = self.kernel.value.shape
+    sh, sw = self.window.strides
+    gxpad = np.zeros(self._pad_shape, dtype=gz.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            window = gxpad[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+            window += (gz2 @ self.kernel.value[i, j].T).reshape(n, oh, ow, c)
+    return self.window.crop(gxpad, self._x_shape)
 
 
 def maxpool_forward_tiled(self, x, training=False):
@@ -298,6 +326,8 @@ def install(model):
             _bind(layer, "backward", conv2d_backward_into_without_gx)
         if model.device == "cpu" and _textbook(layer, Conv2D, "forward"):
             _bind(layer, "forward", conv2d_forward_inplace)
+        if k > 0 and model.device == "cpu" and _textbook(layer, Conv2D, "backward"):
+            _bind(layer, "backward", conv2d_backward_by_offsets)
         if (
             _textbook(layer, MaxPooling2D, "forward")
             and _textbook(layer, MaxPooling2D, "backward")
