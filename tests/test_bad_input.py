@@ -117,5 +117,6 @@ def test_binary_and_categorical_targets_are_checked():
 
 def test_integer_images_are_converted_with_values_unchanged(model):
     x = (np.arange(40).reshape(10, 4) % 256).astype(np.uint8)
-    model.fit(x, Y, epochs=1, verbose=0)  # accepted: converted to float32, values kept
+    with pytest.warns(UserWarning, match="raw pixels"):  # accepted, with the raw-pixel hint
+        model.fit(x, Y, epochs=1, verbose=0)  # converted to float32, values kept
     assert model.predict(x).dtype == np.float32
