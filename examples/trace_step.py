@@ -5,12 +5,12 @@ examples/mnist_mlp.py) or, with --model cnn, the simple convnet of
 examples/mnist_cnn.py; trains it for --epochs while a GradientMonitor records the
 gradient norms, update ratios and dead ReLUs; then traces one batch of --batch-size
 test images (tinynet.trace) and prints, for every layer, its formula, what went in
-and out, the gradients that came back, the step Adam would take, and a float64
+and out, the gradients that came back, the step the optimizer would take, and a float64
 gradient check on that very batch. Writes trace.png and gradients.png to --plots.
 
     python examples/trace_step.py                     # the MLP after one epoch
     python examples/trace_step.py --model cnn --subset 6000
-    python examples/trace_step.py --learning-rate 0.5 --optimizer sgd    # watch it go wrong
+    python examples/trace_step.py --learning-rate 2 --optimizer sgd    # watch it go wrong: dead ReLUs, no gradient
 
 Exits with status 1 if a layer's gradient check fails (a relative error of 1e-6 or more).
 """

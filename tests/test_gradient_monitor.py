@@ -98,3 +98,21 @@ def test_plot_writes_a_png_and_bad_arguments_are_refused(tmp_path):
     assert [ax.get_yscale() for ax in fig.axes] == ["log", "log", "linear"]
     with pytest.raises(ValueError, match="every must be a positive integer"):
         GradientMonitor(every=0)
+
+
+def test_a_monitor_moved_to_another_model_starts_a_fresh_history_and_zero_weights_read_inf():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 6)).astype(np.float32), rng.integers(0, 3, 64)
+    monitor = tn.callbacks.GradientMonitor(every=1)
+    first = tn.Sequential([tn.Input((6,)), tn.Dense(3, activation="softmax")], seed=0)
+    first.compile("sgd", "sparse_categorical_crossentropy")
+    first.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[monitor])
+    second = tn.Sequential([tn.Input((6,)), tn.Dense(4, activation="relu"), tn.Dense(3, activation="softmax")], seed=0)
+    second.compile("sgd", "sparse_categorical_crossentropy")
+    second.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[monitor])
+    assert monitor.history["step"] == [1, 2, 3, 4]
+    assert all(len(v) == 4 for v in monitor.history["update_ratio"].values())
+    keys = {f"{layer.name}/{p.name}" for layer in second.layers for p in layer.parameters()}
+    assert set(monitor.history["grad_norm"]) == keys
+    first_bias = f"{second.layers[0].name}/bias"
+    assert monitor.history["update_ratio"][first_bias][0] == np.inf  # a bias of zeros that moved

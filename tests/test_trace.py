@@ -218,3 +218,101 @@ def test_dead_units_of_every_kind_of_relu(digits):
     for r in t.layers[1::2]:
         assert r.dead_units == int((r.output == 0).all(axis=0).sum())
     assert t.max_check_error < CHECK_TOLERANCE
+
+
+class ConvWithoutBiasGradient(tn.Conv2D):
+    """A learner's slip: the bias gradient is set to zeros (so fit does not complain)."""
+
+    def backward(self, gy):
+        gx = super().backward(gy)
+        self.bias.grad = self.bias.grad * 0
+        return gx
+
+
+class DenseWithWrongBiasGradient(tn.Dense):
+    def backward(self, gy):
+        gx = super().backward(gy)
+        self.bias.grad = 3 * self.bias.grad + 1
+        return gx
+
+
+@pytest.mark.parametrize("trained", [False, True])
+def test_a_wrong_gradient_of_a_bias_of_zeros_is_caught(digits, trained):
+    """A fresh bias is all zeros: the order-preserving direction cannot move it, and on
+    blank pixels it sits on the ReLU's kink. It must still be checked, and fail."""
+    x, y = digits
+    images = x[:64].reshape(-1, 28, 28, 1)
+    model = tn.Sequential(
+        [tn.Input((28, 28, 1)), ConvWithoutBiasGradient(4, 3, activation="relu"), tn.Flatten(), tn.Dense(10)],
+        seed=0,
+    )
+    model.compile("adam", tn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if trained:
+        model.fit(images, y[:64], epochs=1, verbose=0)
+    result = tn.trace(model, images, y[:64])
+    assert result.layers[0].check_error > 1e-2, result.layers[0].check_direction
+    assert "bias" in result.layers[0].check_direction
+    assert result.layers[2].check_error < CHECK_TOLERANCE
+    dense = DenseWithWrongBiasGradient(5)
+    dense.build((8,), np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    comparison = tn.gradcheck.compare_backward(dense, rng.standard_normal((6, 8)), rng.standard_normal((6, 5)))
+    assert comparison.relative_error > 1e-2 and comparison.direction.startswith("parameter bias")
+
+
+def test_an_untrained_convnet_on_blank_pixels_passes_its_checks(digits):
+    """The other side of the test above: a correct bias of zeros on the kink is not a false alarm."""
+    x, y = digits
+    result = tn.trace(convnet(), x[:32].reshape(-1, 28, 28, 1), y[:32])
+    assert result.max_check_error < CHECK_TOLERANCE, [(r.name, r.check_error, r.check_direction) for r in result.layers]
+
+
+class SqrtLayer(tn.layers.Layer):
+    formula = "y = sqrt(x)  |  gx = gy / (2 y)"
+
+    def forward(self, x, training=False):
+        self._y = np.sqrt(x)
+        return self._y
+
+    def backward(self, gy):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return gy / (2 * self._y)  # infinite at x = 0: NaN and inf flow back
+
+
+def test_a_nan_gradient_is_an_infinite_error_never_ok(digits):
+    x, y = digits
+    model = tn.Sequential([tn.Input((784,)), tn.Dense(16, activation="relu"), SqrtLayer(), tn.Dense(10)], seed=0)
+    model.compile("sgd", tn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with np.errstate(all="ignore"):  # the check's steps also take sqrt of values below 0
+        result = tn.trace(model, x[:16], y[:16])
+    assert result.layers[1].check_error == np.inf
+    assert result.max_check_error == np.inf
+    assert "WRONG?" in str(result)
+
+
+def test_trace_from_a_callback_during_fit(digits):
+    """During fit the model carries its fast twins and Keras's loss rule: the trace's copy must not."""
+    x, y = digits
+    model, seen = mlp(), []
+    callback = tn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(tn.trace(model, x[:8], y[:8])))
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
+    after = tn.trace(model, x[:8], y[:8])
+    assert seen[0].max_check_error < CHECK_TOLERANCE
+    assert seen[0].loss == pytest.approx(after.loss, rel=1e-6)
+    for a, b in zip(seen[0].layers, after.layers):
+        assert a.gx_norm == pytest.approx(b.gx_norm, rel=1e-5)
+
+
+class DenseWithWrongShapedGx(tn.Dense):
+    def backward(self, gy):
+        return super().backward(gy)[:, :-1]
+
+
+def test_a_gradient_of_the_wrong_shape_fails_its_row_and_names_it(digits):
+    x, y = digits
+    model = tn.Sequential([tn.Input((784,)), DenseWithWrongShapedGx(8), tn.Dense(10)], seed=0)
+    model.compile("sgd", tn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    result = tn.trace(model, x[:4], y[:4])
+    assert result.layers[0].check_error == np.inf
+    assert "shape" in result.layers[0].check_direction
+    assert result.layers[1].check_error < CHECK_TOLERANCE

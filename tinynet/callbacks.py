@@ -397,6 +397,7 @@ class GradientMonitor(Callback):
         history: plain floats, one per recorded step: ``history["step"]`` (the optimizer's
             step count after that step, 1 for the first), ``history["grad_norm"][key]``,
             ``history["update_ratio"][key]``, ``history["dead_fraction"][layer name]``.
+            Further fits of the same model add to it; a fit of another model starts it afresh.
     """
 
     def __init__(self, every: int = 10):
@@ -407,6 +408,9 @@ class GradientMonitor(Callback):
 
     def on_train_begin(self, logs=None):
         self._pending, self._before = [], None
+        if getattr(self, "_watched", self.model) is not self.model:  # another model: a history of its own
+            self.history = {"step": [], "grad_norm": {}, "update_ratio": {}, "dead_fraction": {}}
+        self._watched = self.model
         layers = self.model.layers
         self._params = [(f"{layer.name}/{p.name}", p) for layer in layers for p in layer.parameters()]
         self._relus = [(layer.name, relu_of(layer)) for layer in layers if relu_of(layer) is not None]
@@ -429,7 +433,9 @@ class GradientMonitor(Callback):
         for (_, p), w in zip(self._params, self._before):
             grads.append(xp.sqrt((p.grad * p.grad).sum(dtype=np.float64)))
             dw = p.value - w
-            ratios.append(xp.sqrt((dw * dw).sum(dtype=np.float64)) / xp.sqrt((w * w).sum(dtype=np.float64)))
+            w_norm = xp.sqrt((w * w).sum(dtype=np.float64))
+            ratio = xp.sqrt((dw * dw).sum(dtype=np.float64)) / xp.where(w_norm > 0, w_norm, 1.0)
+            ratios.append(xp.where(w_norm > 0, ratio, xp.inf))  # weights of 0: inf, as documented
         dead = []
         for _, relu in self._relus:
             y = getattr(relu, "_y", None)  # ReLU.forward keeps its output for backward

@@ -31,6 +31,7 @@ parameters it is given to float64 (in place, for parameters).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -118,8 +119,9 @@ def check_backward(
 class Comparison(NamedTuple):
     """What :func:`compare_backward` measured: the directional derivative from backward
     (``analytic``) and from central differences (``numerical``), their ``relative_error``
-    |analytic - numerical| / max(|analytic|, |numerical|), and the ``direction`` moved
-    along: "random", or "order-preserving" where the random one crossed a kink."""
+    |analytic - numerical| / max(|analytic|, |numerical|) (infinite for a NaN), and
+    ``direction``: which array (the worst) and how it was moved: "random", or
+    "order-preserving" or "one-sided" where the random direction crossed a kink."""
 
     analytic: float
     numerical: float
@@ -128,41 +130,79 @@ class Comparison(NamedTuple):
 
 
 def compare_backward(target, x, gy=None, params=None, eps=1e-6, tolerance=1e-6, y_true=None, seed=0, **kwargs):
-    """Measure how far ``target``'s backward is from central differences, in float64; never raises.
+    """Measure how far ``target``'s backward is from central differences, in float64
+    (raises GradientCheckError only for a gradient of the wrong shape).
 
-    The same comparison as :func:`check_backward` (same arguments), reported as a
-    :class:`Comparison` instead of passed or failed, with a smaller step (1e-6: in
-    float64 the difference is then good to about 1e-9 relative).
+    The same comparison as :func:`check_backward` (same arguments), made for each input
+    and parameter *alone* and reported as the :class:`Comparison` of the worst of them
+    instead of passed or failed, with a smaller step (1e-6: in float64 the difference
+    is then good to about 1e-9 relative). A NaN anywhere is an infinite error; two
+    derivatives that differ by less than float64 rounding of L can resolve (about
+    10 ulps of L over the step) agree.
 
     Kinks. ReLU at exactly 0 and a max with tied values (a max-pooling window of
     zeros) have no derivative: a step in a random direction lands on different
-    sides of the kink, and central differences measure neither side. So when the
-    random direction disagrees by more than ``tolerance``, the comparison is made
-    again along an :func:`order_preserving_direction`, which moves equal values
-    together and leaves zeros at zero, so it crosses no such kink, then once more
-    with a step 100 times smaller (for a ReLU input inside the layer that is merely
-    near 0). The best of these is reported: a kink can spoil a measurement but not
-    make a wrong backward agree, and a wrong backward disagrees along every direction.
+    sides of the kink, and central differences measure neither side. So when an
+    array's random direction disagrees by more than ``tolerance / 100``, it is compared
+    again along directions that cross no kink, and its best agreement counts:
+
+    - an :func:`order_preserving_direction`, which moves equal values together and
+      leaves zeros at zero (with the step, then with a step 100 times smaller);
+    - for an array whose values are all equal (a fresh bias of zeros, which such a
+      direction would not move at all), a direction of positive steps, with the
+      one-sided differences (L(a) - L(a - t d)) / t and (L(a + t d) - L(a)) / t,
+      t = eps, then eps / 100: a bias of zeros in front of a ReLU that sees blank
+      pixels sits exactly on the kink (the side below has the slope backward takes,
+      0 at 0), and a value just above or below 0 has one side free of the kink.
+
+    Every direction tried moves the array it tests, so a wrong gradient cannot hide
+    behind a direction that does not look at it.
     """
     rng = np.random.default_rng(seed)
     loss, named = _analytic(target, x, gy, params, y_true, rng, kwargs)
     check = _Directional(loss, named, rng, eps, 0.0, 0.0)
-    attempts = [("random", eps), ("order-preserving", eps), ("order-preserving", eps / 100)]
-    results = []
-    for direction, step in attempts:
-        if direction != "random":
-            check.eps = step
-            check.directions = [order_preserving_direction(a, rng) for _, a, _ in named]
-        analytic, numerical, _ = check.compare()
-        results.append(Comparison(analytic, numerical, _relative(analytic, numerical), direction))
-        if results[-1].relative_error <= tolerance:
+    # below this, a difference of L is float64 rounding (about 10 ulps of L), not a gradient
+    check.noise = 10 * np.finfo(np.float64).eps * max(1.0, abs(float(loss())))
+    results = [_compare_array(check, k, rng, tolerance) for k in range(len(named))]
+    if not results:
+        return Comparison(0.0, 0.0, 0.0, "nothing to check")
+    return max(results, key=lambda r: r.relative_error)
+
+
+def _compare_array(check, k, rng, tolerance):
+    """The best agreement for array ``k`` alone, over directions that move it (see compare_backward)."""
+    name, a, _ = check.named[k]
+    xp = backend.get_array_module(a)
+    random_direction = check.directions[k]
+    attempts = [("random", random_direction, check.eps, 0)]  # (name, direction, step, side: 0 = central)
+    preserving = order_preserving_direction(a, rng)
+    if bool(xp.any(preserving != 0)):
+        attempts += [("order-preserving", preserving, check.eps, 0)]
+        attempts += [("order-preserving", preserving, check.eps / 100, 0)]
+    else:  # all values equal (the direction above is 0): steps of one sign, one-sided
+        positive = xp.abs(random_direction)
+        for step in (check.eps, check.eps / 100):
+            attempts += [("one-sided, below", positive, step, -1), ("one-sided, above", positive, step, 1)]
+    best = None
+    for direction, d, step, side in attempts:
+        check.directions[k], check.eps = d, step
+        analytic, numerical = check.compare_one_sided(k, side) if side else check.compare(k)[:2]
+        floor = check.noise / step / tolerance  # a numerical derivative this small is rounding
+        result = Comparison(analytic, numerical, _relative(analytic, numerical, floor), f"{name}: {direction}")
+        best = result if best is None or result.relative_error < best.relative_error else best
+        if best.relative_error <= tolerance / 100:  # clearly right: no need to step around kinks
             break
-    result = min(results, key=lambda r: r.relative_error)
-    return result
+    check.directions[k], check.eps = random_direction, attempts[0][2]
+    return best
 
 
-def _relative(a: float, b: float) -> float:
-    scale = max(abs(a), abs(b))
+def _relative(a: float, b: float, floor: float = 0.0) -> float:
+    """|a - b| / max(|a|, |b|, floor); infinite when either is not finite (a NaN is never
+    agreement). The floor keeps two derivatives that are both rounding noise (a bias in
+    front of a BatchNormalization, whose gradient is 0) from reading as far apart."""
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.inf
+    scale = max(abs(a), abs(b), floor)
     return abs(a - b) / scale if scale > 0 else 0.0
 
 
@@ -239,6 +279,13 @@ class _Directional:
         analytic = sum(float((self.named[k][2] * self.directions[k]).sum()) for k in chosen)
         numerical = (self.loss_along(self.eps, only) - self.loss_along(-self.eps, only)) / (2 * self.eps)
         return analytic, numerical, abs(analytic - numerical) <= self.atol + self.rtol * abs(numerical)
+
+    def compare_one_sided(self, k, side):
+        """(analytic, numerical) along array ``k``'s direction, numerical from one side:
+        (L(a) - L(a - eps d)) / eps below (side -1), (L(a + eps d) - L(a)) / eps above (+1)."""
+        analytic = float((self.named[k][2] * self.directions[k]).sum())
+        numerical = side * (self.loss_along(side * self.eps, k) - self.loss_along(0.0, k)) / self.eps
+        return analytic, numerical
 
     def report(self, analytic, numerical):
         """What failed: each culprit array alone, and for small ones its worst element."""

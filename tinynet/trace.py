@@ -32,6 +32,8 @@ from __future__ import annotations
 import copy
 import html
 import math
+import textwrap
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -153,7 +155,25 @@ def _working_copy(model):
             memo[id(rng)] = backend.random_generator(getattr(layer, "rng_seed", None), "gpu")
     work = copy.deepcopy(model, memo)
     work.flat_parameters = None  # the copy's parameters are its own arrays, not views of a buffer
+    _textbook_again(work)
     return work
+
+
+def _textbook_again(work):
+    """Called during ``fit`` (from a callback), the copy carries what training binds on
+    the instances: fast twins, Keras's loss rule. Take them off: the copy runs textbook."""
+    loss = getattr(work, "loss_fn", None)
+    objects = [work.optimizer, loss, getattr(loss, "inner", None), getattr(loss, "head", None)]
+    for layer in work.layers:
+        objects += [layer, getattr(layer, "activation", None)]
+    for obj in objects:
+        for name in ("forward", "backward", "update"):
+            bound = vars(obj).get(name) if obj is not None and hasattr(obj, "__dict__") else None
+            if isinstance(bound, types.MethodType) and bound.__self__ is obj:
+                del vars(obj)[name]
+        if obj is not None and hasattr(obj, "__dict__"):
+            vars(obj).pop("logits", None)
+    work.loss_fn = work.loss
 
 
 # ------------------------------------------------------------------ the step, recorded
@@ -247,7 +267,10 @@ def _layer_check(layer, x, gy, device):
         target = (forward, layer.backward)
     else:
         target = layer
-    return gradcheck.compare_backward(target, x, gy64, params=layer.parameters(), tolerance=CHECK_TOLERANCE)
+    try:
+        return gradcheck.compare_backward(target, x, gy64, params=layer.parameters(), tolerance=CHECK_TOLERANCE)
+    except gradcheck.GradientCheckError as e:  # a gradient of the wrong shape: this row fails, the trace goes on
+        return gradcheck.Comparison(math.nan, math.nan, math.inf, str(e))
 
 
 # ------------------------------------------------------------------ the public function
@@ -269,14 +292,14 @@ def trace(model, x, y, sample_weight=None, check=True) -> Trace:
     x, y, w = _checked_batch(model, x, y, sample_weight)
     work = _working_copy(model)
     records, inputs, gys, loss, (pred, loss_fns) = _step(work, x, y, w)
-    _parameter_records(work, records)
     loss_check = None
-    if check:
+    if check:  # before the optimizer's step below: each layer as it was for this batch
         for layer, record, x_k, gy_k in zip(work.layers, records, inputs, gys):
             result = _layer_check(layer, x_k, gy_k, work.device)
             record.check_error, record.check_direction = result.relative_error, result.direction
         one = backend.xp_for(work.device).ones((), dtype=np.float64)
         loss_check = gradcheck.compare_backward(loss_fns, pred, one, tolerance=CHECK_TOLERANCE).relative_error
+    _parameter_records(work, records)
     return Trace(
         model_name=model.name,
         batch_size=int(x.shape[0]),
@@ -325,7 +348,7 @@ class Trace:
     def max_check_error(self) -> float | None:
         """The largest relative error of every layer's and the loss's check (None if not run)."""
         errors = [r.check_error for r in self.layers] + [self.loss_check_error]
-        errors = [e for e in errors if e is not None]
+        errors = [e if math.isfinite(e) else math.inf for e in errors if e is not None]  # NaN: the worst
         return max(errors) if errors else None
 
     def _forward_lines(self, r: LayerTrace) -> list[str]:
@@ -355,7 +378,7 @@ class Trace:
         ]
         for r in self.layers:
             out.append(f"[{r.index}] {r.name} ({r.class_name})")
-            out.append(f"    {r.formula}"[:100])
+            out += textwrap.wrap(r.formula, 100, initial_indent="    ", subsequent_indent="      ")
             left, right = self._forward_lines(r), self._backward_lines(r)
             for k in range(max(len(left), len(right))):
                 a = left[k] if k < len(left) else ""
