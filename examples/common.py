@@ -134,8 +134,8 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def train(model, args, x_train, y_train):
-    """summary + fit; returns (History, exit status)."""
+def train(model, args, x_train, y_train, callbacks=None):
+    """summary + fit (with ``callbacks``); returns (History, exit status)."""
     model.summary()
     start = time.perf_counter()
     try:
@@ -146,6 +146,7 @@ def train(model, args, x_train, y_train):
             epochs=args.epochs,
             validation_split=args.validation_split,
             verbose=args.verbose,
+            callbacks=callbacks,
         )
     except tn.TrainingDiverged as e:
         print(f"\nerror: training diverged: {e}", file=sys.stderr)

@@ -21,7 +21,7 @@ import argparse
 import os
 import sys
 
-from common import add_common_flags, check_prerequisites, load, main_guarded, plural
+from common import add_common_flags, check_prerequisites, load, main_guarded, plural, train
 from mnist_cnn import build_model as build_cnn
 from mnist_mlp import build_model as build_mlp
 from mnist_mlp import parse_hidden
@@ -47,25 +47,6 @@ def build(args) -> tn.Sequential:
     return build_cnn(args) if args.model == "cnn" else build_mlp(args)
 
 
-def train(model, args, x_train, y_train):
-    """fit with a GradientMonitor; returns the monitor, or None after printing why training failed."""
-    monitor = tn.callbacks.GradientMonitor(every=10)
-    try:
-        model.fit(
-            x_train,
-            y_train,
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            validation_split=args.validation_split,
-            verbose=args.verbose,
-            callbacks=[monitor],
-        )
-    except tn.TrainingDiverged as e:
-        print(f"\nerror: training diverged: {e}", file=sys.stderr)
-        return None
-    return monitor
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     problem = check_prerequisites(args)
@@ -77,10 +58,10 @@ def main(argv=None) -> int:
     if data is None:
         return 2
     x_train, y_train, x_test, y_test, _ = data
-    model.summary()
-    monitor = train(model, args, x_train, y_train)
-    if monitor is None:
-        return 1
+    monitor = tn.callbacks.GradientMonitor(every=10)
+    _, status = train(model, args, x_train, y_train, callbacks=[monitor])
+    if status:
+        return status
     if args.save:
         print(f"model saved to {model.save(args.save)}")
     batch = min(args.batch_size, len(x_test))
