@@ -298,7 +298,9 @@ def _textbook(obj, cls, name):
     return isinstance(obj, cls) and getattr(type(obj), name) is getattr(cls, name) and name not in vars(obj)
 
 
-def _objects(model):
+def objects(model):
+    """What training may bind methods on: the optimizer, the loss (and the one it wraps),
+    every layer and its activation."""
     loss = getattr(model, "loss_fn", None)
     objects = [model.optimizer, loss, getattr(loss, "inner", None)]
     for layer in model.layers:
@@ -308,7 +310,7 @@ def _objects(model):
 
 def remove(model):
     """Take every twin away: the textbook methods run again."""
-    for obj in _objects(model):
+    for obj in objects(model):
         for name in _installed.pop(obj, []):
             vars(obj).pop(name, None)
 
@@ -367,7 +369,7 @@ def _install_update(opt, gpu):
 def installed(model) -> list[str]:
     """Which twins stand in now, as "object.method = twin" lines (for tests and curious readers)."""
     lines = []
-    for obj in _objects(model):
+    for obj in objects(model):
         for name in _installed.get(obj, []):
             fn = vars(obj)[name].__func__
             fn = getattr(fn, "func", fn)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend, gradcheck, keras_compat, validation
+from . import backend, fast, gradcheck, keras_compat, validation
 from .layers import ReLU
 
 CHECK_TOLERANCE = 1e-6  # a layer's float64 check passes below this relative error
@@ -162,17 +162,12 @@ def _working_copy(model):
 def _textbook_again(work):
     """Called during ``fit`` (from a callback), the copy carries what training binds on
     the instances: fast twins, Keras's loss rule. Take them off: the copy runs textbook."""
-    loss = getattr(work, "loss_fn", None)
-    objects = [work.optimizer, loss, getattr(loss, "inner", None), getattr(loss, "head", None)]
-    for layer in work.layers:
-        objects += [layer, getattr(layer, "activation", None)]
-    for obj in objects:
+    for obj in fast.objects(work):
         for name in ("forward", "backward", "update"):
-            bound = vars(obj).get(name) if obj is not None and hasattr(obj, "__dict__") else None
+            bound = vars(obj).get(name)
             if isinstance(bound, types.MethodType) and bound.__self__ is obj:
                 del vars(obj)[name]
-        if obj is not None and hasattr(obj, "__dict__"):
-            vars(obj).pop("logits", None)
+        vars(obj).pop("logits", None)  # what Keras's loss rule keeps on the output activation
     work.loss_fn = work.loss
 
 
