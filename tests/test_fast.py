@@ -303,6 +303,50 @@ def test_conv_work_arrays_hold_the_latest_batch_and_go_when_fit_ends(rng):
     assert conv1 not in fast._work_arrays and conv2 not in fast._work_arrays
 
 
+def test_by_samples_covers_every_sample_once_and_passes_errors_on():
+    seen = []
+    fast._by_samples(50, 3, lambda lo, hi: seen.append((lo, hi)))
+    assert sorted(seen) == [(0, 16), (16, 33), (33, 50)]
+    seen.clear()
+    fast._by_samples(12, 3, lambda lo, hi: seen.append((lo, hi)))  # fewer than 8 samples a range: one
+    assert seen == [(0, 12)]
+
+    def fails(lo, hi):
+        if lo > 0:
+            raise ValueError("in a worker")
+
+    with pytest.raises(ValueError, match="in a worker"):
+        fast._by_samples(64, 2, fails)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_twins_on_ranges_of_samples_equal_the_twins_on_one_thread(rng, threads):
+    """Convolutions and pooling split over threads: pooling bit for bit (element-wise),
+    the convolutions within float32 rounding (BLAS sums a product of fewer rows in its own
+    order), for a first layer, a later one with padding and strides, and the pooling."""
+    for channels, strides, padding, first in [(1, 1, "valid", True), (5, 2, "same", False)]:
+        layer = tn.Conv2D(6, 3, strides=strides, padding=padding, activation="relu")
+        layer.build((9, 8, channels), np.random.default_rng(0))
+        layer.bias.value += 0.05
+        x = rng.standard_normal((40, 9, 8, channels)).astype(np.float32)
+        backward = fast.conv2d_backward_into_without_gx if first else fast.conv2d_backward_by_offsets
+        results = []
+        for t in (1, threads):
+            y = fast.conv2d_forward_inplace(layer, x, training=True, threads=t).copy()
+            gy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+            gx = backward(layer, gy, threads=t)
+            results.append([y, layer.kernel.grad.copy(), layer.bias.grad.copy()] + ([] if first else [gx]))
+        for a, b in zip(*results):
+            rounding(a, b)
+    pool = tn.MaxPooling2D(2)
+    pool.build((26, 26, 3))
+    x = rng.integers(0, 4, (40, 26, 26, 3)).astype(np.float32)  # many ties
+    gy = rng.standard_normal((40, 13, 13, 3)).astype(np.float32)
+    y1, gx1 = fast.maxpool_forward_tiled(pool, x), fast.maxpool_backward_tiled(pool, gy)
+    np.testing.assert_array_equal(fast.maxpool_forward_tiled(pool, x, threads=threads), y1)
+    np.testing.assert_array_equal(fast.maxpool_backward_tiled(pool, gy, threads=threads), gx1)
+
+
 @pytest.mark.parametrize("size", [(26, 26), (11, 11), (6, 9)])
 def test_tiled_max_pooling_equals_max_pooling(device, rng, size):
     xp = backend.xp_for(device)

@@ -1,12 +1,13 @@
-"""The BLAS thread policy: one thread for a step of small products, the library's own
-choice for large ones, TINYNET_BLAS_THREADS to override, and only during fit/evaluate."""
+"""The thread policy of a step: one thread for small products; for large ones BLAS's own
+threads, or, in a convnet, tinynet's own threads with BLAS on one; TINYNET_BLAS_THREADS
+to override; only during fit/evaluate."""
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
 import tinynet as tn
-from tinynet import threads
+from tinynet import fast, threads
 
 
 def blas_threads():
@@ -28,6 +29,7 @@ def test_the_policy_follows_the_size_of_the_products(monkeypatch):
     assert threads.largest_product(convnet, 128) == 2 * 128 * 24 * 24 * 3 * 3 * 32 * 64
     monkeypatch.setenv(threads.ENV, "2")
     assert threads.choose(model, 32) == 2
+    assert threads.plan(convnet.compile("sgd", "mse") or convnet, 128, own_threads=True) == (1, 2)
     monkeypatch.setenv(threads.ENV, "many")
     with pytest.raises(ValueError, match="TINYNET_BLAS_THREADS must be a whole number"):
         threads.choose(model, 32)
@@ -44,4 +46,48 @@ def test_the_limit_holds_during_fit_only(monkeypatch):
     assert seen == [[1] * len(before)] and blas_threads() == before
     lines = []
     model.summary(print_fn=lines.append)
-    assert "BLAS: " in lines[0] and "1 in fit when products are small" in lines[0]
+    assert "BLAS: " in lines[0] and "in fit 1 when products are small" in lines[0]
+
+
+def convnet():
+    model = tn.Sequential(
+        [
+            tn.Input((28, 28, 1)),
+            tn.Conv2D(32, 3, activation="relu"),
+            tn.MaxPooling2D(2),
+            tn.Conv2D(64, 3, activation="relu"),  # 570 MFLOP at batch 128
+            tn.Flatten(),
+            tn.Dense(10),
+        ]
+    )
+    model.compile("adam", tn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_plan_small_steps_one_thread_large_ones_blas_or_tinynets_own(monkeypatch):
+    monkeypatch.delenv(threads.ENV, raising=False)
+    cores = threads.blas_threads()
+    assert threads.plan(mlp(), 32, own_threads=False) == (1, 1)
+    assert threads.plan(mlp(), 4096, own_threads=False) == (None, 1)  # BLAS's threads, as it has them
+    assert threads.plan(convnet(), 8, own_threads=True) == (1, 1)  # small: one thread
+    assert threads.plan(convnet(), 128, own_threads=True) == (1, cores)  # BLAS on one, tinynet's on every core
+    assert threads.plan(tn.Sequential([tn.Dense(3)]), 128, own_threads=True) == (None, 1)  # not built
+    monkeypatch.setenv(threads.ENV, "3")
+    assert threads.plan(convnet(), 128, own_threads=True) == (1, 3)
+    assert threads.plan(mlp(), 32, own_threads=False) == (3, 1)
+
+
+def test_a_convnet_trains_on_tinynets_threads_with_blas_on_one(monkeypatch):
+    monkeypatch.delenv(threads.ENV, raising=False)
+    model, seen = convnet(), []
+
+    def spy(batch, logs):
+        conv, pool = model.layers[0], model.layers[1]
+        seen.append((blas_threads(), conv.forward.__func__.keywords["threads"], pool.backward.__func__.keywords))
+
+    x = np.random.default_rng(0).random((256, 28, 28, 1), dtype=np.float32)
+    spy = tn.callbacks.LambdaCallback(on_train_batch_end=spy)
+    model.fit(x, np.zeros(256, int), batch_size=128, verbose=0, callbacks=[spy])
+    cores = threads.blas_threads()
+    assert seen[0] == ([1] * len(blas_threads()), cores, {"threads": cores})
+    assert not fast.installed(model)

@@ -30,6 +30,7 @@ holds every twin equal to its textbook method.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import types
 import weakref
@@ -70,26 +71,34 @@ def dense_backward_into_without_gx(self, gy):
     _dense_gradients_into(self, gy)
 
 
-def _conv2d_gradients_into(self, gy):
+def _conv2d_gradients_into(self, gy, threads=1):
     xp = backend.get_array_module(gy)
     kh, kw, c, f = self.kernel.value.shape
-    if xp is np and _textbook(self.activation, ReLU, "backward"):
-        gz = np.multiply(gy, self.activation._y > 0, out=_work(self, "gz", gy.shape, gy.dtype))  # ReLU.backward
+    if xp is not np:
+        gz = self.activation.backward(gy)
+        gz2 = gz.reshape(-1, f)
+        xp.matmul(self._cols.T, gz2, out=self.kernel.grad.reshape(kh * kw * c, f))
+        if self.use_bias:
+            gz2.sum(axis=0, out=self.bias.grad)
+        return gz, gz2
+    if _textbook(self.activation, ReLU, "backward"):  # ReLU.backward, gz = gy * [y > 0]
+        gz, y = _work(self, "gz", gy.shape, gy.dtype), self.activation._y
+        _by_samples(len(gy), threads, lambda lo, hi: np.multiply(gy[lo:hi], y[lo:hi] > 0, out=gz[lo:hi]))
     else:
         gz = self.activation.backward(gy)
     gz2 = gz.reshape(-1, f)
-    xp.matmul(self._cols.T, gz2, out=self.kernel.grad.reshape(kh * kw * c, f))
-    if self.use_bias:
-        _column_sums_into(gz2, self.bias.grad, self)
+    _matmul_by_rows(self._cols.T, gz2, self.kernel.grad.reshape(kh * kw * c, f), threads)  # gW = cols^T gz
+    if self.use_bias:  # gb = sum of gz's rows, as the product 1^T gz (NumPy sums axis 0 row by row)
+        np.matmul(_work(self, "ones", (len(gz2),), gz2.dtype, fill=1), gz2, out=self.bias.grad)
     return gz, gz2
 
 
-def conv2d_backward_into_without_gx(self, gy):
+def conv2d_backward_into_without_gx(self, gy, threads=1):
     """Conv2D.backward for a first layer: gW and gb written in place, no gx."""
-    _conv2d_gradients_into(self, gy)
+    _conv2d_gradients_into(self, gy, threads)
 
 
-def conv2d_backward_by_offsets(self, gy):
+def conv2d_backward_by_offsets(self, gy, threads=1):
     """Conv2D.backward on the CPU with gx as one product per kernel offset (i, j),
     gz W[i, j]^T, added straight into the pixels that offset reads: the textbook's
     gcols = gz Wm^T cut into its kh * kw column blocks, and col2im's adds done in the
@@ -97,42 +106,53 @@ def conv2d_backward_by_offsets(self, gy):
 
     Equal to the textbook within float32 rounding, not bit for bit: BLAS sums the
     dot products of a narrower product in its own order. gW and gb as
-    :func:`conv2d_backward_into_without_gx`, bit for bit."""
-    gz, gz2 = _conv2d_gradients_into(self, gy)
+    :func:`conv2d_backward_into_without_gx`."""
+    gz, _ = _conv2d_gradients_into(self, gy, threads)
     n, oh, ow, _ = gz.shape
     kh, kw, c, _ = self.kernel.value.shape
     sh, sw = self.window.strides
     gxpad = np.zeros(self._pad_shape, dtype=gz.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            window = gxpad[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
-            window += (gz2 @ self.kernel.value[i, j].T).reshape(n, oh, ow, c)
+
+    def samples(lo, hi):
+        rows = gz[lo:hi].reshape((hi - lo) * oh * ow, -1)
+        for i in range(kh):
+            for j in range(kw):
+                window = gxpad[lo:hi, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+                window += (rows @ self.kernel.value[i, j].T).reshape(hi - lo, oh, ow, c)
+
+    _by_samples(n, threads, samples)
     return self.window.crop(gxpad, self._x_shape)
 
 
-def maxpool_forward_tiled(self, x, training=False):
+def maxpool_forward_tiled(self, x, training=False, threads=1):
     """MaxPooling2D.forward when the windows tile the input (strides == pool_size, "valid"):
     the windows are a reshape of x, not a copy of every window; ties go to the first, too."""
     xp = backend.get_array_module(x)
     n, h, w, c = x.shape
     (ph, pw), (oh, ow) = self.window.size, (h // self.window.size[0], w // self.window.size[1])
     tiles = xp.ascontiguousarray(x[:, : oh * ph, : ow * pw, :]).reshape(n, oh, ph, ow, pw, c)
-    y = tiles[:, :, 0, :, 0, :].copy()
-    for i in range(ph):
-        for j in range(pw):
-            xp.maximum(y, tiles[:, :, i, :, j, :], out=y)  # faster than a reduction over two strided axes
-    free, self._tile_hits = xp.ones(y.shape, dtype=bool), []  # free: no earlier place held the max
-    for i in range(ph):
-        for j in range(pw):
-            hit = tiles[:, :, i, :, j, :] == y
+    y = xp.empty((n, oh, ow, c), dtype=x.dtype)
+    self._tile_hits = [xp.empty(y.shape, dtype=bool) for _ in range(ph * pw)]  # where each max is
+
+    def samples(lo, hi):
+        t, m = tiles[lo:hi], y[lo:hi]
+        m[...] = t[:, :, 0, :, 0, :]
+        for i in range(ph):
+            for j in range(pw):
+                xp.maximum(m, t[:, :, i, :, j, :], out=m)  # faster than a reduction over two strided axes
+        free = xp.ones(m.shape, dtype=bool)  # no earlier place held the max
+        for k, hits in enumerate(self._tile_hits):
+            hit = hits[lo:hi]
+            xp.equal(t[:, :, k // pw, :, k % pw, :], m, out=hit)
             hit &= free  # the first (row-major) place of the max
             free ^= hit
-            self._tile_hits.append(hit)
+
+    _by_samples(n, threads, samples)
     self._x_shape = x.shape
     return y
 
 
-def maxpool_backward_tiled(self, gy):
+def maxpool_backward_tiled(self, gy, threads=1):
     """MaxPooling2D.backward for :func:`maxpool_forward_tiled`: gy to each window's max,
     written straight into the tiles of gx (each pixel once, so no zeroing where they tile it)."""
     xp = backend.get_array_module(gy)
@@ -141,41 +161,54 @@ def maxpool_backward_tiled(self, gy):
     exact = self._x_shape[1] == oh * ph and self._x_shape[2] == ow * pw
     gx = (xp.empty if exact else xp.zeros)(self._x_shape, dtype=gy.dtype)
     tiles = gx[:, : oh * ph, : ow * pw, :].reshape(n, oh, ph, ow, pw, c)  # a view when exact
-    for k, hit in enumerate(self._tile_hits):
-        xp.multiply(gy, hit, out=tiles[:, :, k // pw, :, k % pw, :])
+
+    def samples(lo, hi):
+        for k, hit in enumerate(self._tile_hits):
+            xp.multiply(gy[lo:hi], hit[lo:hi], out=tiles[lo:hi, :, k // pw, :, k % pw, :])
+
+    _by_samples(n, threads, samples)
     if not exact:
         gx[:, : oh * ph, : ow * pw, :] = tiles.reshape(n, oh * ph, ow * pw, c)
     return gx
 
 
-def conv2d_forward_inplace(self, x, training=False):
+def conv2d_forward_inplace(self, x, training=False, threads=1):
     """Conv2D.forward on the CPU: the same patches and product, the patches copied into
     an array kept between steps (a few-channel input one kernel offset at a time, one
     long copy each instead of a tiny one per patch), the bias and a ReLU applied in
-    place along long rows."""
+    place along long rows; with ``threads`` > 1 all of it on ranges of samples at once."""
     kh, kw, c, f = self.kernel.value.shape
     xpad, oh, ow = self.window.pad(x, owner=self.name or "Conv2D")
-    n, (sh, sw) = x.shape[0], self.window.strides
+    n, (sh, sw), k = x.shape[0], self.window.strides, oh * ow  # k: rows of cols per sample
+    Wm = self.kernel.value.reshape(kh * kw * c, f)
     if c < 4:  # offset-major patches (kh, kw, c, n, oh, ow); the product reads their transpose
         cols = _work(self, "cols", (kh, kw, c, n, oh, ow), xpad.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                window = xpad[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
-                cols[i, j] = np.moveaxis(window, -1, 0)
-        self._cols = cols.reshape(kh * kw * c, n * oh * ow).T
+        self._cols = cols.reshape(kh * kw * c, n * k).T
     else:
         cols = _work(self, "cols", (n, oh, ow, kh, kw, c), xpad.dtype)
-        np.copyto(cols, im2col(xpad, kh, kw, self.window.strides, oh, ow))
-        self._cols = cols.reshape(n * oh * ow, kh * kw * c)
+        self._cols = cols.reshape(n * k, kh * kw * c)
+    z = np.empty((n, oh, ow, f), dtype=xpad.dtype)
+    relu = type(self.activation) is ReLU
+
+    def samples(lo, hi):
+        if c < 4:
+            for i in range(kh):
+                for j in range(kw):
+                    window = xpad[lo:hi, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+                    cols[i, j, :, lo:hi] = np.moveaxis(window, -1, 0)
+        else:
+            np.copyto(cols[lo:hi], im2col(xpad[lo:hi], kh, kw, self.window.strides, oh, ow))
+        np.matmul(self._cols[lo * k : hi * k], Wm, out=z[lo:hi].reshape(-1, f))
+        rows, per_row = _pixel_rows(z[lo:hi], f)
+        if self.use_bias:
+            rows += np.tile(self.bias.value, per_row)
+        if relu:
+            np.maximum(rows, np.zeros(rows.shape[1], z.dtype), out=rows)
+
+    _by_samples(n, threads, samples)
     self._x_shape, self._pad_shape = x.shape, xpad.shape
-    z = self._cols @ self.kernel.value.reshape(kh * kw * c, f)
-    rows, k = _pixel_rows(z, f)
-    if self.use_bias:
-        rows += np.tile(self.bias.value, k)
-    z = z.reshape(n, oh, ow, f)
-    if type(self.activation) is not ReLU:
+    if not relu:
         return self.activation.forward(z, training)
-    np.maximum(rows, np.zeros(rows.shape[1], z.dtype), out=rows)
     self.activation._y = z
     return z
 
@@ -190,16 +223,6 @@ def _pixel_rows(a, f):
     return a.reshape(pixels // k, k * f), k
 
 
-def _column_sums_into(m, out, owner):
-    """out = m.sum(axis=0), on the CPU as the product 1^T m (BLAS reads m once, in long
-    runs; NumPy sums axis 0 of a tall array row by row, several times slower). Equal
-    within float32 rounding: the same sums in another order."""
-    if backend.get_array_module(m) is not np:
-        m.sum(axis=0, out=out)
-        return
-    np.matmul(_work(owner, "ones", (m.shape[0],), m.dtype, fill=1), m, out=out)
-
-
 _work_arrays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> {name: array}, dropped by remove()
 
 
@@ -212,6 +235,40 @@ def _work(owner, name, shape, dtype, fill=None):
     if a is None or a.shape != tuple(shape) or a.dtype != dtype:
         a = arrays[name] = np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
     return a
+
+
+_workers = None  # the threads that run _by_samples's other ranges, made on first use
+
+
+def _by_samples(n, threads, fn, least=8):
+    """``fn(lo, hi)`` for ``threads`` consecutive ranges of n samples (or rows) at once:
+    the first range in this thread, the others on worker threads (NumPy and BLAS let go
+    of the GIL). Each range reads and writes only its own rows. With one thread, or
+    fewer than ``least`` rows a range, just ``fn(0, n)``.
+
+    Why tinynet's own threads: BLAS's threads spin for a while after each product, so
+    they and the passes NumPy runs on one core between products cannot share the cores;
+    with BLAS on one thread inside each range (tinynet.threads), the whole step, products
+    and passes, runs on every core, and a worker waiting on a busy machine sleeps."""
+    global _workers
+    threads = min(threads, n // least)
+    if threads <= 1:
+        fn(0, n)
+        return
+    if _workers is None or _workers._max_workers < threads - 1:
+        _workers = concurrent.futures.ThreadPoolExecutor(threads - 1, thread_name_prefix="tinynet")
+    bounds = [n * k // threads for k in range(threads + 1)]
+    others = [_workers.submit(fn, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    try:
+        fn(bounds[0], bounds[1])
+    finally:
+        for other in others:
+            other.result()
+
+
+def _matmul_by_rows(a, b, out, threads):
+    """out = a @ b, ranges of out's rows at once (:func:`_by_samples`)."""
+    _by_samples(len(out), threads, lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), least=1)
 
 
 class Scratch:
@@ -358,29 +415,39 @@ def remove(model):
         _work_arrays.pop(obj, None)
 
 
-def install(model):
-    """Choose, once, the fast twin of each textbook method that has one on the model's device."""
+def splits_steps(model) -> bool:
+    """Whether :func:`install` would give ``model`` twins that cut a step's batch into
+    ranges of samples on threads of their own (its convolutions, on the CPU)."""
+    return enabled and model.device == "cpu" and any(_textbook(layer, Conv2D, "forward") for layer in model.layers)
+
+
+def install(model, threads=1):
+    """Choose, once, the fast twin of each textbook method that has one on the model's device.
+    ``threads``: over how many threads the CPU twins of convolutions and pooling run ranges
+    of a batch's samples at once (see :func:`_by_samples` and tinynet.threads)."""
     remove(model)
     if not enabled:
         return
     gpu = model.device == "gpu" and kernels.enabled
+    cpu = model.device == "cpu"
+    threads = threads if cpu else 1
     for k, layer in enumerate(model.layers):
         if _textbook(layer, Dense, "backward"):
             _bind(layer, "backward", dense_backward_into_without_gx if k == 0 else dense_backward_into)
         if k == 0 and _textbook(layer, Conv2D, "backward"):
-            _bind(layer, "backward", conv2d_backward_into_without_gx)
-        if model.device == "cpu" and _textbook(layer, Conv2D, "forward"):
-            _bind(layer, "forward", conv2d_forward_inplace)
-        if k > 0 and model.device == "cpu" and _textbook(layer, Conv2D, "backward"):
-            _bind(layer, "backward", conv2d_backward_by_offsets)
+            _bind(layer, "backward", conv2d_backward_into_without_gx, threads=threads)
+        if cpu and _textbook(layer, Conv2D, "forward"):
+            _bind(layer, "forward", conv2d_forward_inplace, threads=threads)
+        if k > 0 and cpu and _textbook(layer, Conv2D, "backward"):
+            _bind(layer, "backward", conv2d_backward_by_offsets, threads=threads)
         if (
             _textbook(layer, MaxPooling2D, "forward")
             and _textbook(layer, MaxPooling2D, "backward")
             and layer.window.padding == "valid"
             and layer.window.strides == layer.window.size
         ):
-            _bind(layer, "forward", maxpool_forward_tiled)
-            _bind(layer, "backward", maxpool_backward_tiled)
+            _bind(layer, "forward", maxpool_forward_tiled, threads=threads)
+            _bind(layer, "backward", maxpool_backward_tiled, threads=threads)
         if gpu and _textbook(layer, Dense, "forward") and type(layer.activation) is ReLU and layer.use_bias:
             _bind(layer, "forward", dense_relu_forward_fused)
         activation = layer if isinstance(layer, ReLU) else getattr(layer, "activation", None)

@@ -1,14 +1,26 @@
-"""How many threads NumPy's BLAS may use while tinynet trains on the CPU.
+"""How many threads a training step uses on the CPU, and whose threads they are.
 
 A small matrix product (784-100-10 at batch 32 is a few MFLOP) gains little from a
 second thread on a quiet machine (about 10% on two cores) and loses a lot on a busy
 one: every product then waits for a thread that is not running (measured on this
 project's 2-core machine with both cores held by other work: 5x slower per epoch
-with two OpenBLAS threads, 1.3x with one). So while tinynet trains or evaluates, the
-BLAS pool is limited to one thread when the largest product of a step is small,
-and left as it is for large ones (a convnet's middle layers), with threadpoolctl,
-the well-kept library made for exactly this. ``TINYNET_BLAS_THREADS=N`` overrides
-the choice; the benchmarks' README has the figures behind the threshold.
+with two OpenBLAS threads, 1.3x with one). So while tinynet trains or evaluates, a
+step whose largest product is small runs on one thread.
+
+A step with large products (a convnet's middle layers) runs on every core BLAS would
+use, in one of two ways:
+
+- a model with convolutions: tinynet's own threads. The convolution and pooling twins
+  (tinynet/fast.py) cut the batch into ranges of samples and run each range, its
+  products and its passes over memory, on its own thread, with BLAS on one thread.
+  BLAS's threads would help only the products, and they spin for a while after each
+  one, so the passes NumPy runs in between could not use the second core; a worker of
+  tinynet's that waits sleeps instead, which also keeps a busy machine usable.
+- other models: BLAS's own threads for the products, as BLAS chooses.
+
+The pools are limited with threadpoolctl, the well-kept library made for exactly this.
+``TINYNET_BLAS_THREADS=N`` sets the number of threads of a step (BLAS's, or tinynet's
+own); the benchmarks' README has the figures behind these choices.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ import os
 from threadpoolctl import threadpool_info, threadpool_limits
 
 ENV = "TINYNET_BLAS_THREADS"
-SMALL = 64e6  # FLOPs: a step whose largest product is smaller runs its BLAS on one thread
+SMALL = 64e6  # FLOPs: a step whose largest product is smaller runs on one thread
 
 
 def largest_product(model, batch_size: int) -> float:
@@ -35,7 +47,7 @@ def largest_product(model, batch_size: int) -> float:
 
 
 def choose(model, batch_size: int):
-    """The thread limit for training ``model`` at ``batch_size``: an int, or None to leave BLAS as it is."""
+    """The threads of a step of ``model`` at ``batch_size``: an int, or None for as many as BLAS has."""
     override = os.environ.get(ENV)
     if override:
         try:
@@ -45,15 +57,32 @@ def choose(model, batch_size: int):
     return 1 if largest_product(model, batch_size) < SMALL else None
 
 
+def blas_threads() -> int:
+    """How many threads NumPy's BLAS runs now (1 where none is found)."""
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(1, min(p.get("num_threads") or 1 for p in pools)) if pools else 1
+
+
+def plan(model, batch_size: int, own_threads: bool) -> tuple:
+    """(BLAS's thread limit or None to leave it, tinynet's own threads) for a step of a
+    CPU ``model``; ``own_threads``: whether its twins split the step themselves."""
+    if model.device != "cpu" or not (model.layers and model.built):
+        return None, 1
+    threads = choose(model, batch_size)
+    if not own_threads:
+        return threads, 1
+    return 1, threads if threads is not None else blas_threads()
+
+
 @contextlib.contextmanager
-def limited(model, batch_size: int):
-    """For the block: the BLAS pool limited as :func:`choose` says (CPU models only)."""
-    limit = choose(model, batch_size) if model.device == "cpu" and model.layers and model.built else None
+def limited(model, batch_size: int, own_threads: bool = False):
+    """For the block: BLAS's pool limited as :func:`plan` says; yields tinynet's own threads."""
+    limit, own = plan(model, batch_size, own_threads)
     if limit is None:
-        yield
+        yield own
         return
     with threadpool_limits(limits=limit, user_api="blas"):
-        yield
+        yield own
 
 
 def describe() -> str:
@@ -63,4 +92,7 @@ def describe() -> str:
     threads = pools[0].get("num_threads") if pools else "?"
     if os.environ.get(ENV):
         return f"{name}, {os.environ[ENV]} thread(s) in fit ({ENV})"
-    return f"{name}, {threads} threads; 1 in fit when products are small (< {SMALL / 1e6:g} MFLOP)"
+    return (
+        f"{name}, {threads} threads; in fit 1 when products are small (< {SMALL / 1e6:g} MFLOP), "
+        "convolutions on tinynet's own threads"
+    )

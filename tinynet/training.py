@@ -219,18 +219,19 @@ def prepared(model, train=True, batch_size=32):
     """For the length of fit, evaluate or a one-batch call: Keras's loss rule applied
     (:func:`tinynet.keras_compat.loss_for` sets ``model.loss_fn``) and, to train, the
     parameters in the flat buffer (packed once, then kept) and the fast twins installed
-    (:func:`tinynet.fast.install`); on the CPU, the BLAS threads limited as
-    :mod:`tinynet.threads` says for ``batch_size``. All but the buffer is undone on exit,
-    so outside these calls every method is the textbook one."""
+    (:func:`tinynet.fast.install`); on the CPU, the threads of a step (BLAS's, or the
+    twins' own) as :mod:`tinynet.threads` says for ``batch_size``. All but the buffer is
+    undone on exit, so outside these calls every method is the textbook one."""
     if train:
         per_parameter = model.optimizer.clipnorm is not None
         if model.flat_parameters is None or not model.flat_parameters.still_fits(model, per_parameter):
             model.flat_parameters = FlatParameters(model, per_parameter)
         model.optimizer.arrange_state(model.flat_parameters.for_optimizer)
-    with threads.limited(model, batch_size), keras_compat.loss_for(model) as loss_fn:
+    own_threads = train and fast.splits_steps(model)
+    with threads.limited(model, batch_size, own_threads) as own, keras_compat.loss_for(model) as loss_fn:
         model.loss_fn = loss_fn
         if train:
-            fast.install(model)
+            fast.install(model, threads=own)
         try:
             yield
         finally:
