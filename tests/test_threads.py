@@ -46,7 +46,7 @@ def test_the_limit_holds_during_fit_only(monkeypatch):
     assert seen == [[1] * len(before)] and blas_threads() == before
     lines = []
     model.summary(print_fn=lines.append)
-    assert "BLAS: " in lines[0] and "in fit 1 when products are small" in lines[0]
+    assert "BLAS: " in lines[0] and "in fit 1 for small products" in lines[0]
 
 
 def convnet():

@@ -92,7 +92,4 @@ def describe() -> str:
     threads = pools[0].get("num_threads") if pools else "?"
     if os.environ.get(ENV):
         return f"{name}, {os.environ[ENV]} thread(s) in fit ({ENV})"
-    return (
-        f"{name}, {threads} threads; in fit 1 when products are small (< {SMALL / 1e6:g} MFLOP), "
-        "convolutions on tinynet's own threads"
-    )
+    return f"{name}, {threads} threads; in fit 1 for small products, own ones in convnets"
