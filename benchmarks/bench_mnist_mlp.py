@@ -300,7 +300,9 @@ def write_report(results, args, versions):
         + (f", every core held by {os.cpu_count()} busy-loop processes" if args.busy else ", quiet")
         + f". BLAS: {meta['blas_threads']}. TF32: {'on' if args.tf32 else 'off'}. "
         f"Epochs: {args.epochs} (median of epochs 2..{args.epochs}) over "
-        f"{args.subset or 60000} training images. Versions: "
+        f"{args.subset or 60000} training images"
+        + (f"; {args.rounds} rounds, the frameworks taking turns, the median round shown" if args.rounds > 1 else "")
+        + ". Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions.items())
         + f", NumPy {np.__version__}.",
         "",
@@ -311,22 +313,27 @@ def write_report(results, args, versions):
         + (" --busy" if args.busy else "")
         + (f" --configs {args.configs}" if args.configs else "")
         + (" --no-compile" if args.no_compile else "")
+        + (f" --rounds {args.rounds}" if args.rounds > 1 else "")
         + f" --epochs {args.epochs}`",
         "",
-        "| model | batch | framework | epoch (s) | × tinynet | test acc | peak mem (MB) | other load (cores) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | batch | framework | epoch (s) | rounds (s) | × tinynet | test acc | peak mem (MB) "
+        "| other load (cores) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         mem = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "–"
+        rounds = r.get("round_epoch_s", [r["epoch_s"]])
+        spread = f"{min(rounds):.3f}–{max(rounds):.3f}" if len(rounds) > 1 else "–"
         lines.append(
-            f"| {r['model']} | {r['batch']} | {r['framework']} | {r['epoch_s']:.3f} | "
+            f"| {r['model']} | {r['batch']} | {r['framework']} | {r['epoch_s']:.3f} | {spread} | "
             f"{r['ratio']:.2f} | {r['test_accuracy']:.4f} | {mem} | {_load(r.get('other_cores'))} |"
         )
     lines += [
         "",
         "× tinynet = the framework's epoch time / tinynet's: above 1 means tinynet is faster. "
+        "Rounds: the fastest and slowest of the rounds. "
         "Other load: how many cores other processes kept busy during that run (about 0 on a quiet "
-        "machine; the busy mode's loops count).",
+        "machine; the busy mode's loops count; the most of any round).",
     ]
     noisy = [r for r in results if not args.busy and (r.get("other_cores") or 0) > 0.25]
     if noisy:
@@ -370,6 +377,12 @@ def main(argv=None) -> int:
     )
     p.add_argument("--subset", type=int, default=None, help="train on the first N images only (a faster run)")
     p.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is warm-up (default 4)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every framework this many times, taking turns; report each one's median round (default 1)",
+    )
     p.add_argument("--only", nargs="*", default=None, help="framework names to run (default: all installed)")
     p.add_argument("--configs", default=None, help="e.g. '100:32,100:128,512-512:128' (default: all three)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on the GPU (default: off)")
@@ -383,6 +396,8 @@ def main(argv=None) -> int:
     )
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.device == "gpu" and args.tf32:
         os.environ["CUPY_TF32"] = "1"
     configs = CNN_CONFIGS if args.model == "cnn" else CONFIGS
@@ -455,45 +470,67 @@ class OtherLoad:
 
 
 def run_all(args, configs, frameworks):
-    """Each framework on each configuration, one worker process each; (results, versions)."""
+    """Each framework on each configuration, one worker process each, the frameworks taking
+    turns ``--rounds`` times (so a slow spell of the machine falls on all of them); each
+    framework's time is the median of its rounds. Returns (results, versions)."""
     results, versions = [], {}
     for hidden, batch in configs:
         model = model_name(hidden)
+        runs = {name: [] for name in frameworks}
+        for _ in range(args.rounds):
+            for name in frameworks:
+                r = run_worker(args, name, hidden, batch)
+                if r is None:
+                    continue
+                versions[name] = r.pop("version")
+                runs[name].append(r)
+                print(
+                    f"{model} batch {batch} {name}: {r['epoch_s']:.3f} s/epoch, test accuracy {r['test_accuracy']:.4f}",
+                    flush=True,
+                )
         base = None
         for name in frameworks:
-            command = [
-                sys.executable,
-                os.path.abspath(__file__),
-                "--worker",
-                name,
-                "--device",
-                args.device,
-                "--epochs",
-                str(args.epochs),
-                "--configs",
-                f"{'-'.join(map(str, hidden))}:{batch}",
-                "--model",
-                args.model,
-            ] + (["--subset", str(args.subset)] if args.subset else [])
-            command += (["--data-dir", args.data_dir] if args.data_dir else []) + (["--tf32"] if args.tf32 else [])
-            load = OtherLoad()
-            done = subprocess.run(command, capture_output=True, text=True)
-            others = load.cores()
-            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-            if done.returncode or not lines:
-                print(f"{model} batch {batch} {name}: failed\n{done.stderr[-2000:]}")
+            if not runs[name]:
                 continue
-            r = json.loads(lines[-1])
-            versions[name] = r.pop("version")
+            r = dict(runs[name][0])
+            r["round_epoch_s"] = [run["epoch_s"] for run in runs[name]]
+            r["epoch_s"] = statistics.median(r["round_epoch_s"])
+            r["peak_mb"] = max((run["peak_mb"] for run in runs[name] if run["peak_mb"] is not None), default=None)
+            loads = [run["other_cores"] for run in runs[name] if run["other_cores"] is not None]
+            r["other_cores"] = max(loads) if loads else None
             base = r["epoch_s"] if name == "tinynet" else base
             r.update(model=model, batch=batch, framework=name, ratio=r["epoch_s"] / base if base else float("nan"))
-            r["other_cores"] = others
             results.append(r)
-            print(
-                f"{model} batch {batch} {name}: {r['epoch_s']:.3f} s/epoch, test accuracy {r['test_accuracy']:.4f}",
-                flush=True,
-            )
     return results, versions
+
+
+def run_worker(args, name, hidden, batch):
+    """One framework on one configuration in a fresh process: its result, or None if it failed."""
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        name,
+        "--device",
+        args.device,
+        "--epochs",
+        str(args.epochs),
+        "--configs",
+        f"{'-'.join(map(str, hidden))}:{batch}",
+        "--model",
+        args.model,
+    ] + (["--subset", str(args.subset)] if args.subset else [])
+    command += (["--data-dir", args.data_dir] if args.data_dir else []) + (["--tf32"] if args.tf32 else [])
+    load = OtherLoad()
+    done = subprocess.run(command, capture_output=True, text=True)
+    others = load.cores()
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        print(f"{model_name(hidden)} batch {batch} {name}: failed\n{done.stderr[-2000:]}")
+        return None
+    r = json.loads(lines[-1])
+    r["other_cores"] = others
+    return r
 
 
 def worker(args, config):
