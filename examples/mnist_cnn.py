@@ -5,7 +5,7 @@ Conv2D(32, 3, relu) -> MaxPooling2D(2) -> Conv2D(64, 3, relu) -> MaxPooling2D(2)
 cross-entropy, batch 128, 15 epochs, validation split 0.1, pixels scaled to
 [0, 1] and shaped (N, 28, 28, 1). Keras records 99.2% test accuracy for it.
 
-    python examples/mnist_cnn.py                  # CPU (about 12 s per epoch on 2 cores)
+    python examples/mnist_cnn.py                  # CPU (about 18 s per epoch on 2 cores)
     python examples/mnist_cnn.py --device gpu
     python examples/mnist_cnn.py --subset 2000 --epochs 1     # a quick look
 

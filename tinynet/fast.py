@@ -12,6 +12,7 @@ of them computes, faster, and is named after it:
 | conv2d_forward_inplace             | Conv2D.forward (CPU)         | patches kept; bias, ReLU in place, long rows |
 | conv2d_backward_by_offsets         | Conv2D.backward (CPU), ~1ulp | gx: a product per offset, no col2im       |
 | maxpool_forward/backward_tiled     | MaxPooling2D, windows tiling | windows by reshape, no copy per window    |
+| (conv and pooling, ``threads=k``)  | the same, ~1ulp for products | k ranges of samples at once (_by_samples) |
 | adam_update_inplace                | Adam.update                  | no temporaries: two scratch arrays reused |
 | rmsprop_update_inplace             | RMSprop.update (plain)       | the same                                  |
 | dense_relu_forward_fused           | Dense.forward with ReLU      | GPU: bias + ReLU in one kernel            |
