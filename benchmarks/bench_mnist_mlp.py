@@ -331,7 +331,8 @@ def write_report(results, args, versions):
     lines += [
         "",
         "× tinynet = the framework's epoch time / tinynet's: above 1 means tinynet is faster. "
-        "Rounds: the fastest and slowest of the rounds. "
+        "Rounds: the fastest and slowest of the rounds; test acc and peak memory: the first round's and the "
+        "largest. "
         "Other load: how many cores other processes kept busy during that run (about 0 on a quiet "
         "machine; the busy mode's loops count; the most of any round).",
     ]

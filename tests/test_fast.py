@@ -8,6 +8,10 @@ fused kernels are held equal within float32 rounding. Then whole training runs w
 without the twins.
 """
 
+import multiprocessing
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -272,7 +276,8 @@ def test_after_fit_the_model_is_the_textbook_again(rng):
 def test_conv_work_arrays_hold_the_latest_batch_and_go_when_fit_ends(rng):
     """The patches and ReLU gradients kept between steps: a second forward (another batch,
     another batch size, a pixel count no row length divides) overwrites them, so backward
-    uses the latest batch; when fit ends the arrays are let go."""
+    uses the latest batch; when fit ends tinynet lets go of them (the layer keeps its last
+    patches, as the textbook's forward does)."""
     model = tn.Sequential(
         [tn.Input((9, 9, 1)), tn.Conv2D(3, 3, activation="relu"), tn.Conv2D(4, 3, activation="relu"), tn.Flatten()],
         seed=0,
@@ -317,6 +322,56 @@ def test_by_samples_covers_every_sample_once_and_passes_errors_on():
 
     with pytest.raises(ValueError, match="in a worker"):
         fast._by_samples(64, 2, fails)
+    ended = []
+
+    def one_fails_early_one_ends_late(lo, hi):
+        if lo == 16:
+            raise ValueError("early")
+        if lo == 32:
+            time.sleep(0.3)
+            ended.append(lo)
+
+    with pytest.raises(ValueError, match="early"):
+        fast._by_samples(48, 3, one_fails_early_one_ends_late)
+    assert ended == [32]  # no range still writes when the error reaches the caller
+
+
+def _split_in_child(queue):
+    seen = []
+    fast._by_samples(64, 2, lambda lo, hi: seen.append((lo, hi)))
+    queue.put(sorted(seen))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is a POSIX thing")
+def test_by_samples_works_in_a_child_forked_after_it_ran():
+    """A child made by fork (multiprocessing's default on Linux before Python 3.14) gets
+    no worker threads from its parent: it starts its own instead of waiting forever."""
+    fast._by_samples(64, 2, lambda lo, hi: None)  # the parent's workers exist
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_split_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=30)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0
+    assert queue.get(timeout=5) == [(0, 32), (32, 64)]
+
+
+def test_conv_twin_keeps_the_textbook_dtype_with_float64_parameters(rng):
+    """gradcheck and a learner may make the parameters float64 while the data stays float32:
+    the output is float64, as the textbook's cols @ Wm."""
+    layer = tn.Conv2D(4, 3, activation="relu")
+    layer.build((7, 7, 2), np.random.default_rng(0))
+    layer.kernel.value = layer.kernel.value.astype(np.float64)
+    layer.bias.value = layer.bias.value.astype(np.float64)
+    x = rng.standard_normal((20, 7, 7, 2)).astype(np.float32)
+    y = tn.Conv2D.forward(layer, x, training=True)
+    for threads in (1, 2):
+        fast_y = fast.conv2d_forward_inplace(layer, x, training=True, threads=threads)
+        assert fast_y.dtype == y.dtype == np.float64
+        np.testing.assert_allclose(fast_y, y, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("threads", [2, 3])

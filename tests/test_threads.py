@@ -49,7 +49,7 @@ def test_the_limit_holds_during_fit_only(monkeypatch):
     assert "BLAS: " in lines[0] and "in fit 1 for small products" in lines[0]
 
 
-def convnet():
+def convnet(head=None):
     model = tn.Sequential(
         [
             tn.Input((28, 28, 1)),
@@ -57,10 +57,10 @@ def convnet():
             tn.MaxPooling2D(2),
             tn.Conv2D(64, 3, activation="relu"),  # 570 MFLOP at batch 128
             tn.Flatten(),
-            tn.Dense(10),
+            tn.Dense(10, activation=head),
         ]
     )
-    model.compile("adam", tn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile("adam", tn.losses.SparseCategoricalCrossentropy(from_logits=head is None))
     return model
 
 
@@ -72,6 +72,10 @@ def test_plan_small_steps_one_thread_large_ones_blas_or_tinynets_own(monkeypatch
     assert threads.plan(convnet(), 8, own_threads=True) == (1, 1)  # small: one thread
     assert threads.plan(convnet(), 128, own_threads=True) == (1, cores)  # BLAS on one, tinynet's on every core
     assert threads.plan(tn.Sequential([tn.Dense(3)]), 128, own_threads=True) == (None, 1)  # not built
+    big_head = tn.Sequential(
+        [tn.Input((28, 28, 1)), tn.Conv2D(16, 3), tn.MaxPooling2D(2), tn.Flatten(), tn.Dense(1024)]
+    )
+    assert threads.plan(big_head, 256, own_threads=True) == (None, 1)  # the Dense's product is the largest
     monkeypatch.setenv(threads.ENV, "3")
     assert threads.plan(convnet(), 128, own_threads=True) == (1, 3)
     assert threads.plan(mlp(), 32, own_threads=False) == (3, 1)
@@ -91,3 +95,28 @@ def test_a_convnet_trains_on_tinynets_threads_with_blas_on_one(monkeypatch):
     cores = threads.blas_threads()
     assert seen[0] == ([1] * len(blas_threads()), cores, {"threads": cores})
     assert not fast.installed(model)
+
+
+def test_evaluate_in_a_callback_leaves_fit_as_it_was(monkeypatch):
+    """An evaluate (Keras's habit in on_epoch_end) or any one-batch call inside fit keeps the
+    outer fit's set-up: the twins stay, BLAS keeps its limit, the loss its logits rule, and
+    the weights come out bit for bit as without it."""
+    monkeypatch.delenv(threads.ENV, raising=False)
+    x = np.random.default_rng(0).random((384, 28, 28, 1), dtype=np.float32)
+    y = np.random.default_rng(1).integers(0, 10, 384)
+    weights = []
+    for nested in (False, True):
+        tn.utils.set_random_seed(0)
+        model = convnet(head="softmax")  # Keras's logits rule applies
+        seen = []
+
+        def after(batch, logs, model=model, nested=nested, seen=seen):
+            if nested and batch == 0:
+                model.evaluate(x[:40], y[:40], batch_size=20, verbose=0)
+            seen.append((tuple(blas_threads()), len(fast.installed(model))))
+
+        model.fit(x, y, batch_size=128, verbose=0, callbacks=[tn.callbacks.LambdaCallback(on_train_batch_end=after)])
+        assert len(set(seen)) == 1 and seen[0][1] > 0
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)

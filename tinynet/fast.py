@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import os
 import types
 import weakref
 
@@ -188,7 +189,7 @@ def conv2d_forward_inplace(self, x, training=False, threads=1):
     else:
         cols = _work(self, "cols", (n, oh, ow, kh, kw, c), xpad.dtype)
         self._cols = cols.reshape(n * k, kh * kw * c)
-    z = np.empty((n, oh, ow, f), dtype=xpad.dtype)
+    z = np.empty((n, oh, ow, f), dtype=np.result_type(xpad.dtype, Wm.dtype))  # the dtype of cols @ Wm
     relu = type(self.activation) is ReLU
 
     def samples(lo, hi):
@@ -239,6 +240,17 @@ def _work(owner, name, shape, dtype, fill=None):
 
 
 _workers = None  # the threads that run _by_samples's other ranges, made on first use
+_workers_size = 0
+
+
+def _forget_workers():
+    """In a child made by fork: the parent's worker threads did not come along."""
+    global _workers, _workers_size
+    _workers, _workers_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 def _by_samples(n, threads, fn, least=8):
@@ -251,20 +263,23 @@ def _by_samples(n, threads, fn, least=8):
     they and the passes NumPy runs on one core between products cannot share the cores;
     with BLAS on one thread inside each range (tinynet.threads), the whole step, products
     and passes, runs on every core, and a worker waiting on a busy machine sleeps."""
-    global _workers
+    global _workers, _workers_size
     threads = min(threads, n // least)
     if threads <= 1:
         fn(0, n)
         return
-    if _workers is None or _workers._max_workers < threads - 1:
-        _workers = concurrent.futures.ThreadPoolExecutor(threads - 1, thread_name_prefix="tinynet")
+    if _workers_size < threads - 1:
+        if _workers is not None:
+            _workers.shutdown(wait=False)
+        _workers, _workers_size = concurrent.futures.ThreadPoolExecutor(threads - 1, "tinynet"), threads - 1
     bounds = [n * k // threads for k in range(threads + 1)]
     others = [_workers.submit(fn, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
     try:
         fn(bounds[0], bounds[1])
     finally:
-        for other in others:
-            other.result()
+        concurrent.futures.wait(others)  # every range has ended before anything is raised
+    for other in others:
+        other.result()
 
 
 def _matmul_by_rows(a, b, out, threads):

@@ -19,6 +19,7 @@ import inspect
 import math
 import signal
 import threading
+import weakref
 
 import numpy as np
 
@@ -214,6 +215,9 @@ def fit_data(model, x, y, sample_weight, class_weight, validation_split, validat
     return x, y, w, (x_val, y_val, w_val)
 
 
+_open: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> prepared() blocks open on it
+
+
 @contextlib.contextmanager
 def prepared(model, train=True, batch_size=32):
     """For the length of fit, evaluate or a one-batch call: Keras's loss rule applied
@@ -221,22 +225,35 @@ def prepared(model, train=True, batch_size=32):
     parameters in the flat buffer (packed once, then kept) and the fast twins installed
     (:func:`tinynet.fast.install`); on the CPU, the threads of a step (BLAS's, or the
     twins' own) as :mod:`tinynet.threads` says for ``batch_size``. All but the buffer is
-    undone on exit, so outside these calls every method is the textbook one."""
+    undone on exit, so outside these calls every method is the textbook one. A call inside
+    another (``evaluate`` or ``train_on_batch`` from a callback during ``fit``) keeps what
+    the outer one set up, and leaves it in place when it ends."""
     if train:
         per_parameter = model.optimizer.clipnorm is not None
         if model.flat_parameters is None or not model.flat_parameters.still_fits(model, per_parameter):
             model.flat_parameters = FlatParameters(model, per_parameter)
         model.optimizer.arrange_state(model.flat_parameters.for_optimizer)
-    own_threads = train and fast.splits_steps(model)
-    with threads.limited(model, batch_size, own_threads) as own, keras_compat.loss_for(model) as loss_fn:
-        model.loss_fn = loss_fn
-        if train:
-            fast.install(model, threads=own)
+    if _open.get(model):
+        _open[model] += 1
         try:
             yield
         finally:
-            fast.remove(model)
-            model.loss_fn = model.loss
+            _open[model] -= 1
+        return
+    own_threads = train and fast.splits_steps(model)
+    _open[model] = 1
+    try:
+        with threads.limited(model, batch_size, own_threads) as own, keras_compat.loss_for(model) as loss_fn:
+            model.loss_fn = loss_fn
+            if train:
+                fast.install(model, threads=own)
+            try:
+                yield
+            finally:
+                fast.remove(model)
+                model.loss_fn = model.loss
+    finally:
+        del _open[model]
 
 
 # ------------------------------------------------------------------ the epoch loop
