@@ -389,6 +389,7 @@ def main(argv=None) -> int:
     p.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on the GPU (default: off)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--no-verify", action="store_true", help="other data in MNIST's format: skip the checksums")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument(
         "--busy",
@@ -522,6 +523,7 @@ def run_worker(args, name, hidden, batch):
         args.model,
     ] + (["--subset", str(args.subset)] if args.subset else [])
     command += (["--data-dir", args.data_dir] if args.data_dir else []) + (["--tf32"] if args.tf32 else [])
+    command += ["--no-verify"] if args.no_verify else []
     load = OtherLoad()
     done = subprocess.run(command, capture_output=True, text=True)
     others = load.cores()
@@ -537,7 +539,7 @@ def run_worker(args, name, hidden, batch):
 def worker(args, config):
     """Run one framework on one configuration; print the result as one JSON line."""
     hidden, batch = config
-    (x_train, y_train), (x_test, y_test) = mnist.load_data(args.data_dir)
+    (x_train, y_train), (x_test, y_test) = mnist.load_data(args.data_dir, verify=not args.no_verify)
     if args.subset:
         x_train, y_train = x_train[: args.subset], y_train[: args.subset]
     data = (
