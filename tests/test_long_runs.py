@@ -243,3 +243,14 @@ def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(tmp_path):
         np.zeros((16, 6), np.float32), np.zeros(16, int), epochs=done + 1, initial_epoch=done, verbose=0
     )
     assert len(history.epoch) == done + 1
+
+
+def test_lambda_callback_calls_each_hook_it_is_given_in_order():
+    x, y = data()
+    model = make_model()
+    calls = []
+    hooks = ["on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_train_batch_end", "on_epoch_end"]
+    spy = LambdaCallback(**{h: (lambda *args, h=h: calls.append(h)) for h in hooks + ["on_train_end"]})
+    model.fit(x[:16], y[:16], epochs=1, batch_size=8, verbose=0, callbacks=[spy])
+    batch = ["on_train_batch_begin", "on_train_batch_end"]
+    assert calls == ["on_train_begin", "on_epoch_begin"] + batch + batch + ["on_epoch_end", "on_train_end"]

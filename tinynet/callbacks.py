@@ -355,10 +355,17 @@ class TerminateOnNaN(Callback):
 
 
 class LambdaCallback(Callback):
-    """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
+    """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``,
+    with Keras's names for the hooks it may fill."""
 
     def __init__(
-        self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None, on_train_batch_end=None
+        self,
+        on_epoch_begin=None,
+        on_epoch_end=None,
+        on_train_begin=None,
+        on_train_end=None,
+        on_train_batch_begin=None,
+        on_train_batch_end=None,
     ):
         super().__init__()
         for name, fn in (
@@ -366,6 +373,7 @@ class LambdaCallback(Callback):
             ("on_epoch_end", on_epoch_end),
             ("on_train_begin", on_train_begin),
             ("on_train_end", on_train_end),
+            ("on_train_batch_begin", on_train_batch_begin),
             ("on_train_batch_end", on_train_batch_end),
         ):
             if fn is not None:
