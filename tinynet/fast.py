@@ -74,24 +74,21 @@ def dense_backward_into_without_gx(self, gy):
 
 
 def _conv2d_gradients_into(self, gy, threads=1):
+    """gz = the activation's backward, gW = cols^T gz and gb = the sum of gz's rows, written
+    into the existing arrays; returns gz and gz as rows (N * OH * OW, F)."""
     xp = backend.get_array_module(gy)
     kh, kw, c, f = self.kernel.value.shape
-    if xp is not np:
-        gz = self.activation.backward(gy)
-        gz2 = gz.reshape(-1, f)
-        xp.matmul(self._cols.T, gz2, out=self.kernel.grad.reshape(kh * kw * c, f))
-        if self.use_bias:
-            gz2.sum(axis=0, out=self.bias.grad)
-        return gz, gz2
-    if _textbook(self.activation, ReLU, "backward"):  # ReLU.backward, gz = gy * [y > 0]
+    if xp is np and _textbook(self.activation, ReLU, "backward"):  # ReLU.backward, gz = gy * [y > 0]
         gz, y = _work(self, "gz", gy.shape, gy.dtype), self.activation._y
         _by_samples(len(gy), threads, lambda lo, hi: np.multiply(gy[lo:hi], y[lo:hi] > 0, out=gz[lo:hi]))
     else:
         gz = self.activation.backward(gy)
     gz2 = gz.reshape(-1, f)
     _matmul_by_rows(self._cols.T, gz2, self.kernel.grad.reshape(kh * kw * c, f), threads)  # gW = cols^T gz
-    if self.use_bias:  # gb = sum of gz's rows, as the product 1^T gz (NumPy sums axis 0 row by row)
+    if self.use_bias and xp is np:  # gb as the product 1^T gz: NumPy sums axis 0 of a tall array row by row
         np.matmul(_work(self, "ones", (len(gz2),), gz2.dtype, fill=1), gz2, out=self.bias.grad)
+    elif self.use_bias:
+        gz2.sum(axis=0, out=self.bias.grad)
     return gz, gz2
 
 
@@ -284,7 +281,8 @@ def _by_samples(n, threads, fn, least=8):
 
 def _matmul_by_rows(a, b, out, threads):
     """out = a @ b, ranges of out's rows at once (:func:`_by_samples`)."""
-    _by_samples(len(out), threads, lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), least=1)
+    xp = backend.get_array_module(out)
+    _by_samples(len(out), threads, lambda lo, hi: xp.matmul(a[lo:hi], b, out=out[lo:hi]), least=1)
 
 
 class Scratch:

@@ -62,9 +62,13 @@ def choose(model, batch_size: int):
     return 1 if largest_product(model, batch_size) < SMALL else None
 
 
+def _blas_pools() -> list:
+    return [p for p in threadpool_info() if p.get("user_api") == "blas"]
+
+
 def blas_threads() -> int:
     """How many threads NumPy's BLAS runs now (1 where none is found)."""
-    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    pools = _blas_pools()
     return max(1, min(p.get("num_threads") or 1 for p in pools)) if pools else 1
 
 
@@ -94,7 +98,7 @@ def limited(model, batch_size: int, own_threads: bool = False):
 
 def describe() -> str:
     """One line for the summary: the BLAS library, its threads, and the policy while training."""
-    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    pools = _blas_pools()
     name = pools[0].get("internal_api", "BLAS") if pools else "no BLAS found"
     threads = pools[0].get("num_threads") if pools else "?"
     if os.environ.get(ENV):
