@@ -278,7 +278,8 @@ def _load(cores):
 
 def write_report(results, args, versions):
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"bench_mnist_{args.model}_{args.device}" + ("_busy" if args.busy else ""))
+    stem = f"bench_mnist_{args.model}_{args.device}" + ("_busy" if args.busy else "")
+    stem = os.path.join(args.out, stem + (f"_keras_{args.keras_backend}" if args.keras_backend else ""))
     meta = {
         "machine": machine(args),
         "device": args.device,
@@ -311,6 +312,7 @@ def write_report(results, args, versions):
         + (f" --model {args.model}" if args.model != "mlp" else "")
         + (f" --subset {args.subset}" if args.subset else "")
         + (" --busy" if args.busy else "")
+        + (f" --keras-backend {args.keras_backend}" if args.keras_backend else "")
         + (f" --configs {args.configs}" if args.configs else "")
         + (" --no-compile" if args.no_compile else "")
         + (f" --rounds {args.rounds}" if args.rounds > 1 else "")
@@ -396,12 +398,20 @@ def main(argv=None) -> int:
         action="store_true",
         help="a busy machine: busy-loop processes hold every core during the whole run (ended by the benchmark)",
     )
+    p.add_argument(
+        "--keras-backend",
+        choices=["tensorflow", "jax"],
+        default=None,
+        help="Keras's backend (default: TensorFlow where installed, else JAX); the report's name says it",
+    )
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.device == "gpu" and args.tf32:
         os.environ["CUPY_TF32"] = "1"
+    if args.keras_backend:
+        os.environ["KERAS_BACKEND"] = args.keras_backend  # read by each worker process
     configs = CNN_CONFIGS if args.model == "cnn" else CONFIGS
     if args.configs:
         configs = [

@@ -33,3 +33,46 @@ def test_two_rounds_of_the_convnet_are_run_and_reported(tmp_path):
     assert "--rounds 2" in table and "2 rounds, the frameworks taking turns" in table
     fastest, slowest = min(row["round_epoch_s"]), max(row["round_epoch_s"])
     assert f"| {fastest:.3f}–{slowest:.3f} |" in table
+
+
+def test_the_numpy_floor_trains_bit_for_bit_like_tinynet_and_is_reported(tmp_path):
+    """benchmarks/bench_numpy_floor.py: the bare-NumPy training it times against tinynet's fit
+    is the same training (the same weights after an epoch, bit for bit), so its time is a fair
+    floor; and the report says so."""
+    data, out = tmp_path / "mnist", tmp_path / "out"
+    write_mnist_dir(str(data), n_train=256, n_test=64)
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "bench_numpy_floor.py"), "--subset", "256"]
+    command += ["--configs", "100:32,30-20:64", "--rounds", "2", "--no-verify"]
+    command += ["--data-dir", str(data), "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((out / "bench_numpy_floor_cpu.json").read_text())
+    rows = report["results"]
+    assert [(r["model"], r["batch"]) for r in rows] == [("784-100-10", 32), ("784-30-20-10", 64)]
+    for r in rows:
+        assert r["max_weight_difference"] == 0.0, r  # the same arithmetic, so the same weights
+        assert abs(r["loss_tinynet"] - r["loss_bare"]) < 1e-6 * r["loss_bare"]
+        assert len(r["tinynet_rounds_s"]) == len(r["bare_rounds_s"]) == 2
+        assert r["ratio"] == r["tinynet_s"] / r["bare_s"]
+    table = (out / "bench_numpy_floor_cpu.md").read_text()
+    assert table.count("| bit for bit equal |") == 2 and "--rounds 2" in table
+
+
+def test_the_keras_backend_is_named_in_the_report(tmp_path):
+    """--keras-backend jax: the report's file name and command say which Keras it compared with
+    (run here with tinynet alone, so no Keras is needed)."""
+    data, out = tmp_path / "mnist", tmp_path / "out"
+    write_mnist_dir(str(data), n_train=128, n_test=32)
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "bench_mnist_mlp.py"), "--configs", "100:32"]
+    command += ["--only", "tinynet", "--epochs", "2", "--keras-backend", "jax", "--no-compile", "--no-verify"]
+    command += ["--data-dir", str(data), "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("KERAS_BACKEND", None)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir() if p.suffix != ".png") == [
+        "bench_mnist_mlp_cpu_keras_jax.json",
+        "bench_mnist_mlp_cpu_keras_jax.md",
+    ]
+    assert "--keras-backend jax" in (out / "bench_mnist_mlp_cpu_keras_jax.md").read_text()
