@@ -8,6 +8,9 @@ tinynet uses. Its arrays hold NumPy arrays, but they refuse what real CuPy refus
   that is not a device array: TypeError;
 - a name CuPy's namespace does not have (only an allowlist exists): AttributeError.
 
+And, as CuPy, it warns of no floating-point event (overflow, 0/0, inf - inf): a GPU raises no
+floating-point exceptions, so every operation runs with NumPy's warnings off (:func:`_quietly`).
+
 It counts, in ``counts``, each **sync** (a read that makes the host wait for the
 device: ``float()``, ``int()``, ``bool()``, ``.item()``, ``.get()``, ``.tolist()``,
 ``asnumpy``, ``repr``) and each **upload** (host data copied to the device:
@@ -94,6 +97,12 @@ def _check_out(kwargs):
         kwargs["out"] = tuple(o._a for o in outs) if isinstance(out, tuple) else out._a
 
 
+def _quietly(fn, *args, **kwargs):
+    """fn(*args, **kwargs) without NumPy's floating-point warnings, which CuPy never gives."""
+    with np.errstate(all="ignore"):
+        return fn(*args, **kwargs)
+
+
 def _given_out(out):
     """What a CuPy call with out= returns: the device array(s) it wrote into."""
     return out[0] if isinstance(out, tuple) and len(out) == 1 else out
@@ -103,8 +112,8 @@ def _device_function(fn, name):
     def call(*args, **kwargs):
         out = kwargs.get("out")
         _check_out(kwargs)
-        result = fn(
-            *[_to_device(a) for a in args], **{k: v if k == "out" else _to_device(v) for k, v in kwargs.items()}
+        result = _quietly(
+            fn, *[_to_device(a) for a in args], **{k: v if k == "out" else _to_device(v) for k, v in kwargs.items()}
         )
         return _given_out(out) if out is not None else _wrap(result)
 
@@ -179,7 +188,7 @@ class ndarray:  # noqa: N801 (CuPy's name)
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         out = kwargs.get("out")
         _check_out(kwargs)
-        result = getattr(ufunc, method)(*[_to_device(x) for x in inputs], **kwargs)
+        result = _quietly(getattr(ufunc, method), *[_to_device(x) for x in inputs], **kwargs)
         return _given_out(out) if out is not None else _wrap(result)
 
     def __array_function__(self, func, types_, args, kwargs):
@@ -263,7 +272,7 @@ def _method(name):
     def call(self, *args, **kwargs):
         out = kwargs.get("out")
         _check_out(kwargs)
-        result = getattr(self._a, name)(*[_to_device(a) for a in args], **kwargs)
+        result = _quietly(getattr(self._a, name), *[_to_device(a) for a in args], **kwargs)
         if out is not None:
             return _given_out(out)
         return _wrap_view(result) if name in VIEWS else _wrap(result)
@@ -281,24 +290,24 @@ for _name in _BINARY:
     _op = getattr(np.ndarray, f"__{_name}__")
 
     def _binary(self, other, _op=_op):
-        return _wrap(_op(self._a, _to_device(other)))
+        return _wrap(_quietly(_op, self._a, _to_device(other)))
 
     setattr(ndarray, f"__{_name}__", _binary)
     if _name not in ("lt", "le", "gt", "ge", "eq", "ne"):
         _rop, _iop = getattr(np.ndarray, f"__r{_name}__"), getattr(np.ndarray, f"__i{_name}__")
 
         def _reflected(self, other, _rop=_rop):
-            return _wrap(_rop(self._a, _to_device(other)))
+            return _wrap(_quietly(_rop, self._a, _to_device(other)))
 
         def _inplace(self, other, _iop=_iop):
-            _iop(self._a, _to_device(other))
+            _quietly(_iop, self._a, _to_device(other))
             return self
 
         setattr(ndarray, f"__r{_name}__", _reflected)
         setattr(ndarray, f"__i{_name}__", _inplace)
 for _name in ("neg", "pos", "abs", "invert"):
     _op = getattr(np.ndarray, f"__{_name}__")
-    setattr(ndarray, f"__{_name}__", lambda self, _op=_op: _wrap(_op(self._a)))
+    setattr(ndarray, f"__{_name}__", lambda self, _op=_op: _wrap(_quietly(_op, self._a)))
 
 
 # ------------------------------------------------------------------ RawKernel: the CUDA source, run on the CPU

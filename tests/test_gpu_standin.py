@@ -4,6 +4,7 @@ data once per fit; and the stand-in refuses what real CuPy refuses (else these t
 would prove nothing)."""
 
 import math
+import warnings
 from collections import Counter
 
 import cupy_standin
@@ -36,6 +37,17 @@ def test_the_standin_refuses_what_cupy_refuses(cp):
     with pytest.raises(AttributeError, match="no cupy.histogramdd"):
         cp.histogramdd  # noqa: B018 (NumPy has it, the stand-in does not)
     assert isinstance(np.exp(a), cp.ndarray) and isinstance(a.sum(), cp.ndarray)  # as CuPy: on the device
+
+
+def test_the_standin_warns_of_no_floating_point_event_as_cupy(cp):
+    """A GPU raises no floating-point exceptions and CuPy warns of none; NumPy would warn of each."""
+    zero, big = cp.asarray(np.zeros(2, np.float32)), cp.asarray(np.full(2, 3e38, np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would fail the test
+        results = [zero / zero, big * big, cp.exp(-cp.log(zero)), np.sqrt(zero - 1), zero.__rtruediv__(1.0)]
+        big *= 10
+        results += [big, (big - big).sum(), cp.matmul(big.reshape(1, 2), big.reshape(2, 1))]
+    assert [bool(cp.isnan(r).all()) or bool(cp.isinf(r).all()) for r in results] == [True] * len(results)
 
 
 def test_the_standin_counts_syncs_and_uploads(cp):
