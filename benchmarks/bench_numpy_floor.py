@@ -178,8 +178,8 @@ def write_report(rows, args):
         "# tinynet against bare NumPy: the same MLP training (cpu)",
         "",
         f"Machine: {meta['machine']}. NumPy {meta['numpy']}; {meta['blas']}. Python {meta['python']}. "
-        f"{args.subset} training images; {args.rounds} rounds after a warm-up, the two taking turns, the "
-        "median epoch shown.",
+        f"{args.subset} training images; {args.rounds} round{'s' * (args.rounds != 1)} after a warm-up, "
+        "the two taking turns, the median epoch shown.",
         "",
         f"Command: `{command}`",
         "",
@@ -223,6 +223,7 @@ def main(argv=None) -> int:
     (x, y), _ = mnist.load_data(args.data_dir, verify=not args.no_verify)
     x = preprocessing.flatten(preprocessing.scale(x[: args.subset]))
     y = y[: args.subset].astype(np.int64)
+    args.subset = len(x)  # what ran, if the data set is smaller than asked
     rows = []
     for hidden, batch in configs:
         times, bare_times, difference, (loss, bare_loss) = bench(hidden, batch, x, y, args.rounds)
