@@ -31,6 +31,13 @@ def rounding(a, b):
     np.testing.assert_allclose(backend.to_numpy(a), backend.to_numpy(b), rtol=2e-6, atol=1e-6)
 
 
+def summed_in_another_order(a, b):
+    """Equal within float32 rounding of sums of many terms: the error bound scales with
+    the largest value, not with each element (a small sum of large terms keeps their error)."""
+    a, b = backend.to_numpy(a), backend.to_numpy(b)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.abs(b).max()))
+
+
 @pytest.fixture
 def textbook():
     """Run a block with every twin off."""
@@ -97,9 +104,14 @@ def test_conv2d_forward_inplace_equals_conv2d_forward(rng, channels, activation,
     gy = rng.standard_normal(y.shape).astype(np.float32)
     gx = layer.backward(gy)
     gW = layer.kernel.grad.copy()
-    exact("cpu")(fast.conv2d_forward_inplace(layer, x, training=True), y)
-    exact("cpu")(layer.backward(gy), gx)  # what forward kept for backward is the same too
-    exact("cpu")(layer.kernel.grad, gW)
+    # A few-channel input's patches are laid out offset-major and read transposed by the
+    # product: BLAS may then sum in another order (OpenBLAS on an Intel host did, on the
+    # CI's AMD host it does not), so those are equal within float32 rounding; with 4 or
+    # more channels the product is the textbook's own call on the same layout: bitwise.
+    same = exact("cpu") if channels >= 4 else summed_in_another_order
+    same(fast.conv2d_forward_inplace(layer, x, training=True), y)
+    same(layer.backward(gy), gx)  # what forward kept for backward is the same too
+    same(layer.kernel.grad, gW)
 
 
 @pytest.mark.parametrize("strides, padding", [(1, "valid"), (2, "same"), ((2, 1), "valid"), (1, "same")])
