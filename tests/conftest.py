@@ -27,16 +27,26 @@ def use_standin(monkeypatch):
     cupy_standin.reset_counts()
 
 
+def gpu_backend(monkeypatch):
+    """Real CuPy where a GPU passes tinynet's probe, else the stand-in (as the module says)."""
+    choice = os.environ.get("TINYNET_TEST_STANDIN")
+    ok, why = (False, "TINYNET_TEST_STANDIN=1") if choice == "1" else backend.gpu_status()
+    if not ok:
+        if choice == "0":
+            pytest.skip(f"no GPU backend: {why}")
+        use_standin(monkeypatch)
+    return "gpu"
+
+
 @pytest.fixture(params=["cpu", "gpu"])
 def device(request, monkeypatch):
-    if request.param == "gpu":
-        choice = os.environ.get("TINYNET_TEST_STANDIN")
-        ok, why = (False, "TINYNET_TEST_STANDIN=1") if choice == "1" else backend.gpu_status()
-        if not ok:
-            if choice == "0":
-                pytest.skip(f"no GPU backend: {why}")
-            use_standin(monkeypatch)
-    return request.param
+    return gpu_backend(monkeypatch) if request.param == "gpu" else "cpu"
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """The "gpu" device alone: for what only runs there (CUDA graphs)."""
+    return gpu_backend(monkeypatch)
 
 
 @pytest.fixture

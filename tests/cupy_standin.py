@@ -38,6 +38,7 @@ import subprocess
 import tempfile
 import traceback
 import types
+import weakref
 
 import numpy as np
 
@@ -99,6 +100,7 @@ def _check_out(kwargs):
 
 def _quietly(fn, *args, **kwargs):
     """fn(*args, **kwargs) without NumPy's floating-point warnings, which CuPy never gives."""
+    _refuse_while_capturing(getattr(fn, "__name__", "an array operation"))
     with np.errstate(all="ignore"):
         return fn(*args, **kwargs)
 
@@ -122,6 +124,8 @@ def _device_function(fn, name):
 
 
 def _upload(x, dtype=None, copy=True):
+    if not isinstance(x, ndarray):
+        _refuse_while_capturing("a copy from the host")
     if isinstance(x, ndarray):
         if dtype is None or np.dtype(dtype) == x.dtype:
             return x.copy() if copy else x
@@ -153,6 +157,7 @@ def get_array_module(*args):
 
 def _sync(what):
     def read(self, *args):
+        _refuse_while_capturing(f"a read of the device ({what})")
         _count("sync", f"{what} of shape {self.shape}")
         value = self._a
         return (
@@ -166,7 +171,7 @@ def _sync(what):
 class ndarray:  # noqa: N801 (CuPy's name)
     """A device array: a NumPy array that only device operations may touch."""
 
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "__weakref__")
     __array_priority__ = 100
     __hash__ = None
 
@@ -219,10 +224,12 @@ class ndarray:  # noqa: N801 (CuPy's name)
     item, tolist, __format__ = _sync("item"), _sync("tolist"), _sync("__format__")
 
     def get(self, stream=None, order="C", out=None):
+        _refuse_while_capturing("a copy to the host (get)")
         _count("sync", f"get of shape {self.shape}")
         return self._a.copy()
 
     def set(self, arr, stream=None):
+        _refuse_while_capturing("a copy from the host (set)")
         _count("upload", f"set of shape {self.shape}")
         self._a[...] = arr
 
@@ -236,6 +243,7 @@ class ndarray:  # noqa: N801 (CuPy's name)
         return _wrap_view(self._a[_index(index)])
 
     def __setitem__(self, index, value):
+        _refuse_while_capturing("an assignment into a device array")
         if isinstance(value, np.ndarray):
             _count("upload", f"host array of shape {value.shape} assigned into a device array")
             self._a[_index(index)] = value
@@ -243,12 +251,15 @@ class ndarray:  # noqa: N801 (CuPy's name)
             self._a[_index(index)] = _to_device(value)
 
     def copy(self, order="C"):
+        _refuse_while_capturing("a copy")
         return ndarray._of(self._a.copy(order=order))
 
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
+        _refuse_while_capturing("astype")
         return ndarray._of(self._a.astype(dtype, copy=copy))
 
     def fill(self, value):
+        _refuse_while_capturing("fill")
         self._a.fill(_to_device(value))
 
 
@@ -321,9 +332,19 @@ C_TYPES = {  # C parameter type -> (NumPy dtype, ctypes type of a scalar)
 }
 PRELUDE = """
 #include <math.h>
+#include <pthread.h>
+#include <algorithm>
+#include <thread>
+#include <vector>
+using std::max;
+using std::min;
 struct standin_dim3 { unsigned int x, y, z; };
-static standin_dim3 threadIdx, blockIdx, blockDim, gridDim;
+static thread_local standin_dim3 threadIdx;
+static standin_dim3 blockIdx, blockDim, gridDim;
+static pthread_barrier_t standin_barrier;  // a block's threads wait here at __syncthreads()
+static inline void __syncthreads() { pthread_barrier_wait(&standin_barrier); }
 #define __global__
+#define __shared__ static  // one block runs at a time: a block's shared memory is one static array
 #define __restrict__ __restrict
 """
 _BUILD_DIR = None
@@ -358,7 +379,30 @@ def _build(code, name, params):
     if compiler is None:
         raise RuntimeError("the CuPy stand-in runs kernels with a host C++ compiler (c++, g++ or clang++): none found")
     declared = ", ".join(f"{t}{'*' if p else ''} {n}" for t, p, n in params)
-    launcher = f"""
+    arguments = ", ".join(n for _, _, n in params)
+    # A kernel that waits at __syncthreads() needs its block's threads to run at once: each
+    # block's threads are real threads then, meeting at a barrier; other kernels run their
+    # threads one after another.
+    launcher = (
+        f"""
+extern "C" void standin_launch(unsigned int standin_grid, unsigned int standin_block, {declared}) {{
+    blockDim = {{standin_block, 1, 1}}; gridDim = {{standin_grid, 1, 1}};
+    for (unsigned int standin_b = 0; standin_b < standin_grid; ++standin_b) {{
+        blockIdx = {{standin_b, 0, 0}};
+        pthread_barrier_init(&standin_barrier, nullptr, standin_block);
+        std::vector<std::thread> standin_threads;
+        for (unsigned int standin_t = 0; standin_t < standin_block; ++standin_t)
+            standin_threads.emplace_back([=]() {{
+                threadIdx = {{standin_t, 0, 0}};
+                {name}({arguments});
+            }});
+        for (auto& standin_thread : standin_threads) standin_thread.join();
+        pthread_barrier_destroy(&standin_barrier);
+    }}
+}}
+"""
+        if "__syncthreads" in code
+        else f"""
 extern "C" void standin_launch(unsigned int standin_grid, unsigned int standin_block, {declared}) {{
     blockDim = {{standin_block, 1, 1}}; gridDim = {{standin_grid, 1, 1}};
     for (unsigned int standin_b = 0; standin_b < standin_grid; ++standin_b)
@@ -368,11 +412,12 @@ extern "C" void standin_launch(unsigned int standin_grid, unsigned int standin_b
         }}
 }}
 """
+    )
     _BUILD_DIR = _BUILD_DIR or tempfile.mkdtemp(prefix="cupy-standin-")
     source, library = (os.path.join(_BUILD_DIR, f"{key}.{ext}") for ext in ("cpp", "so"))
     with open(source, "w") as f:
         f.write(PRELUDE + code + launcher)
-    command = [compiler, "-O1", "-shared", "-fPIC", "-ffp-contract=off", "-o", library, source]
+    command = [compiler, "-O1", "-shared", "-fPIC", "-pthread", "-ffp-contract=off", "-o", library, source]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the host compiler refused kernel {name}:\n{done.stderr}")
@@ -420,7 +465,96 @@ class RawKernel:
         if len(args) != len(self.params):
             raise TypeError(f"{self.name} takes {len(self.params)} arguments, got {len(args)}")
         values = [_kernel_argument(self.name, p, a) for p, a in zip(self.params, args)]
-        _build(self.code, self.name, self.params).standin_launch(int(grid[0]), int(block[0]), *values)
+        launch = (_build(self.code, self.name, self.params).standin_launch, int(grid[0]), int(block[0]), values)
+        if _capture is None:
+            launch[0](*launch[1:3], *values)
+            return
+        stream, launches = _capture
+        if _current_stream() is not stream:
+            raise RuntimeError(f"{self.name}: launched on another stream than the one being captured")
+        # a graph holds the buffers' addresses, not the buffers: kept alive by the caller, or replay fails
+        buffers = [weakref.ref(_memory_owner(a._a)) for a in args if isinstance(a, ndarray)]
+        launches.append((self.name, launch, buffers))
+
+
+def _memory_owner(a):
+    """The NumPy array that owns ``a``'s memory (a view's base, all the way down)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+# ------------------------------------------------------------------ streams and CUDA graphs
+
+_capture = None  # (the stream being captured, its launches so far) while a capture is open
+_streams: list = []  # the streams entered with ``with``, innermost last
+
+
+def _refuse_while_capturing(what):
+    """As CUDA during stream capture: only kernel launches are recorded; the stand-in,
+    stricter, refuses every other operation (tinynet's graphs hold its own kernels only)."""
+    if _capture is not None:
+        raise RuntimeError(
+            f"{what} during stream capture: a captured graph holds kernel launches only (in the CuPy "
+            "stand-in, tinynet's RawKernels; real CuPy refuses cuBLAS, cuRAND and host copies)"
+        )
+
+
+class Stream:
+    """cupy.cuda.Stream: the stand-in runs all work at once, in order; a stream matters to capture."""
+
+    def __init__(self, null=False, non_blocking=False, ptds=False):
+        self.null = null
+
+    def __enter__(self):
+        _streams.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _streams.pop()
+
+    def synchronize(self):
+        _refuse_while_capturing("synchronize")
+
+    def begin_capture(self, mode=None):
+        global _capture
+        if self.null:
+            raise RuntimeError("the null stream cannot be captured")
+        if _capture is not None:
+            raise RuntimeError("a capture is already open")
+        _capture = (self, [])
+
+    def is_capturing(self):
+        return _capture is not None and _capture[0] is self
+
+    def end_capture(self):
+        global _capture
+        if not self.is_capturing():
+            raise RuntimeError("end_capture on a stream that is not being captured")
+        graph, _capture = Graph(_capture[1]), None
+        return graph
+
+
+def _current_stream():
+    return _streams[-1] if _streams else _NULL_STREAM
+
+
+_NULL_STREAM = Stream(null=True)
+Stream.null = _NULL_STREAM
+
+
+class Graph:
+    """cupy.cuda.Graph: the captured launches, replayed in order by ``launch``."""
+
+    def __init__(self, launches):
+        self.launches = launches
+
+    def launch(self, stream=None):
+        _refuse_while_capturing("a graph's launch")
+        for name, (run, grid, block, values), buffers in self.launches:
+            if any(ref() is None for ref in buffers):
+                raise RuntimeError(f"graph replay: a buffer that {name} reads or writes was freed after capture")
+            run(grid, block, *values)
 
 
 # ------------------------------------------------------------------ random numbers, the CUDA runtime
@@ -493,7 +627,15 @@ def make_module():
         get_array_module=get_array_module,
         RawKernel=RawKernel,
         random=_strict_namespace("cupy.random", {"default_rng": Generator, "Generator": Generator}),
-        cuda=_strict_namespace("cupy.cuda", {"runtime": _strict_namespace("cupy.cuda.runtime", vars(_runtime()))}),
+        cuda=_strict_namespace(
+            "cupy.cuda",
+            {
+                "runtime": _strict_namespace("cupy.cuda.runtime", vars(_runtime())),
+                "Stream": Stream,
+                "Graph": Graph,
+                "get_current_stream": _current_stream,
+            },
+        ),
         lib=_strict_namespace(
             "cupy.lib",
             {"stride_tricks": _strict_namespace("cupy.lib.stride_tricks", {"as_strided": _as_strided})},
