@@ -26,6 +26,17 @@ for the CPU, against the textbook code (NaN, large logits, whole training runs).
 | adam          | m, v, w updates of Adam (one pass over the buffers)   | Adam.update        |
 | rmsprop       | v and w updates of RMSprop (no momentum, not centred) | RMSprop.update     |
 | sgd_momentum  | m and w updates of SGD with (Nesterov) momentum       | SGD.update         |
+
+The kernels of a captured CUDA graph (:mod:`tinynet.graphs`). Inside stream capture
+CuPy refuses cuBLAS, so the graph's matrix products are tinynet's own ``gemm``:
+
+| kernel        | computes                                              | used in            |
+|---------------|-------------------------------------------------------|--------------------|
+| gather_rows   | xb = x[order[start:start+B]], yb = y[the same rows]   | a step's batch     |
+| gemm          | C = A B (one split of the sum over k), then ReLU or a ReLU mask | Dense, both ways |
+| sum_splits    | C = sum of the splits' partial products, then ReLU    | Dense, long k      |
+| sparse_hits   | hit = (argmax z == t), one per row                    | "accuracy"         |
+| adam_at_step  | adam, its step size read from device memory           | Adam.update        |
 """
 
 from __future__ import annotations
@@ -124,6 +135,121 @@ extern "C" __global__ void tinynet_sgd_momentum(
     float mi = mu * m[i] - lr * gi;
     m[i] = mi;
     w[i] += nesterov ? mu * mi - lr * gi : mi;
+}
+""",
+    "gather_rows": r"""
+extern "C" __global__ void tinynet_gather_rows(
+        const float* x, const long long* y, const long long* order, float* xb, long long* yb,
+        long long start, int rows, int cols) {
+    // One batch of the epoch's order: xb[r, :] = x[order[start + r], :] and
+    // yb[r] = y[order[start + r]], for r < rows. One thread per element of xb.
+    long long i = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    if (i >= (long long)rows * cols) return;
+    int r = (int)(i / cols), c = (int)(i % cols);
+    long long source = order[start + r];
+    xb[i] = x[source * cols + c];
+    if (c == 0) yb[r] = y[source];
+}
+""",
+    "gemm": r"""
+#define TILE 32  // a block computes a TILE x TILE tile of C; 256 threads, 4 outputs each
+extern "C" __global__ void tinynet_gemm(
+        const float* A, const float* B, float* C, int M, int N, int K,
+        long long a_m, long long a_k, int a_rows, int a_cols, long long b_k, long long b_n,
+        int k_per_split, int epilogue, const float* R) {
+    // C = A B, with A (M, K) and B (K, N) read through strides, so that A or B may be
+    // a transpose: A(m, k) = A[m a_m + k a_k], B(k, n) = B[k b_k + n b_n].
+    // A is padded with ones: A(m, k) = 1 where m >= a_rows or k >= a_cols. A Dense layer's
+    // kernel W and bias b lie one after the other in the flat buffer, as the matrix [W; b],
+    // so [x, 1] [W; b] = x W + b (a column of ones), and [x, 1]^T gz = [gW; gb] (gb = 1^T gz:
+    // a row of ones).
+    // The sum over k may be split: block group s sums k in [s k_per_split, (s+1) k_per_split)
+    // and writes C + s M N (sum_splits adds the splits). C is row-major (M, N).
+    // epilogue 0: C = A B; 1: C = max(A B, 0), NaN passing; 2: C = A B * (R > 0), R (M, N).
+    __shared__ float As[TILE][TILE + 1];  // As[k][m]; the +1 keeps a column's reads off one bank
+    __shared__ float Bs[TILE][TILE + 1];  // Bs[k][n]
+    int tiles_m = (M + TILE - 1) / TILE, tiles_n = (N + TILE - 1) / TILE;
+    int tile = blockIdx.x % (tiles_m * tiles_n), split = blockIdx.x / (tiles_m * tiles_n);
+    int m0 = (tile / tiles_n) * TILE, n0 = (tile % tiles_n) * TILE;
+    int k_begin = split * k_per_split;
+    int k_end = min(K, k_begin + k_per_split);
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;  // this thread: rows ty, ty + 16; columns tx, tx + 16
+    float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+    for (int k0 = k_begin; k0 < k_end; k0 += TILE) {
+        for (int e = threadIdx.x; e < TILE * TILE; e += 256) {
+            // neighbouring threads read neighbouring addresses: along k when A's rows are
+            // contiguous (a_k == 1), along m when it is a transpose
+            int kk = a_k == 1 ? e % TILE : e / TILE, mm = a_k == 1 ? e / TILE : e % TILE;
+            int m = m0 + mm, k = k0 + kk;
+            float a = 0.f;
+            if (m < M && k < k_end) a = (m < a_rows && k < a_cols) ? A[m * a_m + k * a_k] : 1.f;
+            As[kk][mm] = a;
+            int kb = b_n == 1 ? e / TILE : e % TILE, nb = b_n == 1 ? e % TILE : e / TILE;
+            int n = n0 + nb;
+            k = k0 + kb;
+            Bs[kb][nb] = (n < N && k < k_end) ? B[k * b_k + n * b_n] : 0.f;
+        }
+        __syncthreads();
+        for (int kk = 0; kk < TILE; ++kk) {
+            float a0 = As[kk][ty], a1 = As[kk][ty + 16], b0 = Bs[kk][tx], b1 = Bs[kk][tx + 16];
+            acc[0][0] += a0 * b0;
+            acc[0][1] += a0 * b1;
+            acc[1][0] += a1 * b0;
+            acc[1][1] += a1 * b1;
+        }
+        __syncthreads();
+    }
+    float* out = C + (long long)split * M * N;
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) {
+            int m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
+            if (m >= M || n >= N) continue;
+            float v = acc[i][j];
+            if (epilogue == 1) v = (v > 0.f || isnan(v)) ? v : 0.f;
+            if (epilogue == 2) v = v * (R[(long long)m * N + n] > 0.f ? 1.f : 0.f);
+            out[(long long)m * N + n] = v;
+        }
+}
+""",
+    "sum_splits": r"""
+extern "C" __global__ void tinynet_sum_splits(
+        const float* partial, float* c, long long n, int splits, int relu) {
+    // c = the sum of the splits' partial products (splits arrays of n, one after the
+    // other), then max(c, 0) when relu (NaN passing, as in np.maximum).
+    long long i = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    if (i >= n) return;
+    float s = 0.f;
+    for (int k = 0; k < splits; ++k) s += partial[k * n + i];
+    c[i] = (relu && !(s > 0.f || isnan(s))) ? 0.f : s;
+}
+""",
+    "sparse_hits": r"""
+extern "C" __global__ void tinynet_sparse_hits(const float* z, const long long* t, float* hit, int n, int c) {
+    // hit[i] = 1 when the largest of row i's c scores is at its label t[i] (the first
+    // largest, as argmax), else 0. One thread per row.
+    int i = blockDim.x * blockIdx.x + threadIdx.x;
+    if (i >= n) return;
+    const float* zi = z + (long long)i * c;
+    int best = 0;
+    for (int j = 1; j < c; ++j)
+        if (zi[j] > zi[best]) best = j;
+    hit[i] = best == t[i] ? 1.f : 0.f;
+}
+""",
+    "adam_at_step": r"""
+extern "C" __global__ void tinynet_adam_at_step(
+        float* w, const float* g, float* m, float* v, const float* alpha,
+        float one_minus_b1, float one_minus_b2, float eps, long long n) {
+    // adam, with the step size alpha = lr sqrt(1 - b2^t) / (1 - b1^t) read from device
+    // memory: a captured graph replays the same launch at every step t.
+    long long i = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    if (i >= n) return;
+    float gi = g[i];
+    float mi = m[i] + (gi - m[i]) * one_minus_b1;
+    float vi = v[i] + (gi * gi - v[i]) * one_minus_b2;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] -= alpha[0] * mi / (sqrtf(vi) + eps);
 }
 """,
 }

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, keras_compat, losses, optimizers, training, utils, validation
+from . import backend, graphs, keras_compat, losses, optimizers, training, utils, validation
 from .layers import Input, Layer
 from .model_api import ModelAPI
 
@@ -53,6 +53,7 @@ class Sequential(ModelAPI):
         self.input_shape = self.output_shape = None
         self.optimizer = self.loss = self.loss_fn = self.flat_parameters = None
         self.metrics: list[str] = []
+        self.cuda_graph = False  # compile(cuda_graph=...): fit's epochs as CUDA graphs (tinynet/graphs.py)
         self.stop_training, self.history, self.epochs_done, self._resumed = False, None, 0, None
         for layer in layers or []:
             self.add(layer)
@@ -113,7 +114,7 @@ class Sequential(ModelAPI):
             self.optimizer.to(self.device)
         return self
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, cuda_graph=False):
         """Choose the optimizer, the loss and the metrics.
 
         Args:
@@ -121,9 +122,18 @@ class Sequential(ModelAPI):
                 Optimizer. Defaults to "rmsprop" (as Keras).
             loss: a string ("sparse_categorical_crossentropy", ...) or a Loss.
             metrics: ``None`` or ``["accuracy"]``.
+            cuda_graph: on the GPU, ``fit`` captures a whole epoch of steps as one CUDA
+                graph and replays it (tinynet/graphs.py): many times faster for small
+                models. True: a fit that cannot (not a Dense/ReLU model with sparse
+                cross-entropy and Adam, per-batch callbacks, sample weights) is an error;
+                "auto": such a fit takes the usual step. Callbacks then see one batch
+                per epoch. Defaults to False.
         """
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
+        if cuda_graph not in (False, True, "auto"):
+            raise ValueError(f'cuda_graph must be False, True or "auto", got {cuda_graph!r}')
+        self.cuda_graph = cuda_graph
         self.optimizer, self.loss = optimizers.get(optimizer), training.trainable_loss(losses.get(loss))
         self.metrics = validation.metric_names(metrics)
         validation.warn_if_probabilities_as_logits(self, self.loss)
@@ -221,11 +231,18 @@ class Sequential(ModelAPI):
             self, x, y, sample_weight, class_weight, options["validation_split"], validation_data
         )
         validate = None if val is None else (lambda: self._evaluate_prepared(*val[:2], options["batch_size"], val[2]))
+        graph = training.wants_graph(self, w, callbacks)  # compile(cuda_graph=...): checked before any work
         with (
             training.prepared(self, batch_size=options["batch_size"]),
             training.Loop(self, x.shape[0], options, callbacks, shuffle, validate) as loop,
         ):
+            if graph:  # the machinery: every step of an epoch captured as one CUDA graph (tinynet/graphs.py)
+                graph = graphs.EpochGraph(self, x, y, options["batch_size"])
             for _ in loop.epochs():
+                if graph:
+                    loop.replay(graph)
+                    loop.epoch_end()
+                    continue
                 for x_batch, y_batch, w_batch in loop.batches(x, y, w):
                     loss, y_pred = self.train_step(x_batch, y_batch, w_batch)
                     loop.batch_end(loss, y_pred, y_batch)

@@ -23,7 +23,7 @@ import weakref
 
 import numpy as np
 
-from . import backend, fast, keras_compat, losses, threads, validation
+from . import backend, fast, graphs, keras_compat, losses, threads, validation
 from .callbacks import CallbackList, TerminateOnNaN
 from .layers.core import Parameter
 from .progress import ProgressBar
@@ -256,6 +256,22 @@ def prepared(model, train=True, batch_size=32):
         del _open[model]
 
 
+def wants_graph(model, sample_weight, callbacks) -> bool:
+    """Whether fit captures its epochs as a CUDA graph (``compile(cuda_graph=...)``):
+    True when asked and possible; with cuda_graph=True and a fit that cannot, a
+    ValueError that says why, before any work."""
+    asked = getattr(model, "cuda_graph", False)
+    if not asked:
+        return False
+    why = graphs.why_not(model, sample_weight, callbacks)
+    if why is not None and asked is True:
+        raise ValueError(
+            f"compile(cuda_graph=True), but this fit cannot run as a CUDA graph: {why}. "
+            'compile(..., cuda_graph="auto") trains the usual way where a graph cannot.'
+        )
+    return why is None
+
+
 # ------------------------------------------------------------------ the epoch loop
 
 
@@ -380,6 +396,22 @@ class Loop:
             yield x[idx], y[idx], (None if sample_weight is None else sample_weight[idx])
             if self.stopped or self.guard.requested:
                 return
+
+    def replay(self, graph):
+        """One epoch as one replay of ``graph`` (a :class:`tinynet.graphs.EpochGraph`), its
+        order drawn as :meth:`batches` draws it; callbacks see it as one batch."""
+        order = self.model.shuffle_rng.permutation(self.n) if self.shuffle else None
+        self.step = self.steps - 1
+        self.callbacks.on_train_batch_begin(0)
+        loss_sum, hits = graph.run(order)
+        self.logs.loss_sum += loss_sum
+        self.logs.n += self.n
+        for name in self.logs.sums:
+            self.logs.sums[name] += hits
+        self._watch_divergence()
+        if not self.stopped:
+            self.callbacks.on_train_batch_end(self.step)
+            self.bar.update(self.steps, self.logs.read)
 
     def batch_end(self, loss, y_pred, y):
         self.logs.add(loss, self.model.metric_hits(y_pred, y), y.shape[0])
