@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -87,7 +88,7 @@ def peak_rss_mb():
 # ------------------------------------------------------------------ frameworks
 
 
-def bench_tinynet(hidden, batch, data, args):
+def bench_tinynet(hidden, batch, data, args, cuda_graph=False):
     x, y, x_test, y_test = data
     x, x_test = images(x, hidden), images(x_test, hidden)
     if hidden == CNN:
@@ -103,12 +104,80 @@ def bench_tinynet(hidden, batch, data, args):
     else:
         layers = [tn.Input((784,))] + [tn.Dense(h, activation="relu") for h in hidden]
     model = tn.Sequential(layers + [tn.Dense(10, activation="softmax")], device=args.device, seed=0)
-    model.compile(tn.optimizers.Adam(), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(tn.optimizers.Adam(), "sparse_categorical_crossentropy", metrics=["accuracy"], cuda_graph=cuda_graph)
     times = []
     timer = epoch_timer(tn.callbacks.Callback, times, sync=lambda: sync_tinynet(args.device))
     model.fit(x, y, batch_size=batch, epochs=args.epochs, verbose=0, callbacks=[timer])
     accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)[1]
-    return times, accuracy, gpu_peak_tinynet(args.device)
+    extra = graph_floor(model, x, y, batch) if cuda_graph else {}
+    return times, accuracy, gpu_peak_tinynet(args.device), extra
+
+
+def graph_floor(model, x, y, batch):
+    """What a graph of this size costs with nothing in it, and tinynet's gemm against cuBLAS.
+
+    The launch floor: a CUDA graph of as many empty kernels as the epoch's graph has
+    nodes, replayed (median of 20). The products: each product shape of the step, timed
+    with CUDA events over 200 runs, tinynet's gemm (what the graph runs) against CuPy's
+    matmul (cuBLAS, outside any graph), in microseconds."""
+    from tinynet import graphs
+
+    cp = tn.backend.xp_for("gpu")
+    xd, yd = tn.backend.to_device(x, "gpu"), tn.backend.to_device(y, "gpu")
+    epoch = graphs.EpochGraph(model, xd, yd, batch)
+    empty = cp.RawKernel('extern "C" __global__ void bench_empty() {}', "bench_empty")
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        for _ in range(epoch.launches):
+            empty((1,), (32,), ())
+        floor_graph = stream.end_capture()
+
+    def replay_s(graph):
+        times = []
+        for _ in range(21):
+            start = time.perf_counter()
+            graph.launch(stream)
+            stream.synchronize()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times[1:])
+
+    products = []
+    sizes = [x.shape[1]] + [layer.units for layer in epoch.layers]
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        for what, (M, N, K) in (
+            ("x W", (batch, n_out, n_in)),
+            ("x^T gz", (n_in, n_out, batch)),
+            ("gz W^T", (batch, n_in, n_out)),
+        ):
+            a = cp.random.standard_normal((M, K), dtype=np.float32)
+            b = cp.random.standard_normal((K, N), dtype=np.float32)
+            c = cp.empty((M, N), np.float32)
+            ours = functools.partial(epoch._gemm, a, b, c, M, N, K, (K, 1), M, K, (N, 1))
+            cublas = functools.partial(cp.matmul, a, b, out=c)
+            products.append(
+                {
+                    "product": what,
+                    "M": M,
+                    "N": N,
+                    "K": K,
+                    "gemm_us": _event_us(cp, ours),
+                    "cublas_us": _event_us(cp, cublas),
+                }
+            )
+    return {"graph_nodes": epoch.launches, "floor_s": replay_s(floor_graph), "products": products}
+
+
+def _event_us(cp, run, repeat=200):
+    for _ in range(10):
+        run()
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    start.record()
+    for _ in range(repeat):
+        run()
+    end.record()
+    end.synchronize()
+    return cp.cuda.get_elapsed_time(start, end) * 1000 / repeat
 
 
 def sync_tinynet(device):
@@ -149,10 +218,10 @@ def bench_keras(hidden, batch, data, args):
         x, y, batch_size=batch, epochs=args.epochs, verbose=0, callbacks=[epoch_timer(keras.callbacks.Callback, times)]
     )
     accuracy = float(model.evaluate(x_test, y_test, batch_size=1024, verbose=0)[1])
-    return times, accuracy, None
+    return times, accuracy, None, {}
 
 
-def bench_torch(hidden, batch, data, args, compiled=False):
+def bench_torch(hidden, batch, data, args, compiled=False, graphed=False):
     import torch
 
     torch.manual_seed(0)
@@ -178,11 +247,13 @@ def bench_torch(hidden, batch, data, args, compiled=False):
             modules += [nn.Linear(a, b), nn.ReLU()]
         last = sizes[-1]
     model = nn.Sequential(*modules, nn.Linear(last, 10)).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, capturable=graphed)
     loss_fn = torch.nn.CrossEntropyLoss()
     forward = torch.compile(model) if compiled else model
     X, Y = torch.from_numpy(x).to(dev), torch.from_numpy(y.astype(np.int64)).to(dev)
     n, times = len(X), []
+    if graphed:
+        return _torch_graphed(torch, model, opt, loss_fn, X, Y, x_test, y_test, batch, args)
 
     def sync():
         if dev.type == "cuda":
@@ -210,7 +281,122 @@ def bench_torch(hidden, batch, data, args, compiled=False):
         xt = torch.from_numpy(x_test).to(dev)
         accuracy = float((model(xt).argmax(1).cpu().numpy() == y_test).mean())
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
-    return times, accuracy, peak
+    return times, accuracy, peak, {}
+
+
+def _torch_graphed(torch, model, opt, loss_fn, X, Y, x_test, y_test, batch, args):
+    """PyTorch's whole-network CUDA graph (torch.cuda.graph, Adam(capturable=True)): the step
+    captured once on static tensors, each batch copied into them and the graph replayed.
+    A graph has one batch size: the last partial batch of an epoch is dropped."""
+    static_x, static_y = X[:batch].clone(), Y[:batch].clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up steps, as the PyTorch documentation asks, before capture
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(static_x), static_y).backward()
+            opt.step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_loss = loss_fn(model(static_x), static_y)
+        static_loss.backward()
+        opt.step()
+    n, times = len(X), []
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(args.epochs):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        total = torch.zeros((), device=X.device)
+        perm = torch.randperm(n, device=X.device)
+        for i in range(0, n - batch + 1, batch):
+            idx = perm[i : i + batch]
+            static_x.copy_(X[idx])
+            static_y.copy_(Y[idx])
+            graph.replay()
+            total += static_loss.detach() * batch
+        float(total)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    model.eval()
+    with torch.no_grad():
+        accuracy = float((model(torch.from_numpy(x_test).to(X.device)).argmax(1).cpu().numpy() == y_test).mean())
+    return times, accuracy, torch.cuda.max_memory_allocated() / 2**20, {}
+
+
+def bench_jax(hidden, batch, data, args):
+    """A plain JAX training loop: the step (forward, grad, Adam as Keras writes it) under
+    jax.jit, called batch by batch from Python; the data on the device, the loss summed there."""
+    import jax
+    import jax.numpy as jnp
+
+    x, y, x_test, y_test = data
+    x, x_test = images(x, hidden), images(x_test, hidden)
+    rng = np.random.default_rng(0)
+
+    def glorot(shape, fan_in, fan_out):
+        limit = np.sqrt(6 / (fan_in + fan_out))
+        return jnp.asarray(rng.uniform(-limit, limit, shape).astype(np.float32))
+
+    if hidden == CNN:
+        params = [
+            (glorot((3, 3, 1, 32), 9, 288), jnp.zeros(32)),
+            (glorot((3, 3, 32, 64), 288, 576), jnp.zeros(64)),
+            (glorot((1600, 10), 1600, 10), jnp.zeros(10)),
+        ]
+    else:
+        sizes = [784, *hidden, 10]
+        params = [(glorot((a, b), a, b), jnp.zeros(b)) for a, b in zip(sizes[:-1], sizes[1:])]
+
+    def forward(params, xb, key, train):
+        if hidden != CNN:
+            h = xb
+            for W, b in params[:-1]:
+                h = jax.nn.relu(h @ W + b)
+            return h @ params[-1][0] + params[-1][1]
+        h = xb
+        for W, b in params[:2]:
+            h = jax.lax.conv_general_dilated(h, W, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            h = jax.nn.relu(h + b)
+            h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        h = h.reshape(h.shape[0], -1)
+        if train:
+            keep = jax.random.bernoulli(key, 0.5, h.shape)
+            h = jnp.where(keep, h / 0.5, 0.0)
+        return h @ params[-1][0] + params[-1][1]
+
+    def loss_fn(params, xb, yb, key):
+        logits = forward(params, xb, key, True)
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), yb[:, None], axis=1))
+
+    @jax.jit
+    def step(params, m, v, t, X, Y, idx, key, total):
+        loss, grads = jax.value_and_grad(loss_fn)(params, X[idx], Y[idx], key)
+        t = t + 1
+        alpha = 1e-3 * jnp.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+        m = jax.tree.map(lambda m, g: m + (g - m) * 0.1, m, grads)
+        v = jax.tree.map(lambda v, g: v + (g * g - v) * 0.001, v, grads)
+        params = jax.tree.map(lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + 1e-7), params, m, v)
+        return params, m, v, t, total + loss * idx.shape[0]
+
+    X, Y = jnp.asarray(x), jnp.asarray(y.astype(np.int32))
+    m = jax.tree.map(jnp.zeros_like, params)
+    v = jax.tree.map(jnp.zeros_like, params)
+    t, key, n, times = jnp.zeros((), jnp.float32), jax.random.PRNGKey(0), len(x), []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        key, shuffle = jax.random.split(key)
+        perm = jax.random.permutation(shuffle, n)
+        total = jnp.zeros(())
+        for i in range(0, n, batch):
+            key, sub = jax.random.split(key)
+            params, m, v, t, total = step(params, m, v, t, X, Y, perm[i : i + batch], sub, total)
+        float(total)  # read once per epoch (waits for the device)
+        times.append(time.perf_counter() - start)
+    logits = jax.jit(lambda p, xb: forward(p, xb, None, False))(params, jnp.asarray(x_test))
+    accuracy = float((np.asarray(logits).argmax(1) == y_test).mean())
+    return times, accuracy, None, {}
 
 
 def _keras(args):
@@ -223,6 +409,8 @@ def _keras(args):
         except ImportError:
             backend = "jax"
         os.environ["KERAS_BACKEND"] = backend
+    if backend == "jax" and not args.tf32:
+        os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"  # JAX's default on a GPU is TF32
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -239,11 +427,43 @@ def _torch(args, compiled=False):
     return (lambda *a: bench_torch(*a, compiled=compiled)), torch.__version__
 
 
+def _gpu_only(args, what):
+    if args.device != "gpu":
+        raise ImportError(f"{what} is a GPU column")
+
+
+def _tinynet_graph(args):
+    _gpu_only(args, "CUDA graphs")
+    if args.model == "cnn":
+        raise ImportError("tinynet's CUDA graph trains Dense models only")
+    return (lambda *a: bench_tinynet(*a, cuda_graph=True)), tn.__version__
+
+
+def _torch_graph(args):
+    _gpu_only(args, "CUDA graphs")
+    run, version = _torch(args)
+    return (lambda *a: bench_torch(*a, graphed=True)), version
+
+
+def _jax(args):
+    _gpu_only(args, "the JAX jit loop")
+    if not args.tf32:
+        os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"  # float32 products, as the others
+    import jax
+
+    if not any(d.platform == "gpu" for d in jax.devices()):
+        raise ImportError("this JAX sees no GPU")
+    return bench_jax, jax.__version__
+
+
 RUNNERS = {
     "tinynet": lambda args: (bench_tinynet, tn.__version__),
+    "tinynet graph": _tinynet_graph,
     "keras": _keras,
     "pytorch eager": _torch,
     "pytorch compile": lambda args: _torch(args, compiled=True),
+    "pytorch graph": _torch_graph,
+    "jax jit": _jax,
 }
 
 
@@ -267,13 +487,66 @@ def available(args):
 def machine(args):
     if args.device == "gpu":
         cupy = tn.backend.xp_for("gpu")
-        props = cupy.cuda.runtime.getDeviceProperties(0)
-        return f"{props['name'].decode()} (CuPy {cupy.__version__}), host {cpu_name()}, {os.cpu_count()} cores"
+        rt = cupy.cuda.runtime
+        props = rt.getDeviceProperties(0)
+        runtime, driver = (divmod(v // 10, 100) for v in (rt.runtimeGetVersion(), rt.driverGetVersion()))
+        return (
+            f"{props['name'].decode()} (CuPy {cupy.__version__}, CUDA runtime {runtime[0]}.{runtime[1]}, driver "
+            f"{_nvidia_driver()} for CUDA {driver[0]}.{driver[1]}), host {cpu_name()}, {os.cpu_count()} cores"
+        )
     return f"{cpu_name()}, {os.cpu_count()} cores, CPU only"
+
+
+def _nvidia_driver():
+    """The NVIDIA driver's version, as nvidia-smi says it ('?' without nvidia-smi)."""
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+        )
+        return done.stdout.strip().splitlines()[0] if done.returncode == 0 else "?"
+    except (OSError, IndexError):
+        return "?"
 
 
 def _load(cores):
     return "–" if cores is None else f"{cores:.2f}"
+
+
+def _graph_lines(results):
+    """The launch floor beside tinynet's graph, and its gemm against cuBLAS."""
+    graphed = [r for r in results if "floor_s" in r]
+    if not graphed:
+        return []
+    lines = [
+        "",
+        "## tinynet's CUDA graph against its launch floor",
+        "",
+        "The floor: a CUDA graph of as many empty kernels as the epoch's graph has nodes, replayed "
+        "(median of 20): what the launches alone cost.",
+        "",
+        "| model | batch | nodes per epoch | floor (s) | tinynet graph (s) | × floor |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in graphed:
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['graph_nodes']} | {r['floor_s']:.4f} | {r['epoch_s']:.4f} "
+            f"| {r['epoch_s'] / r['floor_s']:.2f} |"
+        )
+    lines += [
+        "",
+        "The step's matrix products, tinynet's gemm (what the graph runs: cuBLAS cannot be captured by CuPy) "
+        "against cuBLAS (CuPy's matmul), CUDA events over 200 runs:",
+        "",
+        "| model | batch | product | M × N × K | gemm (µs) | cuBLAS (µs) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in graphed:
+        for p in r["products"]:
+            lines.append(
+                f"| {r['model']} | {r['batch']} | {p['product']} | {p['M']} × {p['N']} × {p['K']} "
+                f"| {p['gemm_us']:.1f} | {p['cublas_us']:.1f} |"
+            )
+    return lines
 
 
 def write_report(results, args, versions):
@@ -338,6 +611,7 @@ def write_report(results, args, versions):
         "Other load: how many cores other processes kept busy during that run (about 0 on a quiet "
         "machine; the busy mode's loops count; the most of any round).",
     ]
+    lines += _graph_lines(results)
     noisy = [r for r in results if not args.busy and (r.get("other_cores") or 0) > 0.25]
     if noisy:
         lines += ["", f"Not quiet: other processes held more than a quarter of a core during {len(noisy)} run(s)."]
@@ -559,7 +833,7 @@ def worker(args, config):
         y_test.astype(np.int64),
     )
     run, version = RUNNERS[args.worker](args)
-    times, accuracy, gpu_peak = run(hidden, batch, data, args)
+    times, accuracy, gpu_peak, extra = run(hidden, batch, data, args)
     peak = gpu_peak if args.device == "gpu" else peak_rss_mb()
     print(
         json.dumps(
@@ -569,6 +843,7 @@ def worker(args, config):
                 "test_accuracy": float(accuracy),
                 "peak_mb": peak,
                 "version": version,
+                **extra,
             }
         )
     )

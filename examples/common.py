@@ -154,7 +154,9 @@ def train(model, args, x_train, y_train, callbacks=None):
     seconds = time.perf_counter() - start
     epochs = len(history.epoch)
     per_epoch = seconds / max(epochs, 1)
-    print(f"trained {plural(epochs, 'epoch')} in {seconds:.1f} s ({per_epoch:.2f} s/epoch) on {model.device}")
+    graph = model.cuda_graph and tn.graphs.why_not(model, None, callbacks) is None
+    where = model.device + (", each epoch one CUDA graph" if graph else "")
+    print(f"trained {plural(epochs, 'epoch')} in {seconds:.1f} s ({per_epoch:.2f} s/epoch) on {where}")
     losses = history.history.get("loss", [])
     if len(losses) > 1 and losses[-1] >= losses[0] or losses and losses[-1] > 10 * math.log(10):
         print(

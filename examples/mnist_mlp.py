@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="softmax",
         help="default: softmax (sigmoid: ten independent scores that need not sum to 1)",
     )
+    p.add_argument(
+        "--cuda-graph",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="on the GPU, train each epoch as one CUDA graph (auto: where the model allows it; default: auto)",
+    )
     return p
 
 
@@ -58,7 +64,12 @@ def build_model(args) -> tn.Sequential:
             layers.append(tn.Dropout(args.dropout))
     layers.append(tn.Dense(10, activation=args.output_activation))
     model = tn.Sequential(layers, device=args.device, seed=args.seed)
-    model.compile(optimizer=make_optimizer(args), loss=losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    model.compile(
+        optimizer=make_optimizer(args),
+        loss=losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+        cuda_graph={"auto": "auto", "on": True, "off": False}[args.cuda_graph],
+    )
     return model
 
 
