@@ -358,7 +358,7 @@ def parse_signature(code, name):
         raise ValueError(f'no extern "C" __global__ void {name}(...) in the source')
     params = []
     for param in found.group(1).split(","):
-        words = param.replace("*", " * ").replace("const ", " ").split()
+        words = param.replace("*", " * ").replace("const ", " ").replace("__restrict__", " ").split()
         pointer = "*" in words
         words = [w for w in words if w != "*"]
         params.append((" ".join(words[:-1]), pointer, words[-1]))

@@ -476,3 +476,49 @@ def test_fused_sparse_crossentropy_with_a_nan_logit_is_nan_in_that_row(device, r
     fused = (fast.sparse_crossentropy_forward_fused(loss, *args), fast.sparse_crossentropy_backward_fused(loss))
     assert np.isnan(float(fused[0])) and np.isnan(float(plain[0]))
     np.testing.assert_array_equal(np.isnan(backend.to_numpy(fused[1])), np.isnan(backend.to_numpy(plain[1])))
+
+
+@pytest.mark.parametrize("size", [(26, 26), (11, 11), (6, 9)])
+def test_fused_max_pooling_equals_max_pooling(gpu, rng, size):
+    """The GPU's one-kernel pooling: the same maxima (ties to the first, a NaN to the first
+    NaN) and the same gradient, bit for bit, the signs of zeros too."""
+    xp = backend.xp_for(gpu)
+    layer = tn.MaxPooling2D(2)
+    layer.build(size + (3,))
+    x = rng.integers(-2, 2, (5,) + size + (3,)).astype(np.float32)  # few values: many ties
+    x[0, 0, 0, 0], x[1, 1, 1, 1], x[2, :2, :2, 2] = np.nan, -0.0, -0.0
+    gy = rng.standard_normal((5, size[0] // 2, size[1] // 2, 3)).astype(np.float32)
+    gy[3, 0, 0, 0] = np.nan
+    x, gy = xp.asarray(x), xp.asarray(gy)
+    expected = [
+        backend.to_numpy(tn.MaxPooling2D.forward(layer, x)),
+        backend.to_numpy(tn.MaxPooling2D.backward(layer, gy)),
+    ]
+    got = [
+        backend.to_numpy(fast.maxpool_forward_fused(layer, x)),
+        backend.to_numpy(fast.maxpool_backward_fused(layer, gy)),
+    ]
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+
+
+@pytest.mark.parametrize("channels", [1, 5])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("strides, padding", [(1, "valid"), (2, "same"), ((1, 2), "same"), ((2, 1), "valid")])
+def test_fused_conv2d_equals_conv2d(gpu, rng, channels, activation, strides, padding):
+    """The GPU's convolution twins: patches copied by im2col's kernel (the padding read as
+    zeros), gx gathered by col2im's kernel in col2im's order: the textbook's numbers, bit for bit."""
+    xp = backend.xp_for(gpu)
+    layer = tn.Conv2D(4, 3, strides=strides, padding=padding, activation=activation)
+    layer.build((7, 8, channels), np.random.default_rng(0))
+    layer.to(gpu)
+    layer.bias.value += 0.1
+    x = xp.asarray(rng.standard_normal((3, 7, 8, channels)).astype(np.float32))
+    y = tn.Conv2D.forward(layer, x, training=True)
+    gy = xp.asarray(rng.standard_normal(y.shape).astype(np.float32))
+    gx = tn.Conv2D.backward(layer, gy)
+    expected = [y, gx, layer.kernel.grad.copy(), layer.bias.grad.copy()]
+    got = [fast.conv2d_forward_fused(layer, x, training=True), fast.conv2d_backward_fused(layer, gy)]
+    for a, b in zip(got + [layer.kernel.grad, layer.bias.grad], expected):
+        np.testing.assert_array_equal(backend.to_numpy(a), backend.to_numpy(b))

@@ -33,6 +33,7 @@ def within_rounding(a, b, scale=None):
         (33, 40, 70, False, graphs.RELU),  # tiles cut at every edge; k split in 3, then summed
         (70, 9, 12, True, graphs.NO_EPILOGUE),  # A read as a transpose: [gW; gb] = [x, 1]^T gz
         (20, 33, 10, False, graphs.RELU_MASK),  # gx = (gz W^T) * (h > 0)
+        (8, 20, 300, False, graphs.RELU_MASK),  # the same after a wide layer: k split, the mask applied by the sum
     ],
 )
 def test_gemm_equals_the_matrix_product(gpu, M, N, K, transposed, epilogue):
@@ -70,8 +71,9 @@ def mlp(
     metrics=("accuracy",),
     cuda_graph=False,
     optimizer="adam",
+    units=(16, 11),
 ):
-    layers = [tn.Input((12,))] + [tn.Dense(16 - 5 * i, activation=a, use_bias=use_bias) for i, a in enumerate(hidden)]
+    layers = [tn.Input((12,))] + [tn.Dense(u, activation=a, use_bias=use_bias) for u, a in zip(units, hidden)]
     model = tn.Sequential(layers + [tn.Dense(4, activation=output)], device=device, seed=3)
     loss = tn.losses.SparseCategoricalCrossentropy(from_logits=output is None)
     model.compile(optimizer, loss, metrics=list(metrics), cuda_graph=cuda_graph)
@@ -102,6 +104,7 @@ def data(n, seed=0):
         (50, 16, {}),  # a last batch of 2
         (48, 16, {"output": None}),  # logits out, from_logits=True
         (40, 8, {"hidden": ("relu", None), "use_bias": False, "metrics": ()}),  # a linear hidden layer; no biases
+        (24, 8, {"units": (6, 140)}),  # a wide layer: its backward's sum over k split, the ReLU mask after the sum
     ],
 )
 def test_a_graphs_epochs_equal_the_usual_steps(gpu, n, batch, kwargs):

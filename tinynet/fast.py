@@ -355,6 +355,58 @@ def dense_relu_forward_fused(self, x, training=False):
     return y
 
 
+def conv2d_forward_fused(self, x, training=False):
+    """Conv2D.forward on the GPU: the patches copied out by one kernel (the padding read as
+    zeros, no padded copy of x), the same product, the bias and a ReLU in one kernel."""
+    kh, kw, c, f = self.kernel.value.shape
+    n, h, w, _ = x.shape
+    oh, ow, (top, bottom), (left, right) = self.window.output(h, w, self.name or "Conv2D")
+    cols = kernels.im2col(x, kh, kw, self.window.strides, oh, ow, top, left)
+    if cols is None:
+        return Conv2D.forward(self, x, training)
+    self._cols, self._x_shape, self._pad_shape = cols, x.shape, (n, h + top + bottom, w + left + right, c)
+    z = cols @ self.kernel.value.reshape(kh * kw * c, f)
+    y = kernels.bias_relu(z, self.bias.value) if type(self.activation) is ReLU and self.use_bias else None
+    if y is None:
+        z = z + self.bias.value if self.use_bias else z
+        return self.activation.forward(z.reshape(n, oh, ow, f), training)
+    self.activation._y = y = y.reshape(n, oh, ow, f)
+    return y
+
+
+def conv2d_backward_fused(self, gy):
+    """Conv2D.backward on the GPU: the same products; the patches' gradients added back
+    into gx by one kernel (col2im and the crop in one, the sums in col2im's order)."""
+    if gy.dtype != np.float32:
+        return Conv2D.backward(self, gy)
+    gz = self.activation.backward(gy)
+    kh, kw, c, f = self.kernel.value.shape
+    n, oh, ow, _ = gz.shape
+    gz = gz.reshape(n * oh * ow, f)
+    self.kernel.grad = (self._cols.T @ gz).reshape(kh, kw, c, f)
+    if self.use_bias:
+        self.bias.grad = gz.sum(axis=0)
+    gcols = gz @ self.kernel.value.reshape(kh * kw * c, f).T
+    _, _, (top, _), (left, _) = self.window.output(*self._x_shape[1:3], self.name or "Conv2D")
+    return kernels.col2im(gcols, self._x_shape, kh, kw, self.window.strides, oh, ow, top, left)
+
+
+def maxpool_forward_fused(self, x, training=False):
+    """MaxPooling2D.forward on the GPU when the windows tile x: the max and where it is, in one kernel."""
+    done = kernels.maxpool_forward(x, *self.window.size)
+    if done is None:
+        return maxpool_forward_tiled(self, x, training)
+    y, self._argmax = done
+    self._x_shape = x.shape
+    return y
+
+
+def maxpool_backward_fused(self, gy):
+    """MaxPooling2D.backward for :func:`maxpool_forward_fused`: gy to each window's max, in one kernel."""
+    gx = kernels.maxpool_backward(gy, self._argmax, self._x_shape, *self.window.size)
+    return maxpool_backward_tiled(self, gy) if gx is None else gx
+
+
 def relu_backward_fused(self, gy):
     """ReLU.backward, gx = gy * [y > 0], in one kernel (the textbook method where it does not apply)."""
     gx = kernels.relu_backward(self._y, gy)
@@ -454,14 +506,22 @@ def install(model, threads=1):
             _bind(layer, "forward", conv2d_forward_inplace, threads=threads)
         if k > 0 and cpu and _textbook(layer, Conv2D, "backward"):
             _bind(layer, "backward", conv2d_backward_by_offsets, threads=threads)
+        if gpu and _textbook(layer, Conv2D, "forward"):
+            _bind(layer, "forward", conv2d_forward_fused)
+        if k > 0 and gpu and _textbook(layer, Conv2D, "backward"):
+            _bind(layer, "backward", conv2d_backward_fused)
         if (
             _textbook(layer, MaxPooling2D, "forward")
             and _textbook(layer, MaxPooling2D, "backward")
             and layer.window.padding == "valid"
             and layer.window.strides == layer.window.size
         ):
-            _bind(layer, "forward", maxpool_forward_tiled, threads=threads)
-            _bind(layer, "backward", maxpool_backward_tiled, threads=threads)
+            if gpu:
+                _bind(layer, "forward", maxpool_forward_fused)
+                _bind(layer, "backward", maxpool_backward_fused)
+            else:
+                _bind(layer, "forward", maxpool_forward_tiled, threads=threads)
+                _bind(layer, "backward", maxpool_backward_tiled, threads=threads)
         if gpu and _textbook(layer, Dense, "forward") and type(layer.activation) is ReLU and layer.use_bias:
             _bind(layer, "forward", dense_relu_forward_fused)
         activation = layer if isinstance(layer, ReLU) else getattr(layer, "activation", None)

@@ -173,9 +173,8 @@ class EpochGraph:
         kernels._kernel("gemm")((tiles * splits,), (THREADS,), args + (C if R is None else R,))
         self.launches += 1
         if splits > 1:
-            relu = epilogue == RELU
-            assert epilogue != RELU_MASK, "a ReLU mask is applied by gemm itself (k is short there)"
-            self._launch("sum_splits", M * N, self.partial, C, i64(M * N), i32(splits), i32(relu))
+            R = C if R is None else R
+            self._launch("sum_splits", M * N, self.partial, C, i64(M * N), i32(splits), i32(epilogue), R)
 
     def _capture_step(self, step):
         i32, i64 = np.int32, np.int64

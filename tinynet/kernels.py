@@ -26,6 +26,10 @@ for the CPU, against the textbook code (NaN, large logits, whole training runs).
 | adam          | m, v, w updates of Adam (one pass over the buffers)   | Adam.update        |
 | rmsprop       | v and w updates of RMSprop (no momentum, not centred) | RMSprop.update     |
 | sgd_momentum  | m and w updates of SGD with (Nesterov) momentum       | SGD.update         |
+| im2col        | cols = im2col(pad(x)) copied out, the padding as zeros | Conv2D.forward    |
+| col2im        | gx = crop(col2im(gcols)): each pixel sums its patches | Conv2D.backward    |
+| maxpool_forward | y = max of each window, and where it is (argmax)    | MaxPooling2D       |
+| maxpool_backward | gx = gy at each window's argmax, 0 elsewhere       | MaxPooling2D       |
 
 The kernels of a captured CUDA graph (:mod:`tinynet.graphs`). Inside stream capture
 CuPy refuses cuBLAS, so the graph's matrix products are tinynet's own ``gemm``:
@@ -34,7 +38,7 @@ CuPy refuses cuBLAS, so the graph's matrix products are tinynet's own ``gemm``:
 |---------------|-------------------------------------------------------|--------------------|
 | gather_rows   | xb = x[order[start:start+B]], yb = y[the same rows]   | a step's batch     |
 | gemm          | C = A B (one split of the sum over k), then ReLU or a ReLU mask | Dense, both ways |
-| sum_splits    | C = sum of the splits' partial products, then ReLU    | Dense, long k      |
+| sum_splits    | C = sum of the splits' partial products, then gemm's epilogue | Dense, long k |
 | sparse_hits   | hit = (argmax z == t), one per row                    | "accuracy"         |
 | adam_at_step  | adam, its step size read from device memory           | Adam.update        |
 """
@@ -137,6 +141,95 @@ extern "C" __global__ void tinynet_sgd_momentum(
     w[i] += nesterov ? mu * mi - lr * gi : mi;
 }
 """,
+    "im2col": r"""
+extern "C" __global__ void tinynet_im2col(
+        const float* x, float* cols, int n, int h, int w, int c, int kh, int kw,
+        int sh, int sw, int oh, int ow, int top, int left) {
+    // cols[(s, p, q), (i, j, ch)] = xpad[s, p sh + i, q sw + j, ch], where xpad is x
+    // (n, h, w, c) with `top` rows and `left` columns of zeros before it (padding "same"):
+    // row (s, p, q) of cols is the patch output pixel (p, q) of sample s sees. One thread
+    // per element of cols (n oh ow, kh kw c), neighbours along a patch's channels.
+    long long e = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    long long patch = (long long)kh * kw * c;
+    if (e >= (long long)n * oh * ow * patch) return;
+    long long row = e / patch;
+    int k = (int)(e % patch);
+    int ch = k % c, j = (k / c) % kw, i = k / (c * kw);
+    int q = (int)(row % ow), p = (int)((row / ow) % oh), s = (int)(row / ((long long)ow * oh));
+    int y = p * sh + i - top, xx = q * sw + j - left;
+    cols[e] = (y >= 0 && y < h && xx >= 0 && xx < w) ? x[(((long long)s * h + y) * w + xx) * c + ch] : 0.f;
+}
+""",
+    "col2im": r"""
+extern "C" __global__ void tinynet_col2im(
+        const float* gcols, float* gx, int n, int h, int w, int c, int kh, int kw,
+        int sh, int sw, int oh, int ow, int top, int left) {
+    // The way back from im2col: gx[s, y, x, ch] = the sum of gcols over every patch element
+    // that was pixel (y, x) (padding dropped), adding the kernel offsets (i, j) in the
+    // order col2im adds them, so the sums are bitwise the same. One thread per pixel of gx:
+    // each gathers its own sum, so no two threads write one place.
+    long long e = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    if (e >= (long long)n * h * w * c) return;
+    int ch = (int)(e % c), xx = (int)((e / c) % w), y = (int)((e / ((long long)c * w)) % h);
+    long long s = e / ((long long)c * w * h);
+    float sum = 0.f;
+    for (int i = 0; i < kh; ++i) {
+        int py = y + top - i;  // = p sh for the output row p whose patch holds this pixel at offset i
+        if (py < 0 || py % sh != 0 || py / sh >= oh) continue;
+        for (int j = 0; j < kw; ++j) {
+            int qx = xx + left - j;
+            if (qx < 0 || qx % sw != 0 || qx / sw >= ow) continue;
+            long long row = (s * oh + py / sh) * ow + qx / sw;
+            sum += gcols[row * ((long long)kh * kw * c) + ((long long)i * kw + j) * c + ch];
+        }
+    }
+    gx[e] = sum;
+}
+""",
+    "maxpool_forward": r"""
+extern "C" __global__ void tinynet_maxpool_forward(
+        const float* x, float* y, int* arg, int n, int h, int w, int c, int ph, int pw, int oh, int ow) {
+    // Windows that tile x (strides = pool size, no padding): y[s, p, q, ch] = the largest of
+    // window (p, q), and arg = its place i pw + j in the window: the first of a tie in
+    // row-major order, and the first NaN if there is one (as argmax; the max is then NaN).
+    long long e = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    if (e >= (long long)n * oh * ow * c) return;
+    int ch = (int)(e % c), q = (int)((e / c) % ow), p = (int)((e / ((long long)c * ow)) % oh);
+    long long s = e / ((long long)c * ow * oh);
+    float best = 0.f;
+    int where = -1;
+    for (int i = 0; i < ph; ++i)
+        for (int j = 0; j < pw; ++j) {
+            float v = x[((s * h + p * ph + i) * w + q * pw + j) * c + ch];
+            bool first_nan = isnan(v) && !(where >= 0 && isnan(best));
+            if (where < 0 || first_nan || (!isnan(best) && v > best)) {
+                best = v;
+                where = i * pw + j;
+            }
+        }
+    y[e] = best;
+    arg[e] = where;
+}
+""",
+    "maxpool_backward": r"""
+extern "C" __global__ void tinynet_maxpool_backward(
+        const float* gy, const int* arg, float* gx, int n, int h, int w, int c, int ph, int pw, int oh, int ow) {
+    // gx = gy at each window's argmax, times 0 elsewhere (a product, so that a NaN gy gives
+    // NaN in its whole window, as gy * mask); 0 for pixels no window covers. One thread per
+    // pixel of gx (n, h, w, c).
+    long long e = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    if (e >= (long long)n * h * w * c) return;
+    int ch = (int)(e % c), xx = (int)((e / c) % w), y = (int)((e / ((long long)c * w)) % h);
+    long long s = e / ((long long)c * w * h);
+    int p = y / ph, q = xx / pw;
+    if (p >= oh || q >= ow) {
+        gx[e] = 0.f;
+        return;
+    }
+    long long out = ((s * oh + p) * ow + q) * c + ch;
+    gx[e] = 0.f + gy[out] * (arg[out] == (y % ph) * pw + xx % pw ? 1.f : 0.f);  // 0 + : +0, as col2im's sum
+}
+""",
     "gather_rows": r"""
 extern "C" __global__ void tinynet_gather_rows(
         const float* x, const long long* y, const long long* order, float* xb, long long* yb,
@@ -154,7 +247,7 @@ extern "C" __global__ void tinynet_gather_rows(
     "gemm": r"""
 #define TILE 32  // a block computes a TILE x TILE tile of C; 256 threads, 4 outputs each
 extern "C" __global__ void tinynet_gemm(
-        const float* A, const float* B, float* C, int M, int N, int K,
+        const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C, int M, int N, int K,
         long long a_m, long long a_k, int a_rows, int a_cols, long long b_k, long long b_n,
         int k_per_split, int epilogue, const float* R) {
     // C = A B, with A (M, K) and B (K, N) read through strides, so that A or B may be
@@ -176,18 +269,28 @@ extern "C" __global__ void tinynet_gemm(
     int tx = threadIdx.x % 16, ty = threadIdx.x / 16;  // this thread: rows ty, ty + 16; columns tx, tx + 16
     float acc[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
     for (int k0 = k_begin; k0 < k_end; k0 += TILE) {
-        for (int e = threadIdx.x; e < TILE * TILE; e += 256) {
-            // neighbouring threads read neighbouring addresses: along k when A's rows are
-            // contiguous (a_k == 1), along m when it is a transpose
+        // Each thread copies 4 elements of A's tile and 4 of B's into shared memory: all 8
+        // read first, then stored, so that the 8 reads from memory are in flight together.
+        // Neighbouring threads read neighbouring addresses: along k where A's rows are
+        // contiguous (a_k == 1), along m where A is a transpose; B likewise.
+        float a[4], b[4];
+        #pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            int e = threadIdx.x + 256 * r;
             int kk = a_k == 1 ? e % TILE : e / TILE, mm = a_k == 1 ? e / TILE : e % TILE;
             int m = m0 + mm, k = k0 + kk;
-            float a = 0.f;
-            if (m < M && k < k_end) a = (m < a_rows && k < a_cols) ? A[m * a_m + k * a_k] : 1.f;
-            As[kk][mm] = a;
+            a[r] = 0.f;
+            if (m < M && k < k_end) a[r] = (m < a_rows && k < a_cols) ? A[m * a_m + k * a_k] : 1.f;
             int kb = b_n == 1 ? e / TILE : e % TILE, nb = b_n == 1 ? e % TILE : e / TILE;
             int n = n0 + nb;
             k = k0 + kb;
-            Bs[kb][nb] = (n < N && k < k_end) ? B[k * b_k + n * b_n] : 0.f;
+            b[r] = (n < N && k < k_end) ? B[k * b_k + n * b_n] : 0.f;
+        }
+        #pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            int e = threadIdx.x + 256 * r;
+            As[a_k == 1 ? e % TILE : e / TILE][a_k == 1 ? e / TILE : e % TILE] = a[r];
+            Bs[b_n == 1 ? e / TILE : e % TILE][b_n == 1 ? e % TILE : e / TILE] = b[r];
         }
         __syncthreads();
         for (int kk = 0; kk < TILE; ++kk) {
@@ -213,14 +316,16 @@ extern "C" __global__ void tinynet_gemm(
 """,
     "sum_splits": r"""
 extern "C" __global__ void tinynet_sum_splits(
-        const float* partial, float* c, long long n, int splits, int relu) {
+        const float* partial, float* c, long long n, int splits, int epilogue, const float* R) {
     // c = the sum of the splits' partial products (splits arrays of n, one after the
-    // other), then max(c, 0) when relu (NaN passing, as in np.maximum).
+    // other), then gemm's epilogue: 1: max(c, 0), NaN passing; 2: c * (R > 0).
     long long i = (long long)blockDim.x * blockIdx.x + threadIdx.x;
     if (i >= n) return;
     float s = 0.f;
     for (int k = 0; k < splits; ++k) s += partial[k * n + i];
-    c[i] = (relu && !(s > 0.f || isnan(s))) ? 0.f : s;
+    if (epilogue == 1 && !(s > 0.f || isnan(s))) s = 0.f;
+    if (epilogue == 2) s = s * (R[i] > 0.f ? 1.f : 0.f);
+    c[i] = s;
 }
 """,
     "sparse_hits": r"""
@@ -331,6 +436,66 @@ def sgd_momentum(w, g, m, lr, momentum, nesterov) -> bool:
     f = np.float32
     _launch("sgd_momentum", w.size, w, g, m, f(lr), f(momentum), np.int32(bool(nesterov)), np.int64(w.size))
     return True
+
+
+def _geometry(n, h, w, c, kh, kw, strides, oh, ow, top, left):
+    """The int32 scalars im2col, col2im and the pooling kernels take, in their order."""
+    return tuple(np.int32(v) for v in (n, h, w, c, kh, kw, *strides, oh, ow, top, left))
+
+
+def im2col(x, kh, kw, strides, oh, ow, top, left):
+    """The patches of x (N, H, W, C) as one (N OH OW, kh kw C) array, the "same" padding
+    (``top`` rows, ``left`` columns before) read as zeros; None unless float32."""
+    import cupy as cp
+
+    if x.dtype != np.float32 or x.ndim != 4:
+        return None
+    x = cp.ascontiguousarray(x)
+    n, h, w, c = x.shape
+    cols = cp.empty((n * oh * ow, kh * kw * c), dtype=np.float32)
+    _launch("im2col", cols.size, x, cols, *_geometry(n, h, w, c, kh, kw, strides, oh, ow, top, left))
+    return cols
+
+
+def col2im(gcols, image_shape, kh, kw, strides, oh, ow, top, left):
+    """gx (``image_shape``, the unpadded input's) from the patches' gradients gcols
+    (N OH OW, kh kw C): crop(col2im(gcols)) of tinynet.layers.conv, bitwise; None unless float32."""
+    import cupy as cp
+
+    if gcols.dtype != np.float32:
+        return None
+    gcols = cp.ascontiguousarray(gcols)
+    gx = cp.empty(image_shape, dtype=np.float32)
+    _launch("col2im", gx.size, gcols, gx, *_geometry(*image_shape, kh, kw, strides, oh, ow, top, left))
+    return gx
+
+
+def maxpool_forward(x, ph, pw):
+    """(y, arg) of max pooling over ph x pw windows that tile x (N, H, W, C); None unless float32."""
+    import cupy as cp
+
+    if x.dtype != np.float32 or x.ndim != 4:
+        return None
+    x = cp.ascontiguousarray(x)
+    n, h, w, c = x.shape
+    oh, ow = h // ph, w // pw
+    y, arg = cp.empty((n, oh, ow, c), np.float32), cp.empty((n, oh, ow, c), np.int32)
+    _launch("maxpool_forward", y.size, x, y, arg, *(np.int32(v) for v in (n, h, w, c, ph, pw, oh, ow)))
+    return y, arg
+
+
+def maxpool_backward(gy, arg, image_shape, ph, pw):
+    """gx (``image_shape``) of :func:`maxpool_forward`: gy at each window's argmax; None unless float32."""
+    import cupy as cp
+
+    if gy.dtype != np.float32:
+        return None
+    gy = cp.ascontiguousarray(gy)
+    gx = cp.empty(image_shape, np.float32)
+    n, h, w, c = image_shape
+    oh, ow = gy.shape[1:3]
+    _launch("maxpool_backward", gx.size, gy, arg, gx, *(np.int32(v) for v in (n, h, w, c, ph, pw, oh, ow)))
+    return gx
 
 
 def softmax_xent(z, labels):
