@@ -68,7 +68,8 @@ def build_model(args) -> tn.Sequential:
         optimizer=make_optimizer(args),
         loss=losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
-        cuda_graph={"auto": "auto", "on": True, "off": False}[args.cuda_graph],
+        # (examples/trace_step.py builds this model from its own flags, without --cuda-graph)
+        cuda_graph={"auto": "auto", "on": True, "off": False}[getattr(args, "cuda_graph", "auto")],
     )
     return model
 
