@@ -23,7 +23,13 @@ globals and one loop over every block and thread. So the kernels' own arithmetic
 (NaN handling, the loss formula) is tested here without a GPU; their GPU build is
 tested by NVRTC in ``test_kernels_compile.py``. Each argument is checked against
 the kernel's C signature (a Python float would reach a ``float`` parameter as a
-double on a real GPU: refused here).
+double on a real GPU: refused here). A kernel that waits at ``__syncthreads()`` runs each
+block's threads as real threads meeting at a barrier, its ``__shared__`` arrays one per block.
+
+``cuda.Stream`` capture records tinynet's RawKernel launches instead of running them, and
+refuses every other operation meanwhile (an array operation, an allocation, a host copy, a
+read): stricter than CUDA, which captures CuPy's own kernels too, so tinynet's graphs hold its
+kernels alone. ``Graph.launch`` replays the launches, and fails if a buffer they use was freed.
 """
 
 from __future__ import annotations
