@@ -88,9 +88,8 @@ def peak_rss_mb():
 # ------------------------------------------------------------------ frameworks
 
 
-def bench_tinynet(hidden, batch, data, args, cuda_graph=False):
-    x, y, x_test, y_test = data
-    x, x_test = images(x, hidden), images(x_test, hidden)
+def tinynet_model(hidden, device, seed=0):
+    """The benchmark's model in tinynet (uncompiled): the MLP of ``hidden``, or the convnet."""
     if hidden == CNN:
         layers = [
             tn.Input((28, 28, 1)),
@@ -103,7 +102,13 @@ def bench_tinynet(hidden, batch, data, args, cuda_graph=False):
         ]
     else:
         layers = [tn.Input((784,))] + [tn.Dense(h, activation="relu") for h in hidden]
-    model = tn.Sequential(layers + [tn.Dense(10, activation="softmax")], device=args.device, seed=0)
+    return tn.Sequential(layers + [tn.Dense(10, activation="softmax")], device=device, seed=seed)
+
+
+def bench_tinynet(hidden, batch, data, args, cuda_graph=False):
+    x, y, x_test, y_test = data
+    x, x_test = images(x, hidden), images(x_test, hidden)
+    model = tinynet_model(hidden, args.device)
     model.compile(tn.optimizers.Adam(), "sparse_categorical_crossentropy", metrics=["accuracy"], cuda_graph=cuda_graph)
     times = []
     timer = epoch_timer(tn.callbacks.Callback, times, sync=lambda: sync_tinynet(args.device))

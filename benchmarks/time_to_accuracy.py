@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import tinynet as tn  # noqa: E402
-from benchmarks.bench_mnist_mlp import machine  # noqa: E402
+from benchmarks.bench_mnist_mlp import CNN, machine, tinynet_model  # noqa: E402
 from tinynet import preprocessing  # noqa: E402
 from tinynet.datasets import mnist  # noqa: E402
 
@@ -37,20 +37,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     (x, y), (x_test, y_test) = mnist.load_data(args.data_dir)
     x, x_test = preprocessing.scale(x)[..., None], preprocessing.scale(x_test)[..., None]
-    model = tn.Sequential(
-        [
-            tn.Input((28, 28, 1)),
-            tn.Conv2D(32, 3, activation="relu"),
-            tn.MaxPooling2D(2),
-            tn.Conv2D(64, 3, activation="relu"),
-            tn.MaxPooling2D(2),
-            tn.Flatten(),
-            tn.Dropout(0.5),
-            tn.Dense(10, activation="softmax"),
-        ],
-        device=args.device,
-        seed=args.seed,
-    )
+    model = tinynet_model(CNN, args.device, args.seed)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     trained, epochs, reached = 0.0, [], None
     for epoch in range(args.max_epochs):
