@@ -25,6 +25,7 @@ def use_standin(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", STANDIN)
     monkeypatch.setattr(kernels, "_cache", {})  # kernels built for the stand-in stay with it
     cupy_standin.reset_counts()
+    monkeypatch.setattr(cupy_standin, "_capture", None)  # no capture left open by an earlier test
 
 
 def gpu_backend(monkeypatch):

@@ -15,7 +15,8 @@ It counts, in ``counts``, each **sync** (a read that makes the host wait for the
 device: ``float()``, ``int()``, ``bool()``, ``.item()``, ``.get()``, ``.tolist()``,
 ``asnumpy``, ``repr``) and each **upload** (host data copied to the device:
 ``asarray`` or ``array`` of host data, a host array assigned into or indexing a
-device array, ``.set()``), with where in tinynet each happened (``events``).
+device array, ``.set()``), with where in tinynet each happened (``events``), and each
+stream **capture** begun.
 
 ``RawKernel`` runs the real CUDA C source of a tinynet kernel on the CPU: the
 source is compiled by the host C++ compiler with ``threadIdx``/``blockIdx`` as
@@ -25,6 +26,11 @@ tested by NVRTC in ``test_kernels_compile.py``. Each argument is checked against
 the kernel's C signature (a Python float would reach a ``float`` parameter as a
 double on a real GPU: refused here). A kernel that waits at ``__syncthreads()`` runs each
 block's threads as real threads meeting at a barrier, its ``__shared__`` arrays one per block.
+Each buffer's allocation reaches a kernel as a copy between two red zones of 0xFF bytes, each
+as long as the allocation (at least 64 KiB): a
+write outside it is an error after the launch, a read outside it reads NaN (or -1). Not
+caught: a write into another part of the same allocation, or beyond the red zones;
+blocks run one at a time, so races between blocks are not seen either.
 
 ``cuda.Stream`` capture records tinynet's RawKernel launches instead of running them, and
 refuses every other operation meanwhile (an array operation, an allocation, a host copy, a
@@ -48,12 +54,12 @@ import weakref
 
 import numpy as np
 
-counts = {"sync": 0, "upload": 0}
+counts = {"sync": 0, "upload": 0, "capture": 0}
 events: list[tuple[str, str, str]] = []  # (kind, what, where in tinynet)
 
 
 def reset_counts():
-    counts.update(sync=0, upload=0)
+    counts.update(sync=0, upload=0, capture=0)
     events.clear()
 
 
@@ -470,17 +476,30 @@ class RawKernel:
             raise NotImplementedError("the stand-in runs one-dimensional launches only")
         if len(args) != len(self.params):
             raise TypeError(f"{self.name} takes {len(self.params)} arguments, got {len(args)}")
-        values = [_kernel_argument(self.name, p, a) for p, a in zip(self.params, args)]
-        launch = (_build(self.code, self.name, self.params).standin_launch, int(grid[0]), int(block[0]), values)
+        slots = []
+        for param, arg in zip(self.params, args):
+            value = _kernel_argument(self.name, param, arg)
+            # a buffer is held as (its allocation, the offset into it): a graph holds addresses, not
+            # buffers, so its caller must keep them alive, or replay fails
+            slots.append(
+                (param[2], weakref.ref(_memory_owner(arg._a)), value - _memory_owner(arg._a).ctypes.data)
+                if param[1]
+                else (param[2], None, value)
+            )
+        launch = (
+            self.name,
+            _build(self.code, self.name, self.params).standin_launch,
+            int(grid[0]),
+            int(block[0]),
+            slots,
+        )
         if _capture is None:
-            launch[0](*launch[1:3], *values)
+            _run_guarded(*launch)
             return
         stream, launches = _capture
         if _current_stream() is not stream:
             raise RuntimeError(f"{self.name}: launched on another stream than the one being captured")
-        # a graph holds the buffers' addresses, not the buffers: kept alive by the caller, or replay fails
-        buffers = [weakref.ref(_memory_owner(a._a)) for a in args if isinstance(a, ndarray)]
-        launches.append((self.name, launch, buffers))
+        launches.append(launch)
 
 
 def _memory_owner(a):
@@ -488,6 +507,45 @@ def _memory_owner(a):
     while isinstance(a.base, np.ndarray):
         a = a.base
     return a
+
+
+def _red_zone(nbytes):
+    """Bytes of 0xFF before and after an allocation of ``nbytes`` a kernel gets: as long as it."""
+    return max(nbytes, 1 << 16)
+
+
+def _run_guarded(name, run, grid, block, slots):
+    """Run a kernel on copies of its buffers' allocations, each between two red zones of
+    0xFF bytes: a kernel that writes outside an allocation (a GPU would corrupt another
+    buffer or fault) is an error here, and one that reads outside it reads NaN (or -1).
+    The copies go back to their allocations after the run."""
+    padded, values = {}, []
+    for pname, ref, value in slots:
+        if ref is None:  # a scalar
+            values.append(value)
+            continue
+        owner = ref()
+        if owner is None:
+            raise RuntimeError(f"graph replay: a buffer that {name} reads or writes ({pname}) was freed after capture")
+        if not (owner.flags.c_contiguous and owner.flags.writeable):  # no copy to make: run it in place
+            values.append(owner.ctypes.data + value)
+            continue
+        if id(owner) not in padded:
+            raw = owner.reshape(-1).view(np.uint8)
+            zone = _red_zone(raw.size)
+            guarded = np.full(raw.size + 2 * zone, 0xFF, np.uint8)
+            guarded[zone : zone + raw.size] = raw
+            padded[id(owner)] = (raw, guarded, zone, pname)
+        _, guarded, zone, _ = padded[id(owner)]
+        values.append(guarded.ctypes.data + zone + value)
+    run(grid, block, *values)
+    for raw, guarded, zone, pname in padded.values():
+        if (guarded[:zone] != 0xFF).any() or (guarded[zone + raw.size :] != 0xFF).any():
+            raise RuntimeError(
+                f"{name} wrote outside the allocation its parameter {pname} points into ({raw.size} bytes): "
+                "on a GPU, another buffer corrupted or a fault"
+            )
+        raw[...] = guarded[zone : zone + raw.size]
 
 
 # ------------------------------------------------------------------ streams and CUDA graphs
@@ -529,6 +587,7 @@ class Stream:
         if _capture is not None:
             raise RuntimeError("a capture is already open")
         _capture = (self, [])
+        counts["capture"] += 1
 
     def is_capturing(self):
         return _capture is not None and _capture[0] is self
@@ -557,10 +616,8 @@ class Graph:
 
     def launch(self, stream=None):
         _refuse_while_capturing("a graph's launch")
-        for name, (run, grid, block, values), buffers in self.launches:
-            if any(ref() is None for ref in buffers):
-                raise RuntimeError(f"graph replay: a buffer that {name} reads or writes was freed after capture")
-            run(grid, block, *values)
+        for launch in self.launches:
+            _run_guarded(*launch)
 
 
 # ------------------------------------------------------------------ random numbers, the CUDA runtime
