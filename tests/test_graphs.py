@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tinynet as tn
-from tinynet import backend, graphs, kernels
+from tinynet import backend, graphs, kernels, training
 from tinynet.callbacks import Callback, GradientMonitor
 
 
@@ -34,6 +34,8 @@ def within_rounding(a, b, scale=None):
         (70, 9, 12, True, graphs.NO_EPILOGUE),  # A read as a transpose: [gW; gb] = [x, 1]^T gz
         (20, 33, 10, False, graphs.RELU_MASK),  # gx = (gz W^T) * (h > 0)
         (8, 20, 300, False, graphs.RELU_MASK),  # the same after a wide layer: k split, the mask applied by the sum
+        (20, 40, 63, False, graphs.NO_EPILOGUE),  # k = 64, not split: one block sums two tiles of k in turn
+        (96, 70, 2000, True, graphs.RELU),  # k split in 21, each block summing three tiles of k in turn
     ],
 )
 def test_gemm_equals_the_matrix_product(gpu, M, N, K, transposed, epilogue):
@@ -53,11 +55,12 @@ def test_gemm_equals_the_matrix_product(gpu, M, N, K, transposed, epilogue):
         expected = expected * (r > 0)
     out = cp.asarray(np.full((rows, N), np.nan, np.float32))  # every element must be written
     graph = graphs.EpochGraph.__new__(graphs.EpochGraph)  # the product alone, outside a graph
-    graph.launches, graph.partial = 0, cp.asarray(np.full(10**5, np.nan, np.float32))
+    splits, _ = graphs._splits(rows, N, inner)
+    graph.launches, graph.partial = 0, cp.asarray(np.full(splits * rows * N, np.nan, np.float32))
     args = (cp.asarray(stored), cp.asarray(b), out, rows, N, inner, strides, M, K, (N, 1), epilogue, cp.asarray(r))
     graph._gemm(*args)
     within_rounding(out, expected, scale=float(np.abs(A).max() * np.abs(b).max() * inner))
-    assert graph.launches == (2 if graphs._splits(rows, N, inner)[0] > 1 else 1)
+    assert graph.launches == (2 if splits > 1 else 1)
 
 
 # ------------------------------------------------------------------ a graph's epochs equal the usual step's
@@ -72,9 +75,10 @@ def mlp(
     cuda_graph=False,
     optimizer="adam",
     units=(16, 11),
+    inputs=12,
 ):
-    layers = [tn.Input((12,))] + [tn.Dense(u, activation=a, use_bias=use_bias) for u, a in zip(units, hidden)]
-    model = tn.Sequential(layers + [tn.Dense(4, activation=output)], device=device, seed=3)
+    layers = [tn.Input((inputs,))] + [tn.Dense(u, activation=a, use_bias=use_bias) for u, a in zip(units, hidden)]
+    model = tn.Sequential(layers + [tn.Dense(4, activation=output, use_bias=use_bias)], device=device, seed=3)
     loss = tn.losses.SparseCategoricalCrossentropy(from_logits=output is None)
     model.compile(optimizer, loss, metrics=list(metrics), cuda_graph=cuda_graph)
     return model
@@ -92,9 +96,9 @@ class EveryEpoch(Callback):
         self.seen.append(([w.copy() for w in self.model.get_weights()], state, opt.iterations, dict(logs)))
 
 
-def data(n, seed=0):
+def data(n, seed=0, inputs=12):
     rng = np.random.default_rng(seed)
-    return rng.random((n, 12)).astype(np.float32), rng.integers(0, 4, n)
+    return rng.random((n, inputs)).astype(np.float32), rng.integers(0, 4, n)
 
 
 @pytest.mark.parametrize(
@@ -105,10 +109,12 @@ def data(n, seed=0):
         (48, 16, {"output": None}),  # logits out, from_logits=True
         (40, 8, {"hidden": ("relu", None), "use_bias": False, "metrics": ()}),  # a linear hidden layer; no biases
         (24, 8, {"units": (6, 140)}),  # a wide layer: its backward's sum over k split, the ReLU mask after the sum
+        # no biases, k split more finely than with them: their sums fill the shared buffer
+        (256, 256, {"inputs": 512, "units": (64,), "hidden": ("relu",), "use_bias": False}),
     ],
 )
 def test_a_graphs_epochs_equal_the_usual_steps(gpu, n, batch, kwargs):
-    x, y = data(n)
+    x, y = data(n, inputs=kwargs.get("inputs", 12))
     runs = []
     for cuda_graph in (False, True):
         model, record = mlp(gpu, cuda_graph=cuda_graph, **kwargs), EveryEpoch()
@@ -121,6 +127,30 @@ def test_a_graphs_epochs_equal_the_usual_steps(gpu, n, batch, kwargs):
         assert logs_graph.keys() == logs_usual.keys()
         for key in logs_usual:
             assert logs_graph[key] == pytest.approx(logs_usual[key], rel=1e-5)
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize(
+    "inputs, units, batch, n", [(784, (100,), 32, 70), (128, (64,), 1024, 1500), (512, (64, 9), 256, 300)]
+)
+def test_the_split_sums_fit_the_buffer_they_share(gpu, monkeypatch, use_bias, inputs, units, batch, n):
+    """Every product that splits its sum over k writes splits x M x N floats of the shared
+    buffer: sized for the shapes captured, with or without biases (the capture alone)."""
+    model = mlp(gpu, units=units, hidden=("relu",) * len(units), use_bias=use_bias, inputs=inputs)
+    x, y = (backend.to_device(a, gpu) for a in data(n, inputs=inputs))
+    launched, gemm = [], graphs.EpochGraph._gemm
+
+    def checked(self, A, B, C, M, N, K, *rest):
+        splits, _ = graphs._splits(M, N, K)
+        launched.append((M, N, K, splits))
+        capacity = int(self.partial.size)
+        assert splits == 1 or splits * M * N <= capacity, (M, N, K, splits)
+        return gemm(self, A, B, C, M, N, K, *rest)
+
+    monkeypatch.setattr(graphs.EpochGraph, "_gemm", checked)
+    with training.prepared(model, batch_size=batch):
+        graphs.EpochGraph(model, x, y, batch)
+    assert any(splits > 1 for *_, splits in launched)  # the case is one that splits
 
 
 def test_a_learning_rate_schedule_and_a_second_fit_hold_in_the_graph(gpu):
@@ -141,10 +171,22 @@ def test_cuda_graph_auto_trains_the_usual_way_where_a_graph_cannot(gpu):
     weights = []
     for cuda_graph in (False, "auto"):
         model = mlp(gpu, cuda_graph=cuda_graph, optimizer="sgd")  # SGD: no graph
-        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        assert history.cuda_graph is False
         weights.append(model.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
+
+
+def test_cuda_graph_auto_uses_the_graph_where_it_can(gpu, monkeypatch):
+    made, replays = [], []
+    init, run = graphs.EpochGraph.__init__, graphs.EpochGraph.run
+    monkeypatch.setattr(graphs.EpochGraph, "__init__", lambda self, *args: made.append(args) or init(self, *args))
+    monkeypatch.setattr(graphs.EpochGraph, "run", lambda self, order=None: replays.append(order) or run(self, order))
+    x, y = data(32)
+    history = mlp(gpu, cuda_graph="auto").fit(x, y, batch_size=8, epochs=3, verbose=0)
+    assert history.cuda_graph is True
+    assert (len(made), len(replays)) == (1, 3)  # captured once, replayed each epoch
 
 
 def test_a_graph_reads_the_device_once_an_epoch_and_captures_once_a_fit(gpu):
@@ -157,6 +199,7 @@ def test_a_graph_reads_the_device_once_an_epoch_and_captures_once_a_fit(gpu):
     reads = Counter(where for kind, _, where in cupy_standin.events if kind == "sync")
     # per epoch: the NaN watch, then the loss and the accuracy for the logs; nothing per step
     assert sum(reads.values()) == 3 * 3, reads
+    assert cupy_standin.counts["capture"] == 1
 
 
 def test_a_diverging_graph_is_caught_at_the_end_of_its_epoch(gpu):
@@ -176,6 +219,12 @@ def test_a_diverging_graph_is_caught_at_the_end_of_its_epoch(gpu):
             "clips",
         ),
         (lambda m: m.add(tn.Dropout(0.5)), "Dense layers only"),
+        (
+            lambda m: m.compile(
+                "adam", tn.losses.SparseCategoricalCrossentropy(use_output_logits=False), cuda_graph=True
+            ),
+            "use_output_logits=False",
+        ),
     ],
 )
 def test_cuda_graph_true_says_why_a_fit_cannot_before_any_work(gpu, change, why):
@@ -191,6 +240,39 @@ def test_cuda_graph_true_says_why_a_fit_cannot_before_any_work(gpu, change, why)
         model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_float64_parameter_is_refused_by_true_and_trained_the_usual_way_by_auto(gpu):
+    x, y = data(32)
+    weights = []
+    for cuda_graph in (True, "auto", False):
+        layers = [tn.Input((12,)), tn.Dense(8, activation="relu")]
+        layers.append(tn.Dense(4, activation="softmax", bias_initializer=lambda shape, rng: np.zeros(shape)))
+        model = tn.Sequential(layers, device=gpu, seed=3)
+        model.compile("adam", "sparse_categorical_crossentropy", cuda_graph=cuda_graph)
+        if cuda_graph is True:
+            with pytest.raises(ValueError, match="its bias is float64; the graph's kernels are float32"):
+                model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+            continue
+        history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        assert history.cuda_graph is False
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_flatten_first_model_trains_in_the_graph(gpu):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((24, 3, 4)).astype(np.float32), rng.integers(0, 4, 24)
+    weights = []
+    for cuda_graph in (False, True):
+        layers = [tn.Input((3, 4)), tn.Flatten(), tn.Dense(8, activation="relu"), tn.Dense(4, activation="softmax")]
+        model = tn.Sequential(layers, device=gpu, seed=3)
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"], cuda_graph=cuda_graph)
+        assert model.fit(x, y, batch_size=8, epochs=2, verbose=0).cuda_graph is cuda_graph
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        within_rounding(a, b)
 
 
 def test_cuda_graph_true_refuses_per_batch_callbacks_sample_weights_and_the_cpu(gpu):

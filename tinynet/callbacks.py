@@ -57,13 +57,15 @@ class History(Callback):
     """Records every epoch's logs: ``history.history["loss"][epoch]`` and so on.
 
     ``fit`` always adds one and returns it. ``history.epoch`` lists the epoch
-    numbers seen.
+    numbers seen; ``history.cuda_graph`` says whether the last ``fit`` replayed each
+    epoch as a CUDA graph (``compile(cuda_graph=...)``).
     """
 
     def __init__(self):
         super().__init__()
         self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []  # ``params`` ({"verbose", "epochs", "steps"}) is set by fit
+        self.epoch: list[int] = []  # ``params`` ({"verbose", "epochs", "steps"}, as Keras) is set by fit
+        self.cuda_graph = False
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
@@ -349,7 +351,7 @@ class CSVLogger(Callback):
 class TerminateOnNaN(Callback):
     """Stop training quietly (no exception) when the loss becomes NaN or infinite.
 
-    Without it ``fit`` raises :class:`tinynet.model.TrainingDiverged`; either way
+    Without it ``fit`` raises :class:`tinynet.TrainingDiverged`; either way
     the epoch and step are reported and no further step trains on NaN.
     """
 

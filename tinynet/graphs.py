@@ -40,7 +40,7 @@ import numpy as np
 
 from . import backend, keras_compat, kernels, losses, optimizers
 from .callbacks import Callback
-from .layers.core import Dense
+from .layers.core import Dense, Flatten
 
 TILE, THREADS = 32, 256  # gemm's tile of C and its block (as in kernels.SOURCES["gemm"])
 NO_EPILOGUE, RELU, RELU_MASK = 0, 1, 2  # gemm's epilogues
@@ -59,6 +59,8 @@ def why_not(model, sample_weight=None, callbacks=()) -> str | None:
     if not kernels.enabled:
         return "tinynet's kernels are turned off (kernels.enabled = False)"
     dense = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    if dense and type(dense[0]) is Flatten:  # the graph reads each sample as one row anyway
+        dense = dense[1:]
     if not dense or not all(type(layer) is Dense for layer in dense):
         kinds = sorted({type(layer).__name__ for layer in dense if type(layer) is not Dense})
         return f"the graph trains Dense layers only; this model has {', '.join(kinds) or 'no layers'}"
@@ -66,15 +68,20 @@ def why_not(model, sample_weight=None, callbacks=()) -> str | None:
         if _activation(layer) not in ("relu", "linear"):
             return f"hidden layer {layer.name!r} has activation {type(layer.activation).__name__}: relu or linear only"
     for layer in dense:
-        if layer.kernel.value.dtype != np.float32:
-            return f"layer {layer.name!r} is {layer.kernel.value.dtype}: the graph's kernels are float32"
+        for p in layer.parameters():
+            if p.value.dtype != np.float32:
+                return f"layer {layer.name!r}: its {p.name} is {p.value.dtype}; the graph's kernels are float32"
         if layer.kernel_regularizer is not None:
             return f"layer {layer.name!r} has a kernel regularizer"
     loss, last = model.loss, _activation(dense[-1])
     if type(loss) is not losses.SparseCategoricalCrossentropy:
         return f"the loss is {type(loss).__name__}: sparse categorical cross-entropy only"
+    output = f"{type(dense[-1].activation).__name__} with from_logits={loss.from_logits}"
     if (last, loss.from_logits) not in (("softmax", False), ("linear", True)):
-        return "the output must be a softmax (from_logits=False) or linear (from_logits=True)"
+        return f"the output must be a softmax (from_logits=False) or linear (from_logits=True), got {output}"
+    if last == "softmax" and not loss.use_output_logits:
+        # the graph's softmax_xent reads the logits; this loss asks for log(softmax) as given
+        return "the loss has use_output_logits=False: the graph computes the loss from the logits"
     opt = model.optimizer
     if type(opt) is not optimizers.Adam:
         return f"the optimizer is {type(opt).__name__}: Adam only"
@@ -98,6 +105,20 @@ def _splits(M, N, K):
     splits = 1 if K <= 2 * TILE else max(1, min(math.ceil(K / TILE), THREADS // tiles))
     per_split = math.ceil(math.ceil(K / splits) / TILE) * TILE
     return math.ceil(K / per_split), per_split
+
+
+def products(layer, rows):
+    """The matrix products of a Dense layer's training step on ``rows`` samples, as
+    (M, N, K) of C (M, N) = A (M, K) B (K, N); with a bias, [a, 1] carries it (k + 1):
+
+        "x W":     z = [a, 1] [W; b]
+        "x^T gz":  [gW; gb] = [a, 1]^T gz
+        "gz W^T":  ga = gz W^T
+
+    One rule for the products captured and for the buffer their split sums share."""
+    n_in, n_out = layer.kernel.value.shape
+    k = n_in + (1 if layer.use_bias else 0)
+    return {"x W": (rows, n_out, k), "x^T gz": (k, n_out, rows), "gz W^T": (rows, n_in, n_out)}
 
 
 class EpochGraph:
@@ -126,16 +147,18 @@ class EpochGraph:
         self.order = cp.arange(self.n, dtype=np.int64)
         self.alphas = cp.zeros(self.steps, np.float32)
         self.loss_rows, self.hit_rows = cp.zeros(self.n, np.float32), cp.zeros(self.n, np.float32)
-        partial = max(self._partial_size(rows, sizes) for rows in {B, self.n - (self.steps - 1) * B})
+        partial = max(self._partial_size(rows) for rows in {B, self.n - (self.steps - 1) * B})
         self.partial = cp.empty(max(partial, 1), np.float32)
         self.launches = 0
         self.stream = cp.cuda.Stream(non_blocking=True)
         cp.cuda.Stream.null.synchronize()  # the buffers above are ready before capture
         with self.stream:
             self.stream.begin_capture()
-            for step in range(self.steps):
-                self._capture_step(step)
-            self.graph = self.stream.end_capture()
+            try:
+                for step in range(self.steps):
+                    self._capture_step(step)
+            finally:  # an error above leaves no stream capturing
+                self.graph = self.stream.end_capture()
 
     # ---------------------------------------------------------------- what is captured
 
@@ -149,10 +172,11 @@ class EpochGraph:
                 offset += p.value.size
         return [found[id(layer)] for layer in self.layers]
 
-    def _partial_size(self, rows, sizes):
+    def _partial_size(self, rows):
+        """The floats the largest split product of a step on ``rows`` samples sums over."""
         size = 0
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            for M, N, K in ((rows, n_out, n_in + 1), (n_in + 1, n_out, rows), (rows, n_in, n_out)):
+        for layer in self.layers:
+            for M, N, K in products(layer, rows).values():
                 splits, _ = _splits(M, N, K)
                 if splits > 1:
                     size = max(size, splits * M * N)
@@ -189,9 +213,9 @@ class EpochGraph:
         a = xb
         for layer, offset, h in zip(self.layers, self.offsets, self.h):
             n_in, n_out = layer.kernel.value.shape
-            K = n_in + (1 if layer.use_bias else 0)
+            M, N, K = products(layer, rows)["x W"]
             relu = _activation(layer) == "relu"
-            self._gemm(a, self.w[offset:], h, rows, n_out, K, (n_in, 1), rows, n_in, (n_out, 1), RELU if relu else 0)
+            self._gemm(a, self.w[offset:], h, M, N, K, (n_in, 1), rows, n_in, (n_out, 1), RELU if relu else 0)
             a = h[:rows]
         # the loss: each row's loss and hit into the epoch's buffers, gz = (softmax(z) - onehot) / N
         z, gz = self.h[-1][:rows], self.gh[-1][:rows]
@@ -206,14 +230,16 @@ class EpochGraph:
             n_in, n_out = layer.kernel.value.shape
             a = xb if i == 0 else self.h[i - 1][:rows]
             gz = self.gh[i][:rows]
-            M = n_in + (1 if layer.use_bias else 0)
-            self._gemm(a, gz, self.g[offset:], M, n_out, rows, (1, n_in), n_in, rows, (n_out, 1))
+            shapes = products(layer, rows)
+            M, N, K = shapes["x^T gz"]
+            self._gemm(a, gz, self.g[offset:], M, N, K, (1, n_in), n_in, rows, (n_out, 1))
             if i > 0:
                 below = self.layers[i - 1]
                 mask = _activation(below) == "relu"
                 ga = self.gh[i - 1][:rows]
                 W = self.w[offset:]
-                self._gemm(gz, W, ga, rows, n_in, n_out, (n_out, 1), rows, n_out, (1, n_out), 2 * mask, a)
+                M, N, K = shapes["gz W^T"]
+                self._gemm(gz, W, ga, M, N, K, (n_out, 1), rows, n_out, (1, n_out), 2 * mask, a)
         # Adam over the flat buffers, its step size for this step read from device memory
         opt, f = self.model.optimizer, np.float32
         args = (self.w, self.g, self.m, self.v, self.alphas[step : step + 1])

@@ -126,8 +126,9 @@ class Sequential(ModelAPI):
                 graph and replays it (tinynet/graphs.py): many times faster for small
                 models. True: a fit that cannot (not a Dense/ReLU model with sparse
                 cross-entropy and Adam, per-batch callbacks, sample weights) is an error;
-                "auto": such a fit takes the usual step. Callbacks then see one batch
-                per epoch. Defaults to False.
+                "auto": such a fit takes the usual step. With a graph, callbacks see
+                one batch per epoch; ``history.cuda_graph`` says whether a
+                fit ran as one. Defaults to False.
         """
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
@@ -234,7 +235,7 @@ class Sequential(ModelAPI):
         graph = training.wants_graph(self, w, callbacks)  # compile(cuda_graph=...): checked before any work
         with (
             training.prepared(self, batch_size=options["batch_size"]),
-            training.Loop(self, x.shape[0], options, callbacks, shuffle, validate) as loop,
+            training.Loop(self, x.shape[0], options, callbacks, shuffle, validate, graph) as loop,
         ):
             if graph:  # the machinery: every step of an epoch captured as one CUDA graph (tinynet/graphs.py)
                 graph = graphs.EpochGraph(self, x, y, options["batch_size"])

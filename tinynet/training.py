@@ -336,8 +336,9 @@ class Loop:
     history = loop.history
     """
 
-    def __init__(self, model, n, options, callbacks, shuffle, validate):
-        """``options``: fit's checked numbers (``validation.fit_options``)."""
+    def __init__(self, model, n, options, callbacks, shuffle, validate, graph=False):
+        """``options``: fit's checked numbers (``validation.fit_options``); ``graph``:
+        whether each epoch replays a CUDA graph (``history.cuda_graph``)."""
         self.model, self.n, self.batch_size, self.shuffle = model, n, options["batch_size"], shuffle
         self.first_epoch, self.last_epoch = options["initial_epoch"], options["epochs"]
         self.verbose, self.validate = options["verbose"], validate
@@ -348,6 +349,7 @@ class Loop:
         self.callbacks = CallbackList([self.history] + callbacks, model)
         self.guard = InterruptGuard()
         self.stopped = False
+        self.history.cuda_graph = bool(graph)
         params = {"verbose": self.verbose, "epochs": self.last_epoch, "steps": self.steps}
         for c in self.callbacks.callbacks:
             c.params = dict(params)
