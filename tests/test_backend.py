@@ -17,6 +17,8 @@ from tinynet import backend, kernels
 
 @pytest.fixture
 def no_cupy(monkeypatch):
+    """CuPy missing on a machine with an NVIDIA driver (whatever this machine has)."""
+    monkeypatch.setattr(backend, "_load_driver", lambda: None)
     real_import = builtins.__import__
 
     def fake_import(name, *args, **kwargs):
@@ -31,8 +33,24 @@ def test_gpu_without_cupy_says_how_to_install(no_cupy):
     with pytest.raises(tn.DeviceUnavailableError) as info:
         tn.Sequential([tn.Dense(2)], device="gpu")
     message = str(info.value)
-    assert "CuPy is not installed" in message and 'pip install "tinynet[cuda12]"' in message
+    assert "CuPy is not installed" in message and 'pip install -e ".[cuda12]"' in message
     assert not isinstance(info.value, ImportError)
+
+
+def test_gpu_without_a_driver_says_so_first_and_names_the_cpu(no_cupy, monkeypatch):
+    def no_driver():
+        raise OSError("libcuda.so.1: cannot open shared object file")
+
+    monkeypatch.setattr(backend, "_load_driver", no_driver)
+    with pytest.raises(tn.DeviceUnavailableError) as info:
+        backend.resolve_device("gpu")
+    message = str(info.value)
+    assert message.startswith('device="gpu" is not available: no NVIDIA driver found (')
+    assert (
+        "; CuPy is not installed (with a driver, install CuPy" in message
+        and 'device="cpu" trains on the CPU' in message
+    )
+    assert "NVIDIA driver: no NVIDIA driver found" in "\n".join(backend.report())
 
 
 def fake_cupy(device_count):
@@ -187,7 +205,9 @@ def test_python_m_tinynet_says_what_is_missing():
         pytest.skip("CuPy is installed here")
     done = subprocess.run([sys.executable, "-m", "tinynet"], capture_output=True, text=True)
     assert done.returncode == 1
-    assert done.stdout.splitlines()[:2] == [
+    driver = backend.driver_problem() or "an NVIDIA driver is installed (libcuda loads)"
+    assert done.stdout.splitlines()[:3] == [
         "CuPy is not installed.",
+        f"NVIDIA driver: {driver}.",
         f"To use a GPU, {backend.INSTALL_HINT}.",
     ]

@@ -57,5 +57,5 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch, tmp_path):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    with pytest.raises(ImportError, match=r'tinynet.plot needs matplotlib.*pip install "tinynet\[plot\]"'):
+    with pytest.raises(ImportError, match=r'tinynet.plot needs matplotlib.*pip install -e ".\[plot\]"'):
         plot.plot_confusion_matrix(np.eye(2), tmp_path / "cm.png")

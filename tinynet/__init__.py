@@ -30,6 +30,7 @@ from . import (
     utils,
 )
 from .backend import DeviceUnavailableError
+from .datasets import DatasetError
 from .layers import (
     Activation,
     AveragePooling2D,
@@ -59,6 +60,7 @@ __all__ = [
     "AveragePooling2D",
     "BatchNormalization",
     "Conv2D",
+    "DatasetError",
     "Dense",
     "DeviceUnavailableError",
     "Dropout",

@@ -25,8 +25,8 @@ from . import kernels
 DEVICES = ("cpu", "gpu", "auto")
 
 INSTALL_HINT = (
-    'install CuPy with the CUDA libraries it needs: pip install "tinynet[cuda12]" (CUDA 12) or '
-    'pip install "tinynet[cuda13]" (CUDA 13), which give cupy-cuda12x[ctk] or cupy-cuda13x[ctk]'
+    'install CuPy with the CUDA libraries it needs, in the tinynet checkout: pip install -e ".[cuda12]" (CUDA 12) or '
+    'pip install -e ".[cuda13]" (CUDA 13), which give cupy-cuda12x[ctk] or cupy-cuda13x[ctk]'
 )
 # what a message names when a probe's error mentions it: (text in the error, the library)
 LIBRARIES = (
@@ -117,7 +117,9 @@ def explain(cupy, probe, error) -> str:
     missing = next((lib for key, lib in LIBRARIES if key in text.lower()), None)
     major = _cuda_major(cupy)
     install = (
-        f'pip install "cupy-cuda{major}x[ctk]>=14" (or pip install "tinynet[cuda{major}]")' if major else INSTALL_HINT
+        f'pip install "cupy-cuda{major}x[ctk]>=14" (or, in the tinynet checkout, pip install -e ".[cuda{major}]")'
+        if major
+        else INSTALL_HINT
     )
     what = f"{missing} is missing or broken" if missing else "the CUDA installation is incomplete"
     return f"CuPy {getattr(cupy, '__version__', '?')} is installed but {probe} failed: {what} ({text}); {install}"
@@ -144,6 +146,9 @@ def gpu_status() -> tuple[bool, str]:
     process). A partial install (no NVRTC, no cuBLAS) is found here, not in ``fit``."""
     cupy, why = _import_cupy()
     if cupy is None:
+        driver = driver_problem()
+        if driver is not None:  # the first thing missing: without a driver, CuPy would not help
+            return False, f"{driver}; {why} (with a driver, {INSTALL_HINT})"
         return False, f"{why}; {INSTALL_HINT}"
     if cupy not in _probed:
         _probed[cupy] = _probe(cupy)
@@ -173,7 +178,10 @@ def resolve_device(device: str) -> str:
             _told_auto = True
         return "gpu" if ok else "cpu"
     if not ok:
-        raise DeviceUnavailableError(f'device="gpu" is not available: {why}.')
+        raise DeviceUnavailableError(
+            f'device="gpu" is not available: {why}. device="cpu" trains on the CPU; device="auto" '
+            "uses the GPU where one works, else the CPU."
+        )
     return "gpu"
 
 
@@ -245,7 +253,13 @@ def report() -> list[str]:
     """What tinynet sees of the GPU, line by line (``python -m tinynet``)."""
     cupy, why = _import_cupy()
     if cupy is None:
-        return [f"{why}.", f"To use a GPU, {INSTALL_HINT}.", 'device="gpu": not available; "auto" uses the CPU']
+        driver = driver_problem() or "an NVIDIA driver is installed (libcuda loads)"
+        return [
+            f"{why}.",
+            f"NVIDIA driver: {driver}.",
+            f"To use a GPU, {INSTALL_HINT}.",
+            'device="gpu": not available; "auto" uses the CPU',
+        ]
     lines = [f"CuPy: {cupy.__version__}"]
     runtime = cupy.cuda.runtime
     try:

@@ -13,7 +13,7 @@ same to any image:
 4. resized so its longer side is 20 pixels, keeping the aspect ratio;
 5. placed in 28x28 with its centre of mass at the centre.
 
-Reading files needs Pillow (installed with matplotlib: ``pip install "tinynet[plot]"``).
+Reading files needs Pillow (installed with matplotlib: ``pip install -e ".[plot]"``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _pil():
         from PIL import Image
     except ImportError as e:
         raise ImportError(
-            f'reading images needs Pillow ({e}); pip install "tinynet[plot]" or pip install pillow'
+            f'reading images needs Pillow ({e}); pip install -e ".[plot]" or pip install pillow'
         ) from None
     return Image
 
