@@ -46,7 +46,7 @@ fraction = _checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 
 
-def add_common_flags(p: argparse.ArgumentParser, epochs: int, batch_size: int, dropout: float):
+def add_common_flags(p: argparse.ArgumentParser, epochs: int, batch_size: int, dropout: float, plots: str):
     p.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu", help="default: cpu")
     p.add_argument("--epochs", type=positive_int, default=epochs, help=f"default: {epochs}")
     p.add_argument("--batch-size", type=positive_int, default=batch_size, help=f"default: {batch_size}")
@@ -62,7 +62,7 @@ def add_common_flags(p: argparse.ArgumentParser, epochs: int, batch_size: int, d
     )
     p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check (other data in MNIST's format)")
     p.add_argument("--subset", type=positive_int, default=None, help="use only the first N training and N test images")
-    p.add_argument("--plots", default="plots", help="directory for the PNG plots (default: plots; '' for none)")
+    p.add_argument("--plots", default=plots, help=f"directory for the PNG plots (default: {plots}; '' for none)")
     p.add_argument("--save", default=None, help="save the trained model to this path (.npz, or .keras for Keras)")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="fit's verbosity (default: 1)")
 
@@ -90,13 +90,14 @@ def check_prerequisites(args):
         device = tn.backend.resolve_device(args.device)
     except tn.DeviceUnavailableError as e:
         return str(e)
-    if args.device == "auto" and device == "cpu":
-        print(f"--device auto: using the CPU ({tn.backend.gpu_status()[1]})")
+    # (--device auto on a machine without a GPU: tinynet itself says so, once)
+    if getattr(args, "cuda_graph", None) == "on" and device != "gpu":
+        return "--cuda-graph on needs the GPU (--device gpu); on the CPU each step runs as usual (--cuda-graph auto)"
     if args.plots:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            return 'the plots need matplotlib: pip install "tinynet[plot]", or pass --plots "" for no plots'
+            return 'the plots need matplotlib: pip install -e ".[plot]", or pass --plots "" for no plots'
         problem = _writable_directory(args.plots, "--plots")
         if problem:
             return problem
@@ -107,7 +108,7 @@ def check_prerequisites(args):
             try:
                 import h5py  # noqa: F401
             except ImportError:
-                return 'saving a .keras file needs h5py: pip install "tinynet[keras]", or save to a .npz'
+                return 'saving a .keras file needs h5py: pip install -e ".[keras]", or save to a .npz'
         return _writable_directory(os.path.dirname(os.path.abspath(args.save)), "--save")
     return None
 
@@ -154,8 +155,9 @@ def train(model, args, x_train, y_train, callbacks=None):
     seconds = time.perf_counter() - start
     epochs = len(history.epoch)
     per_epoch = seconds / max(epochs, 1)
-    graph = model.cuda_graph and tn.graphs.why_not(model, None, callbacks) is None
-    where = model.device + (", each epoch one CUDA graph" if graph else "")
+    where = model.device + (", each epoch one CUDA graph" if history.cuda_graph else "")
+    if model.device == "gpu" and model.cuda_graph == "auto" and not history.cuda_graph:
+        where += f", step by step ({tn.graphs.why_not(model, None, callbacks)})"
     print(f"trained {plural(epochs, 'epoch')} in {seconds:.1f} s ({per_epoch:.2f} s/epoch) on {where}")
     losses = history.history.get("loss", [])
     if len(losses) > 1 and losses[-1] >= losses[0] or losses and losses[-1] > 10 * math.log(10):
@@ -202,6 +204,10 @@ def run(args, build_model, image_shape, title) -> int:
         model = build_model(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    why = tn.graphs.why_not(model) if model.cuda_graph is True else None
+    if why:
+        print(f"error: --cuda-graph on, but this model cannot train as a CUDA graph: {why}", file=sys.stderr)
         return 2
     data = load(args, image_shape)
     if data is None:

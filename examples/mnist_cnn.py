@@ -25,7 +25,7 @@ import tinynet as tn
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    add_common_flags(p, epochs=15, batch_size=128, dropout=0.5)
+    add_common_flags(p, epochs=15, batch_size=128, dropout=0.5, plots="plots/mnist_cnn")
     p.add_argument("--batch-norm", action="store_true", help="BatchNormalization after each convolution")
     p.add_argument("--l2", type=fraction, default=0.0, help="L2 penalty on every kernel (default: 0)")
     return p

@@ -11,7 +11,7 @@ cross-entropy, 10 epochs, batch 32, validation split 0.1, pixels scaled to [0, 1
 The data is read from --data-dir, else $TINYNET_DATA_DIR, else the user cache,
 else downloaded (see tinynet.datasets.mnist). Prints each epoch, the test loss
 and accuracy, the confusion matrix and a per-class report; writes four plots to
---plots (default: plots/) and saves the model with --save PATH.
+--plots (default: plots/mnist_mlp/) and saves the model with --save PATH.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def parse_hidden(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    add_common_flags(p, epochs=10, batch_size=32, dropout=0.0)
+    add_common_flags(p, epochs=10, batch_size=32, dropout=0.0, plots="plots/mnist_mlp")
     p.add_argument("--hidden", type=parse_hidden, default=[100], help="hidden layer sizes, e.g. 100 or 512,512")
     p.add_argument(
         "--output-activation",
@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cuda-graph",
         choices=["auto", "on", "off"],
         default="auto",
-        help="on the GPU, train each epoch as one CUDA graph (auto: where the model allows it; default: auto)",
+        help="on the GPU, train each epoch as one CUDA graph (auto: where the model allows it, else step by step;\n"
+        "on: an error where it cannot, or on the CPU; off: step by step; default: auto)",
     )
     return p
 

@@ -1,4 +1,4 @@
-"""Predict the digit in your own image files with a model saved by mnist_mlp.py.
+"""Predict the digit in your own image files with a model saved by mnist_mlp.py or mnist_cnn.py.
 
     python examples/mnist_mlp.py --save mnist_mlp.npz
     python examples/predict_digits.py mnist_mlp.npz my_digit.png another.jpg
@@ -25,10 +25,17 @@ from tinynet.images import count_digits, load_image, prepare_digit
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("model", help="a model saved with --save by examples/mnist_mlp.py")
+    p.add_argument("model", help="a model saved with --save by examples/mnist_mlp.py or mnist_cnn.py (.npz or .keras)")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--show-input", default=None, help="write each prepared 28x28 image as PNG into this directory")
     args = p.parse_args(argv)
+    try:
+        import PIL.Image  # noqa: F401
+    except ImportError as e:
+        print(
+            f'error: reading images needs Pillow ({e}): pip install -e ".[plot]" or pip install pillow', file=sys.stderr
+        )
+        return 2
     try:
         model = tn.load_model(args.model)
     except tn.ModelFileError as e:

@@ -32,7 +32,7 @@ from tinynet.trace import CHECK_TOLERANCE
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    add_common_flags(p, epochs=1, batch_size=32, dropout=0.0)
+    add_common_flags(p, epochs=1, batch_size=32, dropout=0.0, plots="plots/trace_step")
     p.set_defaults(dropout=None)
     p.add_argument("--model", choices=["mlp", "cnn"], default="mlp", help="default: mlp")
     p.add_argument("--hidden", type=parse_hidden, default=[100], help="MLP hidden layer sizes (default: 100)")

@@ -9,7 +9,7 @@ them.
     python examples/tune_mlp.py --search grid --learning-rates 0.001,0.003 --batch-sizes 32,128 --hidden 100,256
 
 Prints a table ranked by validation accuracy and plots validation accuracy per
-trial to --plots/tuning.png.
+trial to tuning.png in --plots (default: plots/tune_mlp).
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seeds the search and every model")
     p.add_argument("--data-dir", default=None, help="directory with the MNIST files")
     p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
-    p.add_argument("--plots", default="plots", help="directory for the trials plot ('' for none)")
+    p.add_argument(
+        "--plots", default="plots/tune_mlp", help="directory for the trials plot (default: plots/tune_mlp; '' for none)"
+    )
     args = p.parse_args(argv)
     args.save = None
     if args.validation_split == 0:

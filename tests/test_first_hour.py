@@ -67,13 +67,47 @@ def test_missing_matplotlib_and_unwritable_folders_are_found_before_training(tmp
         cwd=tmp_path,
         env_extra={"PYTHONPATH": f"{fake.parent}{os.pathsep}{ROOT}"},
     )
-    assert result.returncode == 2 and 'pip install "tinynet[plot]"' in result.stderr and "Epoch" not in result.stdout
+    assert result.returncode == 2 and 'pip install -e ".[plot]"' in result.stderr and "Epoch" not in result.stdout
     (tmp_path / "afile").write_text("")
     result = example(
         "mnist_mlp.py", "--data-dir", data, "--no-verify", "--plots", tmp_path / "afile" / "plots", cwd=tmp_path
     )
     assert result.returncode == 2 and "cannot create the --plots directory" in result.stderr
     assert "Epoch" not in result.stdout
+
+
+def test_cuda_graph_on_is_refused_on_the_cpu_before_any_data_is_loaded(tmp_path):
+    result = example("mnist_mlp.py", "--data-dir", tmp_path / "nowhere", "--cuda-graph", "on", cwd=tmp_path)
+    assert result.returncode == 2 and "--cuda-graph on needs the GPU (--device gpu)" in result.stderr
+    assert "Traceback" not in result.stderr and "MNIST" not in result.stdout
+
+
+def test_cuda_graph_on_with_a_model_it_cannot_train_is_refused_before_any_data_is_loaded(gpu, tmp_path, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    try:
+        import mnist_mlp
+    finally:
+        sys.path.pop(0)
+    flags = ["--device", "gpu", "--dropout", "0.2", "--cuda-graph", "on", "--data-dir", str(tmp_path / "nowhere")]
+    assert mnist_mlp.main(flags) == 2
+    out, err = capsys.readouterr()
+    assert "--cuda-graph on, but this model cannot train as a CUDA graph: the graph trains Dense layers only" in err
+    assert "MNIST" not in out
+
+
+def test_predict_digits_without_pillow_says_how_to_install_it(tmp_path):
+    fake = tmp_path / "no_pil" / "PIL"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('PIL is not installed')\n")
+    result = example(
+        "predict_digits.py",
+        tmp_path / "model.npz",
+        tmp_path / "seven.png",
+        cwd=tmp_path,
+        env_extra={"PYTHONPATH": f"{fake.parent}{os.pathsep}{ROOT}"},
+    )
+    assert result.returncode == 2 and "needs Pillow" in result.stderr and 'pip install -e ".[plot]"' in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_the_model_is_saved_before_anything_optional(tmp_path, data):
