@@ -131,9 +131,8 @@ def test_conv2d_backward_by_offsets_equals_conv2d_backward_within_rounding(rng, 
     rounding(layer.bias.grad, gb)
 
 
-def test_fused_dense_relu_forward_and_relu_backward_on_the_gpu(device, rng):
-    if device != "gpu":
-        pytest.skip("fused kernels run on CuPy arrays only")
+def test_fused_dense_relu_forward_and_relu_backward_on_the_gpu(gpu, rng):
+    device = gpu  # fused kernels run on CuPy arrays only: no CPU half
     layer, x, gy = _dense(device, "relu", rng)
     y = tn.Dense.forward(layer, x)
     gx = tn.ReLU.backward(layer.activation, gy)
@@ -141,9 +140,8 @@ def test_fused_dense_relu_forward_and_relu_backward_on_the_gpu(device, rng):
     exact(device)(fast.relu_backward_fused(layer.activation, gy), gx)
 
 
-def test_fused_sparse_crossentropy_on_the_gpu(device, rng):
-    if device != "gpu":
-        pytest.skip("fused kernels run on CuPy arrays only")
+def test_fused_sparse_crossentropy_on_the_gpu(gpu, rng):
+    device = gpu  # fused kernels run on CuPy arrays only: no CPU half
     xp = backend.xp_for(device)
     z = xp.asarray((rng.standard_normal((128, 10)) * 5).astype(np.float32))
     t = xp.asarray(rng.integers(0, 10, 128))
@@ -167,7 +165,9 @@ def test_optimizer_twins_equal_the_textbook_update(device, rng, name):
     make, cpu_twin, gpu_twin = UPDATES[name]
     twin = cpu_twin if device == "cpu" else gpu_twin
     if twin is None:
-        pytest.skip(f"{name} has no {device} twin")
+        pytest.skip(
+            f"the {device} half: {name} has no {device} twin (its {'gpu' if device == 'cpu' else 'cpu'} twin is tested)"
+        )
     xp = backend.xp_for(device)
     w0 = rng.standard_normal(3000).astype(np.float32)
     grads = [xp.asarray(rng.standard_normal(3000).astype(np.float32)) for _ in range(6)]
@@ -249,9 +249,7 @@ def test_a_layer_that_overrides_backward_keeps_its_own():
     assert "Adam.update = adam_update_inplace" in lines
 
 
-def test_gpu_training_matches_cpu_training(device):
-    if device != "gpu":
-        pytest.skip("compares the GPU with the CPU")
+def test_gpu_training_matches_cpu_training(gpu):
     rng = np.random.default_rng(4)
     x = rng.random((128, 12)).astype(np.float32)
     y = rng.integers(0, 3, 128)
@@ -427,11 +425,10 @@ def test_tiled_max_pooling_equals_max_pooling(device, rng, size):
     exact(device)(fast.maxpool_backward_tiled(layer, gy), gx)
 
 
-def test_fused_relu_propagates_nan_and_inf_as_the_textbook(device, rng):
+def test_fused_relu_propagates_nan_and_inf_as_the_textbook(gpu, rng):
     """NaN in z + b passes through the forward (np.maximum keeps it); a NaN or infinite gy
     gives NaN in the backward where y > 0 and, as 0 * NaN, where y <= 0 too."""
-    if device != "gpu":
-        pytest.skip("fused kernels run on CuPy arrays only")
+    device = gpu  # fused kernels run on CuPy arrays only: no CPU half
     layer, x, gy = _dense(device, "relu", rng)
     x[0, 0], x[1, :] = np.nan, -np.inf  # a NaN row, and a row of -inf (ReLU: 0, or NaN where W mixes signs)
     gy[2, 1], gy[3, 2], gy[4, 3] = np.nan, np.inf, -np.inf
@@ -447,10 +444,9 @@ def test_fused_relu_propagates_nan_and_inf_as_the_textbook(device, rng):
         exact(device)(fused, plain)
 
 
-def test_fused_sparse_crossentropy_keeps_its_precision_at_large_logits(device, rng):
+def test_fused_sparse_crossentropy_keeps_its_precision_at_large_logits(gpu, rng):
     """loss = log s - (z[t] - m): at logits near 1e4, log s + m - z[t] is off by about 1e-3."""
-    if device != "gpu":
-        pytest.skip("fused kernels run on CuPy arrays only")
+    device = gpu  # fused kernels run on CuPy arrays only: no CPU half
     z = (1e4 + rng.standard_normal((64, 10)) * 3).astype(np.float32)
     t = rng.integers(0, 10, 64)
     z64 = z.astype(np.float64)
@@ -464,9 +460,8 @@ def test_fused_sparse_crossentropy_keeps_its_precision_at_large_logits(device, r
     assert abs(fused - exact_loss) < 1e-5
 
 
-def test_fused_sparse_crossentropy_with_a_nan_logit_is_nan_in_that_row(device, rng):
-    if device != "gpu":
-        pytest.skip("fused kernels run on CuPy arrays only")
+def test_fused_sparse_crossentropy_with_a_nan_logit_is_nan_in_that_row(gpu, rng):
+    device = gpu  # fused kernels run on CuPy arrays only: no CPU half
     xp = backend.xp_for(device)
     z = rng.standard_normal((4, 5)).astype(np.float32)
     z[1, 3] = np.nan

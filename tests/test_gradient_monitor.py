@@ -68,9 +68,8 @@ def test_recording_changes_nothing_in_training(device):
     assert all(isinstance(v, float) for v in callbacks[0].history["grad_norm"]["dense/kernel"])
 
 
-def test_on_the_gpu_the_values_are_read_once_per_epoch(device):
-    if device != "gpu":
-        pytest.skip("the GPU path")
+def test_on_the_gpu_the_values_are_read_once_per_epoch(gpu):
+    device = gpu
     x, y = data(160)
     model = tiny("adam", device)
     monitor = GradientMonitor(every=2)

@@ -139,9 +139,8 @@ def test_a_broken_contract_is_named_at_the_first_step(device, style, message, cl
         np.testing.assert_array_equal(a, b)  # nothing was trained with a wrong gradient
 
 
-def test_a_numpy_gradient_for_a_gpu_model_is_named(device):
-    if device != "gpu":
-        pytest.skip("only a GPU model can get a gradient on the wrong device")
+def test_a_numpy_gradient_for_a_gpu_model_is_named(gpu):
+    device = gpu  # only a GPU model can get a gradient on the wrong device
     x, t = data()
     model = model_with(MyDense(3, style="numpy"), device, "sgd")
     with pytest.raises(tn.GradientContractError, match="on the CPU, but the model is on the GPU"):
