@@ -40,6 +40,22 @@ def test_round_trip_gives_identical_predictions_and_settings(tmp_path):
     loaded.fit(x, y, epochs=1, verbose=0)  # trainable again
 
 
+def test_cuda_graph_is_kept_and_a_file_without_it_or_with_a_bad_one_loads_as_it_should(tmp_path):
+    model, _, _ = trained_model()
+    model.compile("adam", "sparse_categorical_crossentropy", cuda_graph="auto")
+    assert tn.load_model(model.save(tmp_path / "auto.npz")).cuda_graph == "auto"
+    config = saving._describe(model)
+    older = json.loads(json.dumps(config))
+    del older["compile"]["cuda_graph"]  # saved before it was kept
+    write_model_file(tmp_path / "older.npz", older)
+    assert tn.load_model(tmp_path / "older.npz").cuda_graph is False
+    edited = json.loads(json.dumps(config))
+    edited["compile"]["cuda_graph"] = "always"
+    write_model_file(tmp_path / "edited.npz", edited)
+    with pytest.raises(tn.ModelFileError, match="compile configuration cannot be restored.*cuda_graph"):
+        tn.load_model(tmp_path / "edited.npz")
+
+
 def test_saving_an_unbuilt_model_is_refused(tmp_path):
     with pytest.raises(RuntimeError, match="not built"):
         tn.Sequential([tn.Dense(2)]).save(tmp_path / "m.npz")

@@ -73,6 +73,7 @@ def _describe(model) -> dict:
             "optimizer": {"class": type(model.optimizer).__name__, "config": model.optimizer.get_config()},
             "loss": {"class": type(model.loss).__name__, "config": model.loss.get_config()},
             "metrics": list(model.metrics),
+            "cuda_graph": model.cuda_graph,
         }
     return config
 
@@ -244,7 +245,8 @@ def _load(path, model_class, device, compile):
     try:
         opt_cls = optimizers.OPTIMIZERS[c["optimizer"]["class"].lower()]
         loss_cls = {cls.__name__: cls for cls in losses.LOSSES.values()}[c["loss"]["class"]]
-        model.compile(opt_cls.from_config(c["optimizer"]["config"]), loss_cls(**c["loss"]["config"]), c["metrics"])
+        optimizer, loss = opt_cls.from_config(c["optimizer"]["config"]), loss_cls(**c["loss"]["config"])
+        model.compile(optimizer, loss, c["metrics"], cuda_graph=c.get("cuda_graph", False))  # older files: none
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: the compile configuration cannot be restored ({type(e).__name__}: {e})") from e
     if "training_state" in config:
