@@ -202,6 +202,23 @@ def test_a_graph_reads_the_device_once_an_epoch_and_captures_once_a_fit(gpu):
     assert cupy_standin.counts["capture"] == 1
 
 
+def test_an_error_during_capture_is_raised_and_leaves_no_stream_capturing(gpu, monkeypatch):
+    x, y = data(32)
+    model = mlp(gpu, cuda_graph=True)
+    capture_step = graphs.EpochGraph._capture_step
+
+    def failing(self, step):
+        if step == 1:
+            raise RuntimeError("failed at step 1")
+        capture_step(self, step)
+
+    monkeypatch.setattr(graphs.EpochGraph, "_capture_step", failing)
+    with pytest.raises(RuntimeError, match="failed at step 1"):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    monkeypatch.setattr(graphs.EpochGraph, "_capture_step", capture_step)
+    assert model.fit(x, y, batch_size=8, epochs=1, verbose=0).cuda_graph is True  # the device works on
+
+
 def test_a_diverging_graph_is_caught_at_the_end_of_its_epoch(gpu):
     x, y = data(32)
     model = mlp(gpu, cuda_graph=True, optimizer=tn.optimizers.Adam(1e30))

@@ -157,8 +157,13 @@ class EpochGraph:
             try:
                 for step in range(self.steps):
                     self._capture_step(step)
-            finally:  # an error above leaves no stream capturing
-                self.graph = self.stream.end_capture()
+            except BaseException:  # no stream left capturing; the error above is the one to report
+                try:
+                    self.stream.end_capture()
+                except Exception:
+                    pass
+                raise
+            self.graph = self.stream.end_capture()
 
     # ---------------------------------------------------------------- what is captured
 
