@@ -44,6 +44,10 @@ def test_cuda_graph_is_kept_and_a_file_without_it_or_with_a_bad_one_loads_as_it_
     model, _, _ = trained_model()
     model.compile("adam", "sparse_categorical_crossentropy", cuda_graph="auto")
     assert tn.load_model(model.save(tmp_path / "auto.npz")).cuda_graph == "auto"
+    model.compile("adam", "sparse_categorical_crossentropy", cuda_graph=True)
+    on_the_cpu = tn.load_model(model.save(tmp_path / "true.npz"))  # a GPU model's file, loaded on the CPU
+    assert on_the_cpu.cuda_graph == "auto"  # trains step by step there, where True would refuse
+    on_the_cpu.fit(np.ones((4, 6), np.float32), np.array([0, 1, 2, 0]), verbose=0)
     config = saving._describe(model)
     older = json.loads(json.dumps(config))
     del older["compile"]["cuda_graph"]  # saved before it was kept

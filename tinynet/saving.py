@@ -246,7 +246,10 @@ def _load(path, model_class, device, compile):
         opt_cls = optimizers.OPTIMIZERS[c["optimizer"]["class"].lower()]
         loss_cls = {cls.__name__: cls for cls in losses.LOSSES.values()}[c["loss"]["class"]]
         optimizer, loss = opt_cls.from_config(c["optimizer"]["config"]), loss_cls(**c["loss"]["config"])
-        model.compile(optimizer, loss, c["metrics"], cuda_graph=c.get("cuda_graph", False))  # older files: none
+        cuda_graph = c.get("cuda_graph", False)  # older files: none
+        if cuda_graph is True and model.device != "gpu":  # a GPU model loaded elsewhere trains as it can
+            cuda_graph = "auto"
+        model.compile(optimizer, loss, c["metrics"], cuda_graph=cuda_graph)
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: the compile configuration cannot be restored ({type(e).__name__}: {e})") from e
     if "training_state" in config:
