@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import time
 
@@ -89,7 +90,7 @@ def check_prerequisites(args):
     try:
         device = tn.backend.resolve_device(args.device)
     except tn.DeviceUnavailableError as e:
-        return str(e)
+        return re.sub(r'device="(\w+)"', r"--device \1", str(e))  # in the flags' words
     # (--device auto on a machine without a GPU: tinynet itself says so, once)
     if getattr(args, "cuda_graph", None) == "on" and device != "gpu":
         return "--cuda-graph on needs the GPU (--device gpu); on the CPU each step runs as usual (--cuda-graph auto)"

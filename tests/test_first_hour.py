@@ -95,6 +95,19 @@ def test_cuda_graph_on_with_a_model_it_cannot_train_is_refused_before_any_data_i
     assert "MNIST" not in out
 
 
+def test_an_unavailable_gpu_is_refused_in_the_flags_words(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    try:
+        import mnist_mlp
+    finally:
+        sys.path.pop(0)
+    why = "no NVIDIA driver found (libcuda could not be loaded); CuPy is not installed"
+    monkeypatch.setattr(tn.backend, "gpu_status", lambda: (False, why))
+    assert mnist_mlp.main(["--device", "gpu", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --device gpu is not available: {why}. --device cpu trains on the CPU; --device auto")
+
+
 def test_predict_digits_without_pillow_says_how_to_install_it(tmp_path):
     fake = tmp_path / "no_pil" / "PIL"
     fake.mkdir(parents=True)

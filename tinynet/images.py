@@ -28,7 +28,8 @@ def _pil():
         from PIL import Image
     except ImportError as e:
         raise ImportError(
-            f'reading images needs Pillow ({e}); pip install -e ".[plot]" or pip install pillow'
+            f"reading images needs Pillow ({e}); pip install pillow "
+            '(or, in the tinynet checkout, pip install -e ".[plot]")'
         ) from None
     return Image
 

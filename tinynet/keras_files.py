@@ -61,7 +61,9 @@ def _h5py():
     try:
         import h5py
     except ImportError as e:
-        raise ImportError(f'Keras files need h5py ({e}); pip install -e ".[keras]" or pip install h5py') from None
+        raise ImportError(
+            f'Keras files need h5py ({e}); pip install h5py (or, in the tinynet checkout, pip install -e ".[keras]")'
+        ) from None
     return h5py
 
 

@@ -21,7 +21,8 @@ def _figure(width, height):
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(
-            f'tinynet.plot needs matplotlib, which is not installed ({e}); pip install -e ".[plot]"'
+            f"tinynet.plot needs matplotlib, which is not installed ({e}); pip install matplotlib "
+            '(or, in the tinynet checkout, pip install -e ".[plot]")'
         ) from None
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
