@@ -27,10 +27,11 @@ the kernel's C signature (a Python float would reach a ``float`` parameter as a
 double on a real GPU: refused here). A kernel that waits at ``__syncthreads()`` runs each
 block's threads as real threads meeting at a barrier, its ``__shared__`` arrays one per block.
 Each buffer's allocation reaches a kernel as a copy between two red zones of 0xFF bytes, each
-as long as the allocation (at least 64 KiB): a
-write outside it is an error after the launch, a read outside it reads NaN (or -1). Not
-caught: a write into another part of the same allocation, or beyond the red zones;
-blocks run one at a time, so races between blocks are not seen either.
+as long as the allocation (at least 64 KiB): a write outside it is an error after the launch,
+a read outside it reads NaN (or -1). Not caught: a write or read past a view but inside its
+allocation; a write beyond the red zones, or of 0xFF bytes (a NaN with every bit set, an int
+-1); buffers whose allocation is not C-contiguous or is read-only (they run in place); and,
+as blocks run one at a time, races between blocks.
 
 ``cuda.Stream`` capture records tinynet's RawKernel launches instead of running them, and
 refuses every other operation meanwhile (an array operation, an allocation, a host copy, a
