@@ -71,14 +71,23 @@ def test_the_numpy_floor_trains_bit_for_bit_like_tinynet_and_is_reported(tmp_pat
     assert table.count("| bit for bit equal |") == 2 and "--rounds 2" in table
 
 
-def test_the_gpu_session_script_runs_each_stage_named_and_keeps_its_log(tmp_path):
+def test_the_gpu_session_script_runs_each_stage_named_within_its_budget(tmp_path):
     script = os.path.join(ROOT, "benchmarks", "gpu_session.sh")
     bin_dir = os.path.dirname(sys.executable)  # python3 is this interpreter, as on the GPU machine
     env = dict(os.environ, OUT=str(tmp_path / "out"), PATH=bin_dir + os.pathsep + os.environ["PATH"])
-    done = subprocess.run(["bash", script, "probe"], capture_output=True, text=True, env=env, timeout=120)
+
+    def session(*stages, budget="540"):
+        return subprocess.run(
+            ["bash", script, *stages], capture_output=True, text=True, env=dict(env, BUDGET=budget), timeout=120
+        )
+
+    done = session("probe")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["nvidia-smi", "probe"], lines
     assert 'device="gpu"' in lines[1] and "CuPy" in (tmp_path / "out" / "probe.log").read_text()
-    done = subprocess.run(["bash", script, "probe", "bogus"], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 2 and "unknown stage bogus" in done.stderr
+    done = session("probe", budget="5")  # too little left: skipped, to run in another call
+    assert done.stdout.splitlines()[0].startswith("nvidia-smi skipped: ")
+    for stages in (("probe", "bogus"), ()):  # refused before any stage runs
+        done = session(*stages)
+        assert done.returncode == 2 and done.stdout == "" and "the stages are probe tests" in done.stderr
