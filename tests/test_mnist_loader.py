@@ -61,6 +61,14 @@ def test_environment_variable_then_cache(fake_dir, isolated, monkeypatch):
     assert mnist.load_data(verify=False)[0][0].shape == (7, 28, 28)
 
 
+def test_a_mistyped_data_dir_variable_is_an_error_not_a_download(isolated, tmp_path, monkeypatch):
+    write_mnist_dir(os.path.join(isolated, "cache", "tinynet", "mnist"), n_train=7, n_test=3)  # a cache is there
+    for where, what in ((tmp_path / "typo", "is not a directory"), (tmp_path, "holds no MNIST files")):
+        monkeypatch.setenv("TINYNET_DATA_DIR", str(where))
+        with pytest.raises(DatasetError, match=f"TINYNET_DATA_DIR='{where}' {what} .*or unset it to use the cache"):
+            mnist.load_data(verify=False)
+
+
 def test_offline_with_nothing_cached_gives_one_clear_message(isolated):
     with pytest.raises(DatasetError) as info:
         mnist.load_data()

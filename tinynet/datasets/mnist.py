@@ -8,7 +8,9 @@ Where it looks, in order:
 1. ``path``, when given: a directory with the four IDX files (``.gz`` or not) or a
    Keras ``mnist.npz``, or the path of such an ``.npz`` file. An explicit path is
    the only place looked at: if the data is not there, that is an error.
-2. The directory named by the environment variable ``TINYNET_DATA_DIR``.
+2. The directory named by the environment variable ``TINYNET_DATA_DIR``. Set, it is the
+   only place looked at too: a folder that is not there, or holds no MNIST files, is an
+   error (a typo must not turn into a download).
 3. The user cache: ``$XDG_CACHE_HOME/tinynet/mnist`` or ``~/.cache/tinynet/mnist``.
 4. A download of the four IDX ``.gz`` files from the public mirrors into the cache.
    Each file is written to a temporary file beside its final name, checked, and
@@ -183,17 +185,23 @@ def load_data(path=None, verify: bool = True):
 
 def _load_default(verify: bool) -> dict:
     env = os.environ.get("TINYNET_DATA_DIR")
-    if env and _has_data(env):
-        return load_from(env, verify)
     cache = cache_dir()
+    if env:
+        if not _has_data(env):
+            what = "holds no MNIST files" if os.path.isdir(env) else "is not a directory"
+            raise DatasetError(
+                f"TINYNET_DATA_DIR={env!r} {what} (it should hold train-images-idx3-ubyte.gz, "
+                "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz, or a "
+                f"Keras mnist.npz); set it to such a folder, or unset it to use the cache {cache} or a download"
+            )
+        return load_from(env, verify)
     if _complete(cache):
         return load_from(cache, verify)
     try:
         download(cache)
     except DatasetError as e:
-        looked = f"TINYNET_DATA_DIR={env!r} (no MNIST files there)" if env else "TINYNET_DATA_DIR (not set)"
         raise DatasetError(
-            f"MNIST not found. Looked in {looked} and the cache {cache}; the download failed: {e}\n"
+            f"MNIST not found. Looked in TINYNET_DATA_DIR (not set) and the cache {cache}; the download failed: {e}\n"
             "Put the four files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
             "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz in a directory and set "
             "TINYNET_DATA_DIR to it, or pass load_data(path=...)."
