@@ -29,9 +29,16 @@ from tinynet import preprocessing
 
 def _listed(kind, text):
     try:
-        return [kind(v) for v in text.split(",")]
+        values = [kind(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list like 1,2,3, got {text!r}") from None
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:  # the same trial twice; and "512,512" may mean two layers, as in mnist_mlp.py
+        raise argparse.ArgumentTypeError(
+            f"{text!r} lists {', '.join(map(str, twice))} more than once: each value is one candidate "
+            "(every trial has one hidden layer)"
+        )
+    return values
 
 
 def floats(text):
@@ -48,6 +55,15 @@ def ints(text):
     return values
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default after its help, except where the help says it, or there is none to say."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool) or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def make_model(hidden, learning_rate, seed, device):
     model = tn.Sequential(
         [tn.Input((784,)), tn.Dense(hidden, activation="relu"), tn.Dense(10, activation="softmax")],
@@ -59,24 +75,34 @@ def make_model(hidden, learning_rate, seed, device):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_Defaults)
     p.add_argument("--search", choices=["grid", "random"], default="random", help="how to pick the trials")
     p.add_argument("--trials", type=positive_int, default=6, help="random search: how many configurations")
     p.add_argument("--learning-rates", type=floats, default=[3e-4, 1e-3, 3e-3], help="comma-separated")
     p.add_argument("--batch-sizes", type=ints, default=[32, 64, 128], help="comma-separated")
-    p.add_argument("--hidden", type=ints, default=[64, 100, 256], help="hidden layer sizes, comma-separated")
+    p.add_argument(
+        "--hidden",
+        type=ints,
+        default=[64, 100, 256],
+        help="candidate sizes of the one hidden layer, comma-separated (not layers, as in mnist_mlp.py)",
+    )
     p.add_argument("--epochs", type=positive_int, default=3, help="epochs per trial")
     p.add_argument("--validation-split", type=fraction, default=0.1, help="held out to score the trials")
-    p.add_argument("--subset", type=positive_int, default=None, help="use only the first N training and N test images")
+    p.add_argument(
+        "--subset",
+        type=positive_int,
+        default=None,
+        help="use only the first N training and N test images (default: all)",
+    )
     p.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu", help="where to train")
     p.add_argument("--seed", type=int, default=0, help="seeds the search and every model")
-    p.add_argument("--data-dir", default=None, help="directory with the MNIST files")
-    p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
     p.add_argument(
-        "--plots", default="plots/tune_mlp", help="directory for the trials plot (default: plots/tune_mlp; '' for none)"
+        "--data-dir",
+        default=None,
+        help="directory with the MNIST files (default: $TINYNET_DATA_DIR, the cache, or a download)",
     )
+    p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
+    p.add_argument("--plots", default="plots/tune_mlp", help="directory for the trials plot ('' for none)")
     args = p.parse_args(argv)
     args.save = None
     if args.validation_split == 0:
@@ -120,7 +146,7 @@ def main(argv=None) -> int:
         )
         print(
             f"trial {k}/{len(grid)}: lr {lr:g}, batch {batch}, hidden {hidden} -> "
-            f"val_accuracy {val_acc:.4f}, val_loss {val_loss:.4f} ({seconds:.1f} s)"
+            f"val_accuracy {val_acc:.4f}, val_loss {val_loss:.4f} ({seconds:.2f} s)"
         )
 
     ranked = sorted(results, key=lambda r: (-r["val_accuracy"], r["val_loss"]))
@@ -128,7 +154,7 @@ def main(argv=None) -> int:
     for i, r in enumerate(ranked, start=1):
         print(
             f"{i:>4} {r['learning_rate']:>13g} {r['batch_size']:>5} {r['hidden']:>6} {r['val_accuracy']:>8.4f} "
-            f"{r['val_loss']:>8.4f} {r['seconds']:>6.1f}s"
+            f"{r['val_loss']:>8.4f} {r['seconds']:>6.2f}s"
         )
 
     best = ranked[0]

@@ -55,6 +55,12 @@ def test_bad_flags_are_refused_before_any_data_is_loaded(tmp_path, flags, messag
     assert "MNIST" not in result.stdout and "nowhere" not in result.stderr
 
 
+def test_tune_mlp_refuses_a_candidate_listed_twice_as_mnist_mlps_layers_would_read(tmp_path):
+    result = example("tune_mlp.py", "--data-dir", tmp_path / "nowhere", "--hidden", "512,512", cwd=tmp_path)
+    assert result.returncode == 2 and "'512,512' lists 512 more than once: each value is one candidate" in result.stderr
+    assert "MNIST" not in result.stdout
+
+
 def test_missing_matplotlib_and_unwritable_folders_are_found_before_training(tmp_path, data):
     fake = tmp_path / "no_matplotlib" / "matplotlib"
     fake.mkdir(parents=True)
