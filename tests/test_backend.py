@@ -187,7 +187,7 @@ def test_auto_says_once_why_it_chose_the_cpu(no_cupy, fresh_probe, capsys):
     assert backend.resolve_device("auto") == "cpu"
     assert backend.resolve_device("auto") == "cpu"
     lines = capsys.readouterr().err.splitlines()
-    assert lines == [lines[0]] and lines[0].startswith('tinynet: device="auto" uses the CPU: CuPy is not installed')
+    assert lines == ['tinynet: device="auto" uses the CPU: CuPy is not installed (python -m tinynet says more)']
 
 
 def test_the_probe_passes_on_the_standin_and_the_report_says_so(monkeypatch, fresh_probe):
@@ -207,7 +207,7 @@ def test_python_m_tinynet_says_what_is_missing():
     assert done.returncode == 1
     driver = backend.driver_problem() or "an NVIDIA driver is installed (libcuda loads)"
     assert done.stdout.splitlines()[:3] == [
-        "CuPy is not installed.",
         f"NVIDIA driver: {driver}.",
+        "CuPy is not installed.",
         f"To use a GPU, {backend.INSTALL_HINT}.",
     ]

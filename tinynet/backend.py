@@ -173,8 +173,13 @@ def resolve_device(device: str) -> str:
         return "cpu"
     ok, why = gpu_status()
     if device == "auto":
-        if not ok and not _told_auto:
-            print(f'tinynet: device="auto" uses the CPU: {why}', file=sys.stderr, flush=True)
+        if not ok and not _told_auto:  # the first reason, in one line; python -m tinynet tells the rest
+            first = why.split("; ")[0]
+            print(
+                f'tinynet: device="auto" uses the CPU: {first} (python -m tinynet says more)',
+                file=sys.stderr,
+                flush=True,
+            )
             _told_auto = True
         return "gpu" if ok else "cpu"
     if not ok:
@@ -255,8 +260,8 @@ def report() -> list[str]:
     if cupy is None:
         driver = driver_problem() or "an NVIDIA driver is installed (libcuda loads)"
         return [
-            f"{why}.",
             f"NVIDIA driver: {driver}.",
+            f"{why}.",
             f"To use a GPU, {INSTALL_HINT}.",
             'device="gpu": not available; "auto" uses the CPU',
         ]
