@@ -479,14 +479,12 @@ class RawKernel:
             raise TypeError(f"{self.name} takes {len(self.params)} arguments, got {len(args)}")
         slots = []
         for param, arg in zip(self.params, args):
-            value = _kernel_argument(self.name, param, arg)
-            # a buffer is held as (its allocation, the offset into it): a graph holds addresses, not
-            # buffers, so its caller must keep them alive, or replay fails
-            slots.append(
-                (param[2], weakref.ref(_memory_owner(arg._a)), value - _memory_owner(arg._a).ctypes.data)
-                if param[1]
-                else (param[2], None, value)
-            )
+            value, (_, pointer, pname) = _kernel_argument(self.name, param, arg), param
+            if pointer:  # held as (its allocation, the offset into it): a graph holds addresses, not
+                owner = _memory_owner(arg._a)  # buffers, so its caller must keep them alive, or replay fails
+                slots.append((pname, weakref.ref(owner), value - owner.ctypes.data))
+            else:
+                slots.append((pname, None, value))
         launch = (
             self.name,
             _build(self.code, self.name, self.params).standin_launch,

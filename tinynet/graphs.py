@@ -76,9 +76,9 @@ def why_not(model, sample_weight=None, callbacks=()) -> str | None:
     loss, last = model.loss, _activation(dense[-1])
     if type(loss) is not losses.SparseCategoricalCrossentropy:
         return f"the loss is {type(loss).__name__}: sparse categorical cross-entropy only"
-    output = f"{type(dense[-1].activation).__name__} with from_logits={loss.from_logits}"
     if (last, loss.from_logits) not in (("softmax", False), ("linear", True)):
-        return f"the output must be a softmax (from_logits=False) or linear (from_logits=True), got {output}"
+        got = f"{type(dense[-1].activation).__name__} with from_logits={loss.from_logits}"
+        return f"the output must be a softmax (from_logits=False) or linear (from_logits=True), got {got}"
     if last == "softmax" and not loss.use_output_logits:
         # the graph's softmax_xent reads the logits; this loss asks for log(softmax) as given
         return "the loss has use_output_logits=False: the graph computes the loss from the logits"

@@ -183,6 +183,9 @@ def load_data(path=None, verify: bool = True):
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
+THE_FOUR_FILES = ", ".join(f"{stem}.gz" for stem in list(FILES.values())[:3]) + f" and {FILES['y_test']}.gz"
+
+
 def _load_default(verify: bool) -> dict:
     env = os.environ.get("TINYNET_DATA_DIR")
     cache = cache_dir()
@@ -190,9 +193,8 @@ def _load_default(verify: bool) -> dict:
         if not _has_data(env):
             what = "holds no MNIST files" if os.path.isdir(env) else "is not a directory"
             raise DatasetError(
-                f"TINYNET_DATA_DIR={env!r} {what} (it should hold train-images-idx3-ubyte.gz, "
-                "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz, or a "
-                f"Keras mnist.npz); set it to such a folder, or unset it to use the cache {cache} or a download"
+                f"TINYNET_DATA_DIR={env!r} {what} (it should hold {THE_FOUR_FILES}, or a Keras mnist.npz); "
+                f"set it to such a folder, or unset it to use the cache {cache} or a download"
             )
         return load_from(env, verify)
     if _complete(cache):
@@ -202,8 +204,7 @@ def _load_default(verify: bool) -> dict:
     except DatasetError as e:
         raise DatasetError(
             f"MNIST not found. Looked in TINYNET_DATA_DIR (not set) and the cache {cache}; the download failed: {e}\n"
-            "Put the four files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-            "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz in a directory and set "
+            f"Put the four files {THE_FOUR_FILES} in a directory and set "
             "TINYNET_DATA_DIR to it, or pass load_data(path=...)."
         ) from None
     return load_from(cache, verify)
