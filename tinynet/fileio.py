@@ -11,6 +11,7 @@ fails. The file ends with the mode any new file gets (0666 less the umask), as
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 
@@ -51,3 +52,26 @@ def atomic_write(path, mode: str = "wb"):
         pass
     finally:
         os.close(dir_fd)
+
+
+def open_regular(path):
+    """Open ``path`` for reading in binary, only if it is a regular file (or a link to one).
+
+    A FIFO, a device or a socket is refused with ``OSError`` before anything is read:
+    reading one can block forever (a FIFO with no writer) or never end (``/dev/zero``).
+    The file is opened without blocking and checked on the open descriptor, so nothing
+    can swap it between the check and the read.
+    """
+    path = os.fspath(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise OSError(f"{path}: {kind}, not a regular file; refused before reading")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
