@@ -194,3 +194,59 @@ def test_file_holds_only_arrays_and_json(tmp_path):
     with np.load(tmp_path / "m.npz", allow_pickle=False) as f:
         config = json.loads(f["tinynet_config"].tobytes())
     assert config["format"] == "tinynet-model" and config["version"] == 1
+
+
+SAVING_OPTIMIZERS = {
+    "sgd": lambda: tn.optimizers.SGD(0.05),
+    "sgd-momentum": lambda: tn.optimizers.SGD(0.05, momentum=0.9),
+    "sgd-nesterov": lambda: tn.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "rmsprop": lambda: tn.optimizers.RMSprop(0.01),
+    "adam": lambda: tn.optimizers.Adam(0.01),
+    "adamw": lambda: tn.optimizers.AdamW(0.01),
+    "adagrad": lambda: tn.optimizers.Adagrad(0.05),
+    "adam-clipnorm": lambda: tn.optimizers.Adam(0.01, clipnorm=1.0),  # per-parameter state, not the flat buffer
+}
+SAVING_FORMATS = ["ckpt.npz", "weights-only.npz", "model.keras", "model.weights.h5"]
+
+
+def _train_saving_each_epoch(optimizer, filename, directory):
+    """(weights, optimizer state) after 3 epochs, saving to ``filename`` after each epoch (None: no saving)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((96, 5)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 0)
+    model = tn.Sequential(
+        [tn.Input((5,)), tn.Dense(7, activation="relu"), tn.BatchNormalization(), tn.Dense(3, activation="softmax")],
+        seed=1,
+    )
+    model.compile(SAVING_OPTIMIZERS[optimizer](), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    callbacks = []
+    if filename == "model.weights.h5":
+        callbacks = [tn.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: model.save_weights(directory / filename))]
+    elif filename is not None:
+        only = filename.startswith("weights-only")
+        callbacks = [tn.callbacks.ModelCheckpoint(str(directory / filename), save_weights_only=only)]
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=callbacks)
+    state = model.optimizer.get_state()
+    return (
+        model.get_weights(),
+        state["iterations"],
+        {k: [tn.backend.to_numpy(a) for a in v] for k, v in state["slots"].items()},
+    )
+
+
+@pytest.mark.parametrize("optimizer", list(SAVING_OPTIMIZERS))
+@pytest.mark.parametrize("filename", SAVING_FORMATS)
+def test_saving_during_training_changes_nothing_in_the_model_or_its_optimizer(tmp_path, optimizer, filename):
+    """A checkpoint in any format, written after every epoch, leaves training bit for bit as without it
+    (a .keras save once rearranged the optimizer's flat state per layer and broke the next epoch)."""
+    weights, iterations, slots = _train_saving_each_epoch(optimizer, None, tmp_path)
+    saved_weights, saved_iterations, saved_slots = _train_saving_each_epoch(optimizer, filename, tmp_path)
+    assert os.path.exists(tmp_path / filename)
+    assert saved_iterations == iterations == 18
+    for a, b in zip(weights, saved_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert slots.keys() == saved_slots.keys()
+    for name in slots:
+        assert [a.shape for a in slots[name]] == [b.shape for b in saved_slots[name]]
+        for a, b in zip(slots[name], saved_slots[name]):
+            np.testing.assert_array_equal(a, b)

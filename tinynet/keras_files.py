@@ -463,9 +463,9 @@ def _weights_h5(model, kinds) -> bytes:
             state.create_dataset("1", data=np.float32(opt.current_learning_rate))
             params = model.parameters()
             if opt.slots is not None:
-                opt.arrange_state(params)
-                names = [n for n in SLOTS[type(opt).__name__] if n in opt.slots]
-                arrays = [backend.to_numpy(opt.slots[n][i]) for i in range(len(params)) for n in names]
+                slots = opt.state_laid_out_as(params)  # Keras's layout, per weight; the optimizer keeps its own
+                names = [n for n in SLOTS[type(opt).__name__] if n in slots]
+                arrays = [backend.to_numpy(slots[n][i]) for i in range(len(params)) for n in names]
                 for i, a in enumerate(arrays):
                     state.create_dataset(str(i + 2), data=a)
     return buffer.getvalue()

@@ -18,16 +18,28 @@ class OptimizerState:
     def arrange_state(self, params):
         """Lay the state out like ``params``: one flat parameter (the model's flat buffer) or
         one per layer parameter; the moments follow their parameters, in the same order."""
+        if self.slots:
+            self.slots = self.state_laid_out_as(params)
+
+    def state_laid_out_as(self, params) -> dict:
+        """The state arrays as views laid out like ``params`` (one flat parameter or one per
+        layer parameter), leaving the optimizer's own layout untouched: saving reads the state
+        this way while training goes on with the layout the step uses."""
+        laid_out = {}
         for name, arrays in (self.slots or {}).items():
             if [a.shape for a in arrays] == [p.value.shape for p in params]:
+                laid_out[name] = list(arrays)
                 continue
-            flat = backend.get_array_module(arrays[0]).concatenate([a.ravel() for a in arrays])
+            flat = arrays[0].ravel() if len(arrays) == 1 else None
+            if flat is None:
+                flat = backend.get_array_module(arrays[0]).concatenate([a.ravel() for a in arrays])
             if flat.size != sum(p.value.size for p in params):
                 raise ValueError(f"optimizer state {name!r} does not match the model's parameters")
-            self.slots[name], offset = [], 0
+            laid_out[name], offset = [], 0
             for p in params:
-                self.slots[name].append(flat[offset : offset + p.value.size].reshape(p.value.shape))
+                laid_out[name].append(flat[offset : offset + p.value.size].reshape(p.value.shape))
                 offset += p.value.size
+        return laid_out
 
     def get_state(self) -> dict:
         """The step count, the learning rate and the state arrays (for checkpoints)."""
