@@ -32,13 +32,12 @@ import zipfile
 
 import numpy as np
 
-from . import backend, keras_compat, layers, losses, optimizers, regularizers, saving
-from .fileio import atomic_write
+from . import archives, backend, keras_compat, layers, losses, optimizers, regularizers, saving
+from .fileio import atomic_write, open_regular
 from .saving import ModelFileError
 
 KERAS_VERSION = "3.15.1"  # the Keras whose files this module was written against
 DTYPE = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
-MAX_ENTRY = 2**31  # bytes: larger entries are refused (a zip can claim anything)
 INITIALIZERS = {
     "GlorotUniform": "glorot_uniform",
     "GlorotNormal": "glorot_normal",
@@ -211,26 +210,24 @@ def _input_shape(entry):
     return tuple(shape[1:])
 
 
-def _model_from_config(config, model_class, device, stored, path):
+def _layers_from_config(config, path):
+    """(the tinynet layers, not built yet, and the input shape) of a Keras model config."""
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
         kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
         raise _Refused(f"the model is a {kind!r}; tinynet reads Sequential models")
-    inner = config["config"]
-    entries = list(inner["layers"])
+    entries = config["config"]["layers"]
+    if not isinstance(entries, list):
+        raise _Refused(f"the model's layers are a {type(entries).__name__}, expected a list")
+    saving.check_layer_count(len(entries), os.fspath(path))
     if not entries or entries[0].get("class_name") != "InputLayer":
         raise _Refused("the model does not start with an InputLayer, so its input shape is unknown")
-    model = model_class(name=inner.get("name", "sequential"), device=device)
     made = []
     for entry in entries[1:]:
         kind, layer_config = entry.get("class_name"), entry.get("config")
         if kind not in KERAS_LAYERS or not isinstance(layer_config, dict):
             raise _Refused(f"layer {kind!r} is not one tinynet has (it has {sorted(KERAS_LAYERS)})")
         made.append(KERAS_LAYERS[kind](layer_config, layer_config.get("name")))
-    shape = _input_shape(entries[0])
-    saving.check_size(made, shape, stored, os.fspath(path))  # before any weight is allocated
-    for layer in [layers.Input(shape)] + made:
-        model.add(layer)
-    return model
+    return made, _input_shape(entries[0])
 
 
 # ----------------------------------------------------------------- tinynet layer -> Keras config
@@ -471,13 +468,96 @@ def _weights_h5(model, kinds) -> bytes:
     return buffer.getvalue()
 
 
+MAX_DEPTH, MAX_OBJECTS = 8, 100_000  # Keras's files are 4 deep (layers/dense/vars/0)
+
+
+def _audit(f) -> int:
+    """Walk every link of the open HDF5 file ``f`` before any data is read, and refuse what
+    could read another file or cost more than it holds: soft and external links, datasets
+    stored outside the file (external storage) or assembled from others (virtual), datatypes
+    that are not plain numbers, and datasets that declare more bytes than they store (never
+    written: they would read as gigabytes of fill values). Returns the number of values the
+    file really stores (compressed ones counted by their stored bytes)."""
+    h5py = _h5py()
+    stored, seen = 0, 0
+
+    def walk(group, where, depth):
+        nonlocal stored, seen
+        if depth > MAX_DEPTH:
+            raise _Refused(f"the HDF5 group {where} is nested more than {MAX_DEPTH} deep (a cycle of links?)")
+        for name in group:
+            seen += 1
+            if seen > MAX_OBJECTS:
+                raise _Refused(f"the HDF5 weights hold more than {MAX_OBJECTS} objects")
+            path = f"{where.rstrip('/')}/{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                raise _Refused(f"the HDF5 object {path} is a soft link (to {link.path}); links are not followed")
+            if isinstance(link, h5py.ExternalLink):
+                raise _Refused(
+                    f"the HDF5 object {path} is an external link to {link.filename}:{link.path}; "
+                    "a weights file must not read other files"
+                )
+            item = group[name]
+            if isinstance(item, h5py.Group):
+                walk(item, path, depth + 1)
+            elif isinstance(item, h5py.Dataset):
+                stored += _audit_dataset(item, path)
+            else:
+                raise _Refused(f"the HDF5 object {path} is a {type(item).__name__}, not a group or an array")
+
+    walk(f, "/", 0)
+    return stored
+
+
+def _audit_dataset(d, path) -> int:
+    if d.is_virtual:
+        raise _Refused(f"the HDF5 dataset {path} is a virtual dataset (its values live in other files); refused")
+    if d.external:
+        raise _Refused(
+            f"the HDF5 dataset {path} uses external storage (its bytes live in {d.external[0][0]!r}); "
+            "a weights file must not read other files"
+        )
+    if d.dtype.kind not in "biuf" or d.dtype.fields is not None:
+        raise _Refused(f"the HDF5 dataset {path} holds {d.dtype} values; weights are plain numbers")
+    storage, size = d.id.get_storage_size(), d.size * d.dtype.itemsize
+    if d.compression is None and storage < size:
+        raise _Refused(
+            f"the HDF5 dataset {path} declares {size} bytes ({d.dtype} {d.shape}) but stores {storage}: "
+            "never written; refused before reading"
+        )
+    return d.size if storage >= size else storage // d.dtype.itemsize
+
+
+def _small_text(obj, key):
+    """The text attribute ``key`` of an HDF5 object, or None; a large or non-text one is refused."""
+    if key not in obj.attrs:
+        return None
+    attr = obj.attrs.get_id(key)
+    if attr.get_storage_size() > 4096:
+        raise _Refused(f"the HDF5 attribute {obj.name}/{key} is {attr.get_storage_size()} bytes, expected a short name")
+    value = obj.attrs[key]
+    value = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return value if isinstance(value, str) else None
+
+
+def _read_dataset(d, shape, what):
+    """The array of dataset ``d``, its shape and dtype checked before its data is read."""
+    if tuple(d.shape) != tuple(shape) or d.dtype.kind != "f":
+        raise _Refused(f"{what} should be floats of shape {tuple(shape)}, the file has {d.dtype} {tuple(d.shape)}")
+    return np.asarray(d[()])
+
+
 def _read_weights(model, f, kinds):
     """Put each layer's arrays from the open HDF5 file ``f`` into ``model``, checked."""
+    _audit(f)
+    if "layers" not in f or not isinstance(f["layers"], _h5py().Group):
+        raise _Refused("the HDF5 weights have no layers group")
     groups = f["layers"]
     by_name = {}
     for group in groups.values():
-        name = group["vars"].attrs.get("name") if "vars" in group else None
-        by_name[name.decode() if isinstance(name, bytes) else name] = group
+        name = _small_text(group["vars"], "name") if "vars" in group else None
+        by_name[name] = group
     for layer, group_name in zip(model.layers, _group_names(kinds)):
         group = by_name.get(layer.name) or (groups[group_name] if group_name in groups else None)
         if group is None:
@@ -485,13 +565,15 @@ def _read_weights(model, f, kinds):
         stored = group["vars"]
         if len(stored) != len(layer.weights):
             raise _Refused(f"layer {layer.name!r} has {len(layer.weights)} weights, the file {len(stored)}")
-        arrays = [np.asarray(stored[str(i)]) for i in range(len(stored))]
+        if set(stored) != {str(i) for i in range(len(stored))}:
+            raise _Refused(f"layer {layer.name!r}: its arrays are named {sorted(stored)[:5]}, expected 0, 1, ...")
+        arrays = [
+            _read_dataset(stored[str(i)], p.shape, f"layer {layer.name!r}: {p.name}")
+            for i, p in enumerate(layer.weights)
+        ]
         for p, a in zip(layer.weights, arrays):
-            if a.shape != p.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
-                raise _Refused(
-                    f"layer {layer.name!r}: {p.name} should be finite floats of shape {p.shape}, "
-                    f"the file has {a.dtype} {a.shape}"
-                )
+            if not np.all(np.isfinite(a)):
+                raise _Refused(f"layer {layer.name!r}: {p.name} contains NaN or infinite values")
         layer.set_weights(arrays)
 
 
@@ -501,15 +583,23 @@ def _read_optimizer(model, f):
         return
     stored = f["optimizer/vars"]
     params, names = model.parameters(), SLOTS.get(kind, ())
-    if len(stored) == 2:
-        opt.iterations = int(np.asarray(stored["0"]))
-        return
-    if len(stored) != 2 + len(names) * len(params):
+    if len(stored) not in (2, 2 + len(names) * len(params)) or set(stored) != {str(i) for i in range(len(stored))}:
         raise _Refused(f"the optimizer's saved state ({len(stored)} arrays) does not fit {kind}")
-    arrays = [np.asarray(stored[str(i)]) for i in range(2 + len(names) * len(params))]
-    slots = {n: [arrays[2 + i * len(names) + k] for i in range(len(params))] for k, n in enumerate(names)}
-    state = {"iterations": int(arrays[0]), "learning_rate": None, "slots": slots}
-    opt.set_state(state, params, model.device)
+    step = stored["0"]
+    if step.shape != () or step.dtype.kind not in "iu":
+        raise _Refused(f"the optimizer's step count is {step.dtype} {step.shape}, expected one integer")
+    iterations = int(np.asarray(step[()]))
+    if len(stored) == 2:
+        opt.set_state({"iterations": iterations, "learning_rate": None, "slots": {}}, params, model.device)
+        return
+    shapes = [p.shape for p in params]
+    arrays = [
+        _read_dataset(stored[str(2 + i * len(names) + k)], shapes[i], f"the optimizer's {n} of weight {i}")
+        for k, n in enumerate(names)
+        for i in range(len(params))
+    ]
+    slots = {n: arrays[k * len(params) : (k + 1) * len(params)] for k, n in enumerate(names)}
+    opt.set_state({"iterations": iterations, "learning_rate": None, "slots": slots}, params, model.device)
 
 
 # ----------------------------------------------------------------- the files
@@ -563,47 +653,65 @@ def save_model(model, path):
     return os.fspath(path)
 
 
+MAX_JSON = 32 << 20  # bytes of config.json: a 10,000-layer description takes a few MB
+
+
 def _open_zip(path):
-    z = zipfile.ZipFile(path)
+    z = archives.open_zip(path)
     names = z.namelist()
     if "config.json" not in names or "model.weights.h5" not in names:
+        z.close()
         raise _Refused(f"not a Keras 3 .keras file (entries {names[:5]}; expected config.json, model.weights.h5)")
-    if any(info.file_size > MAX_ENTRY for info in z.infolist()):
-        raise _Refused("an entry claims to be larger than 2 GiB")
     return z
+
+
+def _weights_limit(needed: int, layer_count: int) -> int:
+    """The most bytes a legitimate ``model.weights.h5`` of ``needed`` weights takes: each
+    weight and up to two optimizer moments in float64, plus HDF5's metadata per layer."""
+    return 3 * 8 * needed + (1 << 20) + (64 << 10) * (layer_count + 2)
+
+
+def _read_keras_file(z, path, model_class, device, compile):
+    config = json.loads(archives.read_entry(z, "config.json", MAX_JSON).decode("utf-8"))
+    made, shape = _layers_from_config(config, path)
+    needed = saving.weights_needed(made, shape, os.fspath(path))  # before the weights are even decompressed
+    weights = archives.read_entry(z, "model.weights.h5", _weights_limit(needed, len(made)))
+    with _h5py().File(io.BytesIO(weights), "r") as f:
+        saving.check_size(made, shape, _audit(f), os.fspath(path))  # before any weight is allocated
+        model = model_class(name=config["config"].get("name", "sequential"), device=device)
+        for layer in [layers.Input(shape)] + made:
+            model.add(layer)
+        _read_weights(model, f, [e.get("class_name") for e in config["config"]["layers"][1:]])
+        if compile and config.get("compile_config"):
+            try:
+                _compile(model, config["compile_config"])
+                _read_optimizer(model, f)
+            except Exception as e:
+                raise _Refused(
+                    f"the compile configuration cannot be used ({e}); load_model(path, "
+                    "compile=False) gives the model alone"
+                ) from e
+    return model
 
 
 def _failures(path, error):
     if isinstance(error, (ModelFileError, ImportError, backend.DeviceUnavailableError)):
         return error
-    if isinstance(error, _Refused):
+    if isinstance(error, FileNotFoundError):
+        return ModelFileError(f"{os.fspath(path)}: no such file")
+    if isinstance(error, (_Refused, archives.ArchiveRefused)):
         return ModelFileError(f"{os.fspath(path)}: {error}")
+    if isinstance(error, OSError) and "not a regular file" in str(error):
+        return ModelFileError(str(error))
     return ModelFileError(f"{os.fspath(path)}: not a valid Keras file ({type(error).__name__}: {error})")
 
 
 def load_model(path, model_class, device="cpu", compile=True):
     """Read a Keras 3 ``.keras`` file of a Sequential model as a tinynet ``model_class``."""
-    h5py = _h5py()
-    if not os.path.isfile(path):
-        raise ModelFileError(f"{os.fspath(path)}: no such file")
+    _h5py()
     try:
         with _open_zip(path) as z:
-            config = json.loads(z.read("config.json").decode("utf-8"))
-            with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as f:
-                stored = sum(a.size for g in f["layers"].values() for a in g["vars"].values())
-                model = _model_from_config(config, model_class, device, stored, path)
-                kinds = [e.get("class_name") for e in config["config"]["layers"][1:]]
-                _read_weights(model, f, kinds)
-                if compile and config.get("compile_config"):
-                    try:
-                        _compile(model, config["compile_config"])
-                        _read_optimizer(model, f)
-                    except Exception as e:
-                        raise _Refused(
-                            f"the compile configuration cannot be used ({e}); load_model(path, "
-                            "compile=False) gives the model alone"
-                        ) from e
-        return model
+            return _read_keras_file(z, path, model_class, device, compile)
     except Exception as e:  # anything the bytes could provoke, named, never raw
         raise _failures(path, e) from e
 
@@ -625,15 +733,16 @@ def load_weights(model, path):
     h5py = _h5py()
     if not model.built:
         raise RuntimeError("build the model before load_weights (give it an Input shape)")
-    if not os.path.isfile(path):
-        raise ModelFileError(f"{os.fspath(path)}: no such file")
     kinds = [kind for _, kind in _entries(model)]
+    limit = _weights_limit(sum(p.value.size for p in model.weights), len(model.layers))
     try:
         if os.fspath(path).endswith(".keras"):
-            with _open_zip(path) as z, h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as f:
+            with _open_zip(path) as z:
+                weights = io.BytesIO(archives.read_entry(z, "model.weights.h5", limit))
+            with h5py.File(weights, "r") as f:
                 _read_weights(model, f, kinds)
         else:
-            with h5py.File(path, "r") as f:
+            with open_regular(path) as raw, h5py.File(raw, "r") as f:  # a FIFO is refused, never read
                 _read_weights(model, f, kinds)
     except Exception as e:
         raise _failures(path, e) from e

@@ -24,7 +24,7 @@ import zipfile
 
 import numpy as np
 
-from . import backend, layers, losses, optimizers
+from . import archives, backend, layers, losses, optimizers
 from .fileio import atomic_write
 
 FORMAT = "tinynet-model"
@@ -109,32 +109,26 @@ def save_model(model, path, include_optimizer=True):
     return os.fspath(path)
 
 
-def _read(path) -> tuple[dict, dict]:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ModelFileError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    if magic == b"\x93NUMPY":
-        raise ModelFileError(f"{path}: not a tinynet model file (a single .npy array, not an .npz)")
-    if magic[:4] != b"PK\x03\x04":
-        raise ModelFileError(f"{path}: not a tinynet model file (not an .npz archive: starts with {magic!r})")
+MAX_CONFIG = 32 << 20  # bytes of JSON: a 10,000-layer description takes a few MB
+MAX_LAYERS = 10_000  # layers a model file may describe; checked before any layer is built
+
+
+def _read(path, z) -> tuple[dict, dict]:
+    """(the description, {entry name: (shape, dtype)} of every other array) of the open
+    archive ``z``: headers only, no array's data is read yet."""
+    names = z.namelist()
+    if "config.json" in names:
+        raise ModelFileError(f"{path}: this is a Keras .keras file; give it the .keras suffix to load it")
+    if "tinynet_config.npy" not in names:
+        raise ModelFileError(f"{path}: not a tinynet model file (no tinynet_config entry; has {names[:5]})")
+    if any(not n.endswith(".npy") for n in names) or len(set(names)) != len(names):
+        raise ModelFileError(f"{path}: not a tinynet model file (entries {names[:5]} are not one .npy each)")
+    raw = archives.read_npy(z, "tinynet_config.npy", MAX_CONFIG)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ModelFileError(f"{path}: the model description is {raw.dtype} {raw.shape}, expected uint8 text")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if "config.json" in f.files:
-                raise ModelFileError(f"{path}: this is a Keras .keras file; give it the .keras suffix to load it")
-            if "tinynet_config" not in f.files:
-                raise ModelFileError(f"{path}: not a tinynet model file (no tinynet_config entry; has {f.files[:5]})")
-            arrays = {k: f[k] for k in f.files}
-    except ModelFileError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise ModelFileError(f"{path}: not a tinynet model file, or truncated/corrupted ({e})") from e
-    except ValueError as e:  # includes "Object arrays cannot be loaded when allow_pickle=False"
-        raise ModelFileError(f"{path}: refused: {e}") from e
-    try:
-        config = json.loads(arrays.pop("tinynet_config").tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        config = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ModelFileError(f"{path}: the model description is not valid JSON ({e})") from e
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFileError(
@@ -148,7 +142,8 @@ def _read(path) -> tuple[dict, dict]:
             f"{path}: format version {version!r}; this tinynet reads versions 1 to {VERSION}"
             + (" (saved by a newer tinynet?)" if isinstance(version, int) and version > VERSION else "")
         )
-    return config, arrays
+    headers = {n[: -len(".npy")]: archives.npy_header(z, n) for n in names if n != "tinynet_config.npy"}
+    return config, headers
 
 
 def load_model(path, model_class, device: str = "cpu", compile: bool = True):
@@ -174,9 +169,15 @@ def load_model(path, model_class, device: str = "cpu", compile: bool = True):
         raise ModelFileError(f"{os.fspath(path)}: not a valid tinynet model file ({type(e).__name__}: {e})") from e
 
 
-def check_size(layer_list, shape, stored, path):
-    """Refuse an architecture that needs more weights than the file holds, before any is
-    allocated (a hand-edited "units": 10**9 must not fill the memory first)."""
+def check_layer_count(count, path):
+    """Refuse a description of more layers than any model file needs, before building one."""
+    if not isinstance(count, int) or count > MAX_LAYERS:
+        raise ModelFileError(f"{path}: the file describes {count} layers; at most {MAX_LAYERS} are read")
+
+
+def weights_needed(layer_list, shape, path) -> int:
+    """How many weights the layers (not built yet) will allocate on samples of ``shape``:
+    what a file that holds them must hold, known before any weight is allocated."""
     needed = 0
     for layer in layer_list:
         if not all(isinstance(d, int) and 0 < d < 2**40 for d in shape):
@@ -189,14 +190,25 @@ def check_size(layer_list, shape, stored, path):
             needed += (math.prod(layer.window.size) * shape[-1] + 1) * layer.filters
         elif isinstance(layer, layers.BatchNormalization):
             needed += 4 * shape[-1]
-        if needed > stored + 10**7:  # far more than the file holds (the exact check follows the build)
-            raise ModelFileError(f"{path}: the architecture needs at least {needed} weights, the file holds {stored}")
+        if needed > 2**40:
+            raise ModelFileError(f"{path}: the architecture needs at least {needed} weights, past any real model's")
         shape = tuple(int(d) for d in layer.compute_output_shape(shape))
+    return needed
+
+
+def check_size(layer_list, shape, stored, path):
+    """Refuse an architecture that needs more weights than the file holds, before any is
+    allocated (a hand-edited "units": 10**9 must not fill the memory first). ``stored``
+    counts the weights backed by bytes in the file, not what its headers claim."""
+    needed = weights_needed(layer_list, shape, path)
+    if needed > stored + 10**7:  # far more than the file holds (the exact check follows the build)
+        raise ModelFileError(f"{path}: the architecture needs at least {needed} weights, the file holds {stored}")
 
 
 def _build(config, path, model_class, device, stored):
     try:
         model = model_class(name=config.get("name", "sequential"), device=device, seed=config.get("seed"))
+        check_layer_count(len(config["layers"]), path)
         for entry in config["layers"]:
             cls = LAYER_CLASSES.get(entry.get("class"))
             if cls is None:
@@ -211,34 +223,86 @@ def _build(config, path, model_class, device, stored):
     return model
 
 
-def _set_weights(model, config, arrays, path):
+def _set_weights(model, config, z, headers, path):
     expected = config.get("weights", [])
     params = [(layer, p) for layer in model.layers for p in layer.weights]
-    weights = [arrays.get(f"weight_{i}") for i in range(len(params))]
-    stored = sum(k.startswith("weight_") for k in arrays)
-    if len(expected) != len(params) or any(w is None for w in weights) or stored != len(params):
+    stored = sum(k.startswith("weight_") for k in headers)
+    if len(expected) != len(params) or any(f"weight_{i}" not in headers for i in range(len(params))):
         raise ModelFileError(
             f"{path}: the architecture has {len(params)} weight arrays, the file "
             f"{stored} (with {len(expected)} described)"
         )
-    for (layer, p), w in zip(params, weights):
-        if w.shape != p.value.shape:
+    if stored != len(params):
+        raise ModelFileError(f"{path}: the architecture has {len(params)} weight arrays, the file {stored}")
+    for i, (layer, p) in enumerate(params):  # every header checked before any data is read
+        shape, dtype = headers[f"weight_{i}"]
+        if shape != tuple(p.value.shape):
             raise ModelFileError(
-                f"{path}: layer {layer.name!r} {p.name} should have shape {p.value.shape}, the file has {w.shape}"
+                f"{path}: layer {layer.name!r} {p.name} should have shape {p.value.shape}, the file has {shape}"
             )
-        if np.dtype(w.dtype).kind != "f":
-            raise ModelFileError(f"{path}: layer {layer.name!r} {p.name} has dtype {w.dtype}, expected float")
+        if dtype.kind != "f":
+            raise ModelFileError(f"{path}: layer {layer.name!r} {p.name} has dtype {dtype}, expected float")
+    weights = []
+    for i, (layer, p) in enumerate(params):
+        w = archives.read_npy(z, f"weight_{i}.npy", p.value.size)
         if not np.all(np.isfinite(w)):
             raise ModelFileError(f"{path}: layer {layer.name!r} {p.name} contains NaN or infinite values")
+        weights.append(w)
     model.set_weights(weights)
 
 
+def _slots(config, z, headers, model, path) -> dict:
+    """The optimizer's saved arrays, each header checked against the model's parameters first."""
+    counts = config["training_state"]["optimizer"]["slots"]
+    if not isinstance(counts, dict):
+        raise ModelFileError(f"{path}: the optimizer state's slots are {counts!r}, expected a mapping")
+    total = sum(p.value.size for p in model.parameters())
+    slots = {}
+    for name, count in counts.items():
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= len(model.parameters()) + 1:
+            raise ModelFileError(f"{path}: the optimizer state {name!r} has {count!r} arrays")
+        keys = [f"slot_{name}_{i}" for i in range(count)]
+        if any(k not in headers for k in keys):
+            raise ModelFileError(f"{path}: optimizer state is missing arrays")
+        declared = sum(math.prod(headers[k][0]) for k in keys)
+        if declared != total or any(headers[k][1].kind != "f" for k in keys):
+            raise ModelFileError(
+                f"{path}: the optimizer state {name!r} holds {declared} values, the model has {total} parameters"
+            )
+        slots[name] = [archives.read_npy(z, k + ".npy", total) for k in keys]
+    return slots
+
+
 def _load(path, model_class, device, compile):
-    config, arrays = _read(path)
     path = os.fspath(path)
-    stored = sum(a.size for k, a in arrays.items() if k.startswith("weight_"))
+    try:
+        z = archives.open_zip(path)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot be read ({e})") from e
+    except zipfile.BadZipFile as e:
+        with open(path, "rb") as f:  # a regular file: open_zip checked
+            magic = f.read(6)
+        if magic == b"\x93NUMPY":
+            raise ModelFileError(f"{path}: not a tinynet model file (a single .npy array, not an .npz)") from e
+        if magic[:4] == b"PK\x03\x04":
+            raise ModelFileError(f"{path}: not a tinynet model file, or truncated/corrupted ({e})") from e
+        raise ModelFileError(f"{path}: not a tinynet model file (not an .npz archive: starts with {magic!r})") from e
+    with z:
+        try:
+            return _load_open(path, z, model_class, device, compile)
+        except archives.ArchiveRefused as e:
+            raise ModelFileError(f"{path}: {e}") from e
+        except (zipfile.BadZipFile, EOFError) as e:
+            raise ModelFileError(f"{path}: not a tinynet model file, or truncated/corrupted ({e})") from e
+
+
+def _load_open(path, z, model_class, device, compile):
+    config, headers = _read(path, z)
+    stored = sum(archives.backed_items(z, k + ".npy", *h) for k, h in headers.items() if k.startswith("weight_"))
     model = _build(config, path, model_class, device, stored)
-    _set_weights(model, config, arrays, path)
+    _set_weights(model, config, z, headers, path)
     if not (compile and config.get("compile")):
         return model
     c = config["compile"]
@@ -253,16 +317,14 @@ def _load(path, model_class, device, compile):
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: the compile configuration cannot be restored ({type(e).__name__}: {e})") from e
     if "training_state" in config:
-        state = dict(config["training_state"])
-        opt = dict(state["optimizer"])
-        opt["slots"] = {
-            name: [arrays.get(f"slot_{name}_{i}") for i in range(count)] for name, count in opt["slots"].items()
-        }
-        if any(v is None for values in opt["slots"].values() for v in values):
-            raise ModelFileError(f"{path}: optimizer state is missing arrays")
-        state["optimizer"] = opt
         try:
+            state = dict(config["training_state"])
+            opt = dict(state["optimizer"])
+            opt["slots"] = _slots(config, z, headers, model, path)
+            state["optimizer"] = opt
             model.set_state(state)
-        except (KeyError, TypeError, ValueError) as e:
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ModelFileError(f"{path}: the training state cannot be restored ({e})") from e
     return model
