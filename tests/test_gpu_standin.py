@@ -96,10 +96,12 @@ def test_a_training_epoch_reads_the_device_only_for_the_nan_watch_and_its_end(cp
         k for (_, where), k in syncs.items() if "training.py" in where and ("read" in where or "dictcomp" in where)
     )
     first_step = sum(k for (_, where), k in syncs.items() if "_check_every_gradient_was_set" in where)
+    finite = sum(k for (_, where), k in syncs.items() if "weights_finite" in where)
     assert watch == epochs * math.ceil(steps / training.NAN_CHECK_EVERY)  # steps 50, 100 and the last
     assert end == epochs * 2  # the running loss and accuracy, once per epoch
     assert first_step == 1  # the layer contract's check at the first step of the fit, in one read
-    assert sum(syncs.values()) == watch + end + first_step, f"a sync elsewhere: {syncs}"
+    assert finite == epochs  # every weight and moment checked finite at the end of each epoch, in one read
+    assert sum(syncs.values()) == watch + end + first_step + finite, f"a sync elsewhere: {syncs}"
 
 
 def test_fit_uploads_the_training_data_once(cp):

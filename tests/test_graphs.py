@@ -197,8 +197,9 @@ def test_a_graph_reads_the_device_once_an_epoch_and_captures_once_a_fit(gpu):
     cupy_standin.reset_counts()
     model.fit(x, y, batch_size=8, epochs=3, verbose=0)
     reads = Counter(where for kind, _, where in cupy_standin.events if kind == "sync")
-    # per epoch: the NaN watch, then the loss and the accuracy for the logs; nothing per step
-    assert sum(reads.values()) == 3 * 3, reads
+    # per epoch: the NaN watch, the weights' finiteness, then the loss and the accuracy for the logs;
+    # nothing per step
+    assert sum(reads.values()) == 3 * 4, reads
     assert cupy_standin.counts["capture"] == 1
 
 

@@ -31,6 +31,7 @@ from . import (
 )
 from .backend import DeviceUnavailableError
 from .datasets import DatasetError
+from .fileio import SaveError
 from .layers import (
     Activation,
     AveragePooling2D,
@@ -71,6 +72,7 @@ __all__ = [
     "ModelFileError",
     "ReLU",
     "Reshape",
+    "SaveError",
     "Sequential",
     "Sigmoid",
     "Softmax",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend, validation
+from .fileio import SaveError
 from .trace import dead_units, relu_of
 
 
@@ -222,6 +223,7 @@ class ModelCheckpoint(Callback):
         self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
         self.mode = _monitor_mode(monitor, mode)
         self.best = initial_value_threshold
+        self.last_saved = None  # the path of the last checkpoint this callback wrote
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -245,7 +247,17 @@ class ModelCheckpoint(Callback):
             self.best = current
         elif self.verbose:
             print(f"Epoch {epoch + 1}: saving the model to {path}")
-        self.model.save(path, include_optimizer=not self.save_weights_only)
+        try:
+            self.model.save(path, include_optimizer=not self.save_weights_only)
+        except OSError as e:  # a full disk, a folder that cannot be made: say which file, and what is safe
+            kept = (
+                f"the last checkpoint written, {self.last_saved}, is intact" if self.last_saved else "none was written"
+            )
+            reason = getattr(e.__cause__, "strerror", None) or e.strerror or str(e)
+            raise SaveError(
+                e.errno, f"ModelCheckpoint could not write {path} at the end of epoch {epoch + 1} ({reason}); {kept}"
+            ) from e
+        self.last_saved = path
 
 
 class ReduceLROnPlateau(Callback):

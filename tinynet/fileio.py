@@ -4,12 +4,14 @@ directory, flush and fsync it, then rename it over the target.
 A rename within one directory is atomic on POSIX and Windows, so a reader (or a
 crash, or a kill in the middle of a save) sees either the old file whole or the
 new file whole, never half of one. The temporary file is removed if anything
-fails. The file ends with the mode any new file gets (0666 less the umask), as
-``open`` would give it.
+fails, and one that a killed process left is removed by the next save of that file.
+The file keeps the mode of the one it replaces, or gets the mode any new file gets
+(0666 less the umask), as ``open`` would give it; a symbolic link is written through.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -22,25 +24,101 @@ def _umask() -> int:
     return mask
 
 
+def _temporary_prefix(target: str) -> str:
+    """``.<name>.<pid>.``: a temporary file of ours, and the process that writes it."""
+    return f".{os.path.basename(target)}.{os.getpid()}."
+
+
+def _remove_stale(target: str):
+    """Remove the temporary files an earlier save of ``target`` left behind when its process
+    was killed (``.<name>.<pid>.<random>.tmp`` whose process is gone); a live writer's stay."""
+    directory, name = os.path.split(target)
+    try:
+        candidates = [e for e in os.scandir(directory or ".") if e.name.startswith(f".{name}.") and e.is_file()]
+    except OSError:
+        return
+    for entry in candidates:
+        middle = entry.name[len(name) + 2 :].split(".")  # <pid>.<random>.tmp
+        if len(middle) != 3 or not middle[0].isdigit() or middle[2] != "tmp":
+            continue
+        pid = int(middle[0])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: leave its file alone
+    return True
+
+
+class SaveError(OSError):
+    """A file could not be written; the message names the path the user gave and what was wrong,
+    and says that any file already there is unchanged."""
+
+
+def _target(path) -> str:
+    """The file a save of ``path`` writes: the path itself, or a symbolic link's target (the
+    link stays a link, as ``open(path, "w")`` would leave it). Bad paths are refused by name."""
+    given = os.fspath(path)
+    if not given:
+        raise SaveError(errno.ENOENT, "cannot save to an empty path; give a file name such as 'model.npz'")
+    target = os.path.realpath(given) if os.path.islink(given) else os.path.abspath(given)
+    if os.path.isdir(target):
+        raise SaveError(errno.EISDIR, f"cannot save to {given}: it is a folder; give a file name inside it")
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise SaveError(errno.EINVAL, f"cannot save to {given}: it is not a regular file")
+    return target
+
+
 @contextmanager
 def atomic_write(path, mode: str = "wb"):
-    """``with atomic_write(path) as f: f.write(...)`` replaces ``path`` only on success."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    """``with atomic_write(path) as f: f.write(...)`` replaces ``path`` only on success.
+
+    The new file keeps the mode of the file it replaces (a new one gets 0666 less the
+    umask); a symbolic link is written through to its target. Any failure (a full disk, a
+    kill) leaves the old file whole; a failed save removes its temporary file, and the next
+    save of the same file removes those a killed process left. Errors are :class:`SaveError`
+    naming ``path``."""
+    given = os.fspath(path)
+    target = _target(path)
+    directory = os.path.dirname(target)
+    previous = "the file already there is unchanged" if os.path.exists(target) else "nothing was written"
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise SaveError(e.errno, f"cannot save to {given}: cannot create its folder {directory} ({e.strerror})") from e
+    _remove_stale(target)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temporary_prefix(target), suffix=".tmp")
+    except OSError as e:
+        raise SaveError(e.errno, f"cannot save to {given}: {e.strerror} in {directory}; {previous}") from e
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a saved file gets the usual mode
-        os.replace(tmp, path)
-    except BaseException:
+        try:
+            keep = stat.S_IMODE(os.stat(target).st_mode)  # re-saving keeps the file's permissions
+        except FileNotFoundError:
+            keep = 0o666 & ~_umask()  # mkstemp makes it 0600; a new file gets the usual mode
+        os.chmod(tmp, keep)
+        os.replace(tmp, target)
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and not isinstance(e, SaveError):
+            raise SaveError(e.errno, f"could not write {given}: {e.strerror or e}; {previous}") from e
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(directory, os.O_RDONLY)

@@ -616,6 +616,7 @@ def save_model(model, path):
     """Write ``model`` as a Keras 3 ``.keras`` file, atomically."""
     if not model.built:
         raise RuntimeError("cannot save a model that is not built; train it or give it an Input shape first")
+    saving.check_finite(model, path)
     entries = _entries(model)
     input_layer = {
         "module": "keras.layers",
@@ -722,6 +723,7 @@ def save_weights(model, path):
         raise ValueError(f"the filename must end in .weights.h5 (as Keras), got {os.fspath(path)!r}")
     if not model.built:
         raise RuntimeError("cannot save the weights of a model that is not built")
+    saving.check_finite(model, path)
     data = _weights_h5(model, [kind for _, kind in _entries(model)])
     with atomic_write(path) as f:
         f.write(data)

@@ -203,7 +203,18 @@ class ModelAPI:
         }
 
     def set_state(self, state: dict):
-        """Put back what :meth:`get_state` returned (raises ValueError for anything that does not fit)."""
+        """Put back what :meth:`get_state` returned (raises ValueError for anything that does not fit,
+        checked before anything is changed but the optimizer's state)."""
+        epoch, history = state.get("epoch", 0), state.get("history", {})
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"the saved epoch must be an integer >= 0, got {epoch!r}")
+        if not isinstance(history, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(x, (int, float)) for x in v)
+            for k, v in history.items()
+        ):
+            raise ValueError(f"the saved History must map names to lists of numbers, got {str(history)[:80]!r}")
+        if not isinstance(state.get("rng", {}), dict):
+            raise ValueError("the saved random states must be a mapping")
         if state.get("optimizer") is not None:
             if self.optimizer is None:
                 raise ValueError("the state holds an optimizer's state: compile the model before set_state")
@@ -215,8 +226,8 @@ class ModelAPI:
             saved = rng.get("layers", {}).get(layer.name)
             if saved is not None and getattr(layer, "rng", None) is not None:
                 backend.set_generator_state(layer.rng, saved)
-        self.epochs_done = int(state.get("epoch", 0))
-        self._resumed = (self.epochs_done, state.get("history", {}))
+        self.epochs_done = epoch
+        self._resumed = (self.epochs_done, history)
 
     def save(self, path, include_optimizer=True):
         """Save the model, atomically: as a Keras 3 file when ``path`` ends in ``.keras``

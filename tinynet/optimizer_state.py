@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend, schedules
+from .validation import in_range
+
+NON_NEGATIVE_SLOTS = ("v", "velocity", "accumulator")  # running sums of g²: a negative one makes sqrt NaN
 
 
 class OptimizerState:
@@ -50,22 +53,27 @@ class OptimizerState:
         }
 
     def set_state(self, state, params, device):
-        """Put back what :meth:`get_state` returned, checked against ``params``."""
-        slots = {name: [backend.to_device(a, device) for a in arrays] for name, arrays in state["slots"].items()}
-        total = sum(p.value.size for p in params)
-        for name, arrays in slots.items():
-            if any(np.dtype(a.dtype).kind != "f" for a in arrays) or sum(a.size for a in arrays) != total:
-                raise ValueError(f"optimizer state {name!r} does not fit the model's {total} parameters")
-        if slots and set(slots) != set(self.slot_names):
-            raise ValueError(
-                f"optimizer state {sorted(slots)} does not fit {type(self).__name__} ({sorted(self.slot_names)})"
-            )
+        """Put back what :meth:`get_state` returned, checked against ``params`` as the
+        constructor checks its arguments: a ValueError for anything training could not go on from."""
         iterations = state["iterations"]
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
             raise ValueError(f"optimizer iterations must be an integer >= 0, got {iterations!r}")
+        learning_rate = state.get("learning_rate")
+        if learning_rate is not None:
+            in_range("the saved learning_rate", learning_rate, 0)
+        if not isinstance(state["slots"], dict):
+            raise ValueError(f"optimizer state must map slot names to arrays, got {type(state['slots']).__name__}")
+        if state["slots"] and set(state["slots"]) != set(self.slot_names):
+            raise ValueError(
+                f"optimizer state {sorted(state['slots'])} does not fit {type(self).__name__} "
+                f"({sorted(self.slot_names)})"
+            )
+        for name, arrays in state["slots"].items():
+            _check_slot(name, arrays, params)
+        slots = {name: [backend.to_device(a, device) for a in arrays] for name, arrays in state["slots"].items()}
         self.slots, self.iterations = (slots or None), iterations
-        if not callable(self.learning_rate) and state.get("learning_rate") is not None:
-            self.learning_rate = float(state["learning_rate"])  # as ReduceLROnPlateau left it
+        if not callable(self.learning_rate) and learning_rate is not None:
+            self.learning_rate = float(learning_rate)  # as ReduceLROnPlateau left it
 
     def to(self, device: str):
         """Move the state to ``device``."""
@@ -90,3 +98,25 @@ class OptimizerState:
         if isinstance(lr, dict):
             config["learning_rate"] = schedules.SCHEDULES[lr["schedule"]](**lr["config"])
         return cls(**config)
+
+
+def _check_slot(name, arrays, params):
+    """A slot's arrays: finite floats laid out like ``params`` (one per parameter) or as one
+    flat array of all of them; the running sums of squares not negative."""
+    total = sum(p.value.size for p in params)
+    shapes = [tuple(a.shape) for a in arrays] if isinstance(arrays, (list, tuple)) else None
+    if shapes is None or not all(hasattr(a, "dtype") for a in arrays):
+        raise ValueError(f"optimizer state {name!r} must be a list of arrays, got {type(arrays).__name__}")
+    if shapes != [tuple(p.value.shape) for p in params] and shapes != [(total,)]:
+        raise ValueError(
+            f"optimizer state {name!r} has shapes {shapes[:4]}{'...' if len(shapes) > 4 else ''}; "
+            f"expected the parameters' {[tuple(p.value.shape) for p in params][:4]} or one flat ({total},)"
+        )
+    for a in arrays:
+        if np.dtype(a.dtype).kind != "f":
+            raise ValueError(f"optimizer state {name!r} has dtype {a.dtype}, expected floats")
+        xp = backend.get_array_module(a)
+        if not bool(xp.isfinite(a).all()):
+            raise ValueError(f"optimizer state {name!r} contains NaN or infinite values")
+        if name in NON_NEGATIVE_SLOTS and a.size and float(a.min()) < 0:
+            raise ValueError(f"optimizer state {name!r} is a running sum of squares but holds {float(a.min())} < 0")

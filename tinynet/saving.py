@@ -88,6 +88,25 @@ def _training_state(model) -> tuple[dict, dict]:
     return state, arrays
 
 
+def check_finite(model, path, include_optimizer=True):
+    """Refuse to save NaN or infinite weights (or optimizer state): such a file would not load,
+    and must never replace one that does. Raises ValueError naming the layer; nothing is written."""
+    for layer in model.layers:
+        for p in layer.weights:
+            if not bool(backend.get_array_module(p.value).isfinite(p.value).all()):
+                raise ValueError(
+                    f"{os.fspath(path)}: not saved: layer {layer.name!r} {p.name} contains NaN or infinite "
+                    "values (training diverged?); the file there, if any, is unchanged"
+                )
+    opt = model.optimizer
+    for name, arrays in ((opt.slots or {}) if include_optimizer and opt is not None else {}).items():
+        if not all(bool(backend.get_array_module(a).isfinite(a).all()) for a in arrays):
+            raise ValueError(
+                f"{os.fspath(path)}: not saved: the optimizer's {name!r} state contains NaN or infinite "
+                "values; the file there, if any, is unchanged"
+            )
+
+
 def save_model(model, path, include_optimizer=True):
     """Write ``model`` to ``path`` (an .npz), atomically; a full checkpoint with
     ``include_optimizer`` (optimizer state, epoch, random states, History)."""
@@ -96,6 +115,7 @@ def save_model(model, path, include_optimizer=True):
     for layer in model.layers:
         if type(layer).__name__ not in LAYER_CLASSES:
             raise TypeError(f"cannot save layer {layer.name!r} of type {type(layer).__name__}: not a tinynet layer")
+    check_finite(model, path, include_optimizer)
     described = _describe(model)
     extra = {}
     if include_optimizer:
@@ -265,7 +285,10 @@ def _slots(config, z, headers, model, path) -> dict:
         if any(k not in headers for k in keys):
             raise ModelFileError(f"{path}: optimizer state is missing arrays")
         declared = sum(math.prod(headers[k][0]) for k in keys)
-        if declared != total or any(headers[k][1].kind != "f" for k in keys):
+        kinds = {str(headers[k][1]) for k in keys if headers[k][1].kind != "f"}
+        if kinds:
+            raise ModelFileError(f"{path}: the optimizer state {name!r} has dtype {kinds.pop()}, expected floats")
+        if declared != total:
             raise ModelFileError(
                 f"{path}: the optimizer state {name!r} holds {declared} values, the model has {total} parameters"
             )

@@ -32,8 +32,10 @@ NAN_CHECK_EVERY = 50  # GPU: steps between reads of the running loss (each read 
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; ``epoch`` and ``step`` (0-based) say where,
-    ``history`` holds the finished epochs."""
+    """The loss or the weights became NaN or infinite; ``epoch`` and ``step`` (0-based) say
+    where, ``history`` holds the finished epochs. The model then holds its last finite
+    weights and optimizer state (those at the end of the last finished epoch, or at the
+    start of ``fit``), not the NaN ones."""
 
     def __init__(self, message, epoch, step):
         super().__init__(message)
@@ -324,6 +326,47 @@ class RunningLogs:
         return {"loss": float(self.loss_sum) / n, **{name: float(total) / n for name, total in self.sums.items()}}
 
 
+class LastGoodState:
+    """A copy of the model's weights and optimizer state, taken when they were known to be
+    finite (the start of ``fit``, then the end of each epoch), to put back when training
+    diverges: one copy per epoch, on the device, never a host read."""
+
+    def __init__(self, model):
+        self.model = model
+        self.take()
+
+    def take(self):
+        opt = self.model.optimizer
+        self.weights = [p.value.copy() for p in self.model.weights]
+        self.slots = None if opt.slots is None else {k: [a.copy() for a in v] for k, v in opt.slots.items()}
+        self.iterations = opt.iterations
+
+    def restore(self):
+        """Put the copy back in place (into the same arrays: the flat buffer, a captured graph's pointers)."""
+        opt = self.model.optimizer
+        for p, saved in zip(self.model.weights, self.weights):
+            p.value[...] = saved
+        for name, arrays in (opt.slots or {}).items():
+            saved = (self.slots or {}).get(name)
+            if saved is not None and [a.shape for a in saved] != [a.shape for a in arrays]:
+                saved = [s.reshape(a.shape) for s, a in zip(saved, arrays)] if len(saved) == len(arrays) else None
+            for i, a in enumerate(arrays):
+                a[...] = 0 if saved is None else saved[i]  # no state yet at the copy: a fresh optimizer's zeros
+        opt.iterations = self.iterations
+
+
+def weights_finite(model) -> bool:
+    """Whether every weight (and the optimizer's state) is finite: one reduction per array, one read."""
+    arrays = [p.value for p in model.weights]
+    opt = model.optimizer
+    if opt is not None and opt.slots:
+        arrays += [a for values in opt.slots.values() for a in values]
+    if not arrays:
+        return True
+    xp = backend.get_array_module(arrays[0])
+    return bool(xp.stack([xp.isfinite(a).all() for a in arrays]).all())
+
+
 class Loop:
     """Everything around ``train_step`` in ``fit``: used as
 
@@ -361,6 +404,7 @@ class Loop:
         self.guard.__enter__()
         self.model.history, self.model.stop_training = self.history, False
         self.callbacks.on_train_begin()
+        self.last_good = LastGoodState(self.model)
         return self
 
     def __exit__(self, kind, error, tb):
@@ -437,13 +481,19 @@ class Loop:
             self.last_check = step + 1
             return
         where = f"step {step + 1}" if every == 1 else f"steps {self.last_check + 1}-{step + 1}"
+        self._diverged(f"the training loss became NaN or infinite in epoch {self.epoch + 1}, {where} of {self.steps}")
+
+    def _diverged(self, what, step=None):
+        """Put back the last finite weights, then raise TrainingDiverged (or stop, with TerminateOnNaN)."""
+        self.last_good.restore()
+        since = f"the end of epoch {self.epoch}" if self.epoch > self.first_epoch else "the start of this fit"
         error = TrainingDiverged(
-            f"the training loss became NaN or infinite in epoch {self.epoch + 1}, {where} of {self.steps}. "
-            "Training stopped instead of going on with NaN weights. Try a lower learning rate "
+            f"{what}. Training stopped instead of going on with NaN weights; the model holds its last "
+            f"finite weights and optimizer state, from {since}. Try a lower learning rate "
             f"(now {self.model.optimizer.current_learning_rate:g}), clipping gradients (clipnorm=1.0), "
             "or scaling the inputs (e.g. x / 255).",
             self.epoch,
-            step,
+            self.step if step is None else step,
         )
         if not self.quiet_nan:
             raise error
@@ -463,6 +513,10 @@ class Loop:
             )
             self.stopped = True
             return
+        if not weights_finite(self.model):  # a last step can make the weights infinite with a finite loss
+            self._diverged(f"the weights became NaN or infinite in epoch {self.epoch + 1} (the loss stayed finite)")
+            return
+        self.last_good.take()
         logs = self.logs.read()
         if self.validate is not None:
             logs.update({f"val_{k}": v for k, v in self.validate().items()})
