@@ -7,12 +7,14 @@ import http.server
 import os
 import threading
 
+import bombs
 import numpy as np
 import pytest
+from limits import UNAVAILABLE, run_limited
 from synthetic import write_mnist_dir
 
 from tinynet.datasets import DatasetError, mnist
-from tinynet.datasets.idx import to_idx_bytes
+from tinynet.datasets.idx import CHUNK, to_idx_bytes
 
 STEMS = list(mnist.FILES.values())
 
@@ -125,6 +127,59 @@ def test_npz_that_is_not_an_npz(tmp_path):
     (tmp_path / "mnist.npz").write_bytes(b"PK\x03\x04 this is not really a zip")
     with pytest.raises(DatasetError, match=r"mnist.npz: not a readable .npz file"):
         mnist.load_data(tmp_path / "mnist.npz", verify=False)
+
+
+# -------------------------------------------------------------------- bombs, huge declared sizes, FIFOs
+# Each crafted file is loaded in a child process with a memory limit and a timeout (tests/limits.py),
+# so a loader that reads everything first fails here as a test instead of taking the machine.
+
+BOMB_LIMIT = 256 << 20  # what the child may take beyond its imports; MNIST's largest file is 47 MB
+
+
+def _limited_load(path, verify):
+    code = f"from tinynet.datasets import mnist; mnist.load_data({str(path)!r}, verify={verify})"
+    result = run_limited(code, BOMB_LIMIT, timeout=60)
+    print(f"{path.name} (verify={verify}): {result.figures()}")
+    assert result.returncode == 1 and not result.timed_out, result.stderr[-2000:]
+    return result
+
+
+@pytest.mark.skipif(bool(UNAVAILABLE), reason=UNAVAILABLE or "")
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_gzip_bomb_named_like_mnist_is_refused_a_chunk_past_its_data(tmp_path, verify):
+    write_mnist_dir(tmp_path, n_train=5, n_test=2)
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"  # MNIST's header, then 1 GiB of zeros, in 1 MB
+    bomb.write_bytes(bombs.gzip_zeros(bombs.idx_header((60000, 28, 28)), 1 << 30))
+    result = _limited_load(tmp_path, verify)
+    assert f"DatasetError: {bomb}: refused: more than {CHUNK} unexpected bytes after the data" in result.stderr
+    assert result.peak_rss_bytes - result.baseline_rss_bytes < 2 * mnist.max_bytes("x_train", True) + (32 << 20)
+
+
+@pytest.mark.parametrize(
+    "verify,count,message",
+    [
+        (True, 60001, r"47040800 bytes with the header, more than the 47040016 allowed \(MNIST's own size; for other "),
+        (False, 480001, r"376320800 bytes with the header, more than the 376320016 allowed \(verify=False reads at"),
+    ],
+)
+def test_a_header_declaring_more_than_mnist_is_refused_before_the_data(tmp_path, verify, count, message):
+    write_mnist_dir(tmp_path, n_train=5, n_test=2)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(bombs.idx_header((count, 28, 28)) + bytes(1000)))
+    with pytest.raises(DatasetError, match=f"{path}: refused before reading its data: .*{message}"):
+        mnist.load_data(tmp_path, verify=verify)
+
+
+@pytest.mark.skipif(bool(UNAVAILABLE), reason=UNAVAILABLE or "")
+@pytest.mark.parametrize("name", ["train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte"])
+def test_a_fifo_named_like_an_mnist_file_is_refused_not_waited_on(tmp_path, name):
+    write_mnist_dir(tmp_path, n_train=5, n_test=2, compress=not name.endswith("ubyte"))
+    if name != "mnist.npz":
+        os.remove(tmp_path / name)
+    os.mkfifo(tmp_path / name)  # nobody writes: a plain open and read would wait forever
+    where = tmp_path / name if name == "mnist.npz" else tmp_path
+    result = _limited_load(where, False)
+    assert f"DatasetError: {tmp_path / name}: a FIFO, not a regular file; refused before reading" in result.stderr
 
 
 # -------------------------------------------------------------------- downloads
@@ -255,3 +310,24 @@ def test_real_mnist():
     pixels = x_train / 255.0
     assert pixels.mean() == pytest.approx(0.1307, abs=5e-5)
     assert pixels.std() == pytest.approx(0.3081, abs=5e-5)
+
+
+@pytest.mark.skipif(bool(UNAVAILABLE), reason=UNAVAILABLE or "")
+def test_a_gzip_bomb_from_a_mirror_is_refused_and_never_cached(tmp_path):
+    code = f"""
+import bombs
+from test_mnist_loader import Server
+from tinynet.datasets import mnist
+server = Server()
+stem = "train-images-idx3-ubyte"
+server.routes[f"/{{stem}}.gz"] = bombs.gzip_zeros(bombs.idx_header((60000, 28, 28)), 1 << 30)
+try:
+    mnist.download({str(tmp_path)!r}, mirrors=[server.url], verbose=False, checksums={{stem: mnist.SHA256[stem]}})
+finally:
+    server.close()
+"""
+    result = run_limited(code, BOMB_LIMIT, timeout=60)
+    print(f"gzip bomb from a mirror: {result.figures()}")
+    assert "could not fetch train-images-idx3-ubyte.gz: http://127.0.0.1:" in result.stderr, result.stderr[-2000:]
+    assert f"refused: more than {CHUNK} unexpected bytes after the data" in result.stderr
+    assert os.listdir(tmp_path) == []  # nothing written, not even a temporary file

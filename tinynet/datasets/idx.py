@@ -14,53 +14,184 @@ file is called). Any disagreement (a wrong magic, an unknown dtype code, a size
 that does not match the dimensions, a gzip stream cut short) raises
 :class:`DatasetError` naming the file and the problem; nothing half-read is
 returned.
+
+A file is read, and decompressed, in chunks of a megabyte, never whole: the header
+is checked as soon as its bytes arrive, a file whose dimensions declare more than
+``max_bytes`` (1 GiB unless the caller says otherwise) is refused before its data is
+read, and one whose content runs on past what its dimensions declare is refused
+there, so a small gzip "bomb" that would expand to gigabytes costs a megabyte or
+two of work. A file is opened only if it is a regular file
+(:func:`tinynet.fileio.open_regular`): a FIFO or a device is refused, never waited on.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import math
 import os
+import zlib
 
 import numpy as np
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, open_regular
 
 DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 CODES = {np.dtype(v).newbyteorder("="): k for k, v in DTYPES.items()}  # native dtype -> code
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_BYTES = 1 << 30  # the most content (header and data) read_idx accepts unless told otherwise
+CHUNK = 1 << 20  # read and decompress this much at a time
 
 
 class DatasetError(ValueError):
     """A data file is missing, corrupt, truncated, of the wrong kind or fails its checksum."""
 
 
-def read_bytes(path) -> bytes:
-    """The file's content, decompressed when it is gzip; errors name the file."""
-    path = os.fspath(path)
+def read_idx(path, max_bytes: int = MAX_BYTES) -> np.ndarray:
+    """Read an IDX file (gzip-compressed or not) whose content is at most ``max_bytes``.
+
+    The file is read and decompressed in chunks: its header is checked as soon as its
+    bytes arrive, and the file is refused (:class:`DatasetError`) before its data is
+    read if the dimensions declare more than ``max_bytes`` (header included), or as
+    soon as the content runs past what they declare. Memory is the array's size and a
+    chunk, whatever the file holds.
+    """
+    return read_idx_with_sha256(path, max_bytes)[0]
+
+
+def read_idx_with_sha256(source, max_bytes: int = MAX_BYTES, name=None, why: str = ""):
+    """``(array, sha256)``: :func:`read_idx`, and the SHA-256 (hex) of the file's
+    decompressed content, hashed as it is read.
+
+    ``source`` is a path or a binary file object (then ``name`` names it in errors);
+    ``why`` is added to the message that refuses a file larger than ``max_bytes``.
+    """
+    why = why or " (read_idx's max_bytes; pass a larger one to read a larger file)"
+    if not hasattr(source, "read"):
+        name = os.fspath(source)
+        try:
+            f = open_regular(name)
+        except FileNotFoundError:
+            raise DatasetError(f"{name}: no such file") from None
+        except OSError as e:  # a FIFO, a device, a directory, no permission: refused before reading
+            raise DatasetError(str(e) if name in str(e) else f"{name}: cannot read ({e})") from None
+        with f:
+            return _read_stream(f, name, max_bytes, why)
+    return _read_stream(source, name or "<stream>", max_bytes, why)
+
+
+def _read_stream(f, name: str, max_bytes: int, why: str):
+    hasher = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
+        chunks = _hashed(_content(f, name), hasher)
+        return _parse_chunks(chunks, name, max_bytes, why), hasher.hexdigest()
     except OSError as e:
-        raise DatasetError(f"{path}: cannot read ({e})") from e
-    return maybe_decompress(raw, path)
+        raise DatasetError(f"{name}: cannot read ({e})") from e
 
 
-def maybe_decompress(raw: bytes, name: str) -> bytes:
-    """Decompress gzip bytes, pass anything else through; errors name ``name``."""
-    if raw[:2] != GZIP_MAGIC:
-        return raw
+def _hashed(chunks, hasher):
+    for chunk in chunks:
+        hasher.update(chunk)
+        yield chunk
+
+
+def _content(f, name: str):
+    """The file's content in chunks of at most CHUNK bytes, decompressed when it is gzip."""
+    first = f.read(CHUNK)
+    if first[:2] != GZIP_MAGIC:
+        while first:
+            yield first
+            first = f.read(CHUNK)
+        return
     try:
-        return gzip.decompress(raw)
-    except EOFError:
-        raise DatasetError(f"{name}: the gzip stream is cut short (truncated download or copy?)") from None
-    except Exception as e:  # zlib.error, BadGzipFile, struct.error, ...: whatever the bytes provoke
-        raise DatasetError(f"{name}: corrupt gzip data ({type(e).__name__}: {e})") from e
+        yield from _gunzip(f, first, name)
+    except zlib.error as e:
+        raise DatasetError(f"{name}: corrupt gzip data (zlib.error: {e})") from None
 
 
-def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Parse IDX bytes into a native-endian NumPy array."""
+def _gunzip(f, data: bytes, name: str):
+    """Decompress gzip members (one after another, as gzip allows) from ``data`` and then ``f``,
+    never more than CHUNK bytes of output at a time."""
+    while True:
+        d, full = zlib.decompressobj(16 + zlib.MAX_WBITS), False
+        while not d.eof:
+            if not data and not full:  # (after a full chunk, zlib may hold more output: ask for it first)
+                data = f.read(CHUNK)
+                if not data:
+                    raise DatasetError(f"{name}: the gzip stream is cut short (truncated download or copy?)")
+            out = d.decompress(data, CHUNK)
+            data, full = d.unconsumed_tail, len(out) == CHUNK
+            if out:
+                yield out
+        data = d.unused_data.lstrip(b"\0")  # gzip allows zero padding after a member
+        while len(data) < 2:
+            more = f.read(CHUNK)
+            if not more:
+                if data:
+                    break
+                return
+            data = (data + more).lstrip(b"\0")
+        if data[:2] != GZIP_MAGIC:
+            raise DatasetError(f"{name}: corrupt gzip data: bytes after the end of the gzip stream")
+
+
+def _parse_chunks(chunks, name: str, max_bytes, why: str) -> np.ndarray:
+    """Parse IDX content arriving in chunks: the header first, then exactly the data it declares
+    (no more than ``max_bytes`` in all, unless it is None)."""
+    chunks = iter(chunks)
+    head = bytearray()
+    for need in (4, None):  # the fixed 4 bytes, then the dimensions they announce
+        need = need or 4 + 4 * head[3]
+        while len(head) < need:
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            head += chunk
+        if len(head) < 4:
+            break
+    header, dims, dtype, expected = _header(bytes(head[:1024]), name, file_size=len(head))
+    if max_bytes is not None and header + expected > max_bytes:
+        raise DatasetError(
+            f"{name}: refused before reading its data: the IDX header declares dimensions {dims} of "
+            f"{dtype.name}, {header + expected} bytes with the header, more than the {max_bytes} allowed{why}"
+        )
+    data = bytearray(head[header:])  # grows as the data arrives: memory is what came, never what is declared
+    del head
+    for chunk in chunks:
+        if len(data) + len(chunk) > expected:
+            _refuse_surplus(name, dims, dtype, expected, len(data) + len(chunk) - expected, chunks)
+        data += chunk
+    if len(data) > expected:
+        _refuse_surplus(name, dims, dtype, expected, len(data) - expected, chunks)
+    if len(data) < expected:
+        raise DatasetError(
+            f"{name}: truncated: dimensions {dims} of {dtype.name} need {expected} data bytes, found {len(data)}"
+        )
+    array = np.frombuffer(data, dtype=dtype).reshape(dims)  # writable: a bytearray of its own
+    if not dtype.isnative:
+        array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
+    return array
+
+
+def _refuse_surplus(name, dims, dtype, expected, surplus, chunks):
+    """Count what comes after the data, but never more than CHUNK bytes of it: then refuse."""
+    for chunk in chunks:
+        surplus += len(chunk)
+        if surplus > CHUNK:
+            raise DatasetError(
+                f"{name}: refused: more than {CHUNK} unexpected bytes after the data (not read further): "
+                f"dimensions {dims} of {dtype.name} need {expected} data bytes (a decompression bomb, or not "
+                "the file it is named after?)"
+            )
+    raise DatasetError(
+        f"{name}: {surplus} unexpected bytes after the data: dimensions {dims} of "
+        f"{dtype.name} need {expected} data bytes, found {expected + surplus}"
+    )
+
+
+def _header(data: bytes, name: str, file_size: int):
+    """Check an IDX header at the start of ``data`` (``file_size`` bytes long in all): its
+    length in bytes, the dimensions, the dtype and the number of data bytes they declare."""
     if len(data) < 4:
         raise DatasetError(f"{name}: not an IDX file: {len(data)} bytes, shorter than the 4-byte header")
     if data[0] != 0 or data[1] != 0:
@@ -76,27 +207,15 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DatasetError(f"{name}: IDX header says 0 dimensions")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise DatasetError(f"{name}: truncated header: {ndim} dimensions need {header} bytes, file has {len(data)}")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+        raise DatasetError(f"{name}: truncated header: {ndim} dimensions need {header} bytes, file has {file_size}")
+    dims = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
     dtype = np.dtype(DTYPES[code])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    actual = len(data) - header
-    if actual < expected:
-        raise DatasetError(
-            f"{name}: truncated: dimensions {dims} of {dtype.name} need {expected} data bytes, found {actual}"
-        )
-    if actual > expected:
-        raise DatasetError(
-            f"{name}: {actual - expected} unexpected bytes after the data: dimensions {dims} of "
-            f"{dtype.name} need {expected} data bytes, found {actual}"
-        )
-    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
-    return array.astype(dtype.newbyteorder("="))  # native byte order, and a writable copy
+    return header, dims, dtype, math.prod(dims) * dtype.itemsize  # Python ints: no wrap-around past 2**63
 
 
-def read_idx(path) -> np.ndarray:
-    """Read an IDX file (gzip-compressed or not)."""
-    return parse_idx(read_bytes(path), os.fspath(path))
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes (already in memory, not compressed) into a native-endian NumPy array."""
+    return _parse_chunks([data], name, max_bytes=None, why="")
 
 
 def to_idx_bytes(array) -> bytes:

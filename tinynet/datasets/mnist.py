@@ -23,12 +23,20 @@ default), the SHA-256 of its *decompressed* content with MNIST's published one
 (the check that holds for any copy, whatever compressed it). Pass
 ``verify=False`` to load other data in MNIST's format (your own subset, or
 Fashion-MNIST, which uses the same file names).
+
+No file can cost more than its size says it should. With ``verify=True`` each file
+may hold MNIST's own number of samples, with ``verify=False`` up to
+:data:`MAX_SAMPLES` (480,000: eight times MNIST's training set); a file that declares
+more is refused before its data is read, and a gzip file that decompresses past what
+its header declares is refused there (:mod:`tinynet.datasets.idx`). Only regular files
+are opened: a FIFO or a device named like an MNIST IDX file is refused, never waited on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import http.client
+import io
+import math
 import os
 import sys
 import urllib.request
@@ -37,7 +45,7 @@ import numpy as np
 
 from ..fileio import atomic_write
 from ..progress import ProgressBar
-from .idx import DatasetError, maybe_decompress, parse_idx, read_bytes
+from .idx import CHUNK, MAX_BYTES, DatasetError, read_idx_with_sha256
 
 FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -57,6 +65,21 @@ MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
 ]
 SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28, 28), "y_test": (10000,)}
+MAX_SAMPLES = 8 * 60000  # the most images (or labels) one file may hold with verify=False
+
+
+def max_bytes(key: str, verify: bool) -> int:
+    """The most content (IDX header and data) the file of ``key`` may hold: MNIST's own
+    size with ``verify``, :data:`MAX_SAMPLES` samples without."""
+    n = SHAPES[key][0] if verify else MAX_SAMPLES
+    ndim = len(SHAPES[key])
+    return 4 + 4 * ndim + n * math.prod(SHAPES[key][1:])
+
+
+def _limit_reason(verify: bool) -> str:
+    if verify:
+        return " (MNIST's own size; for other data in MNIST's format pass verify=False)"
+    return f" (verify=False reads at most {MAX_SAMPLES} samples per file)"
 
 
 def cache_dir() -> str:
@@ -66,10 +89,11 @@ def cache_dir() -> str:
 
 
 def _find(directory: str, stem: str):
-    """The path of ``stem`` or ``stem.gz`` in ``directory``, or None."""
+    """The path of ``stem`` or ``stem.gz`` in ``directory``, or None. Whatever is there
+    counts (a FIFO too: reading it refuses it, with a message that says what it is)."""
     for name in (stem + ".gz", stem):
         candidate = os.path.join(directory, name)
-        if os.path.isfile(candidate):
+        if os.path.exists(candidate):
             return candidate
     return None
 
@@ -82,16 +106,26 @@ def _has_data(directory) -> bool:
     return any(_find(directory, stem) for stem in FILES.values())
 
 
+def _check_kind(key: str, shape: tuple, dtype, source: str, strict_shapes: bool):
+    """The dtype and shape ``key`` must have (declared or read): uint8, (N, 28, 28) or (N,),
+    MNIST's own shape when ``strict_shapes``, else at most MAX_SAMPLES samples."""
+    if dtype != np.uint8:
+        raise DatasetError(f"{source}: {key} has dtype {dtype}, expected uint8")
+    want_ndim = 3 if key.startswith("x") else 1
+    if len(shape) != want_ndim or (want_ndim == 3 and shape[1:] != (28, 28)):
+        expected = "(N, 28, 28)" if want_ndim == 3 else "(N,)"
+        raise DatasetError(f"{source}: {key} has shape {shape}, expected {expected}")
+    if strict_shapes and shape != SHAPES[key]:
+        raise DatasetError(f"{source}: {key} has shape {shape}, expected MNIST's {SHAPES[key]}")
+    if shape[0] > MAX_SAMPLES:
+        raise DatasetError(
+            f"{source}: {key} has shape {shape}: more samples than the {MAX_SAMPLES} verify=False reads from one file"
+        )
+
+
 def _check_arrays(arrays: dict, source: str, strict_shapes: bool):
     for key, a in arrays.items():
-        if a.dtype != np.uint8:
-            raise DatasetError(f"{source}: {key} has dtype {a.dtype}, expected uint8")
-        want_ndim = 3 if key.startswith("x") else 1
-        if a.ndim != want_ndim or (want_ndim == 3 and a.shape[1:] != (28, 28)):
-            expected = "(N, 28, 28)" if want_ndim == 3 else "(N,)"
-            raise DatasetError(f"{source}: {key} has shape {a.shape}, expected {expected}")
-        if strict_shapes and a.shape != SHAPES[key]:
-            raise DatasetError(f"{source}: {key} has shape {a.shape}, expected MNIST's {SHAPES[key]}")
+        _check_kind(key, a.shape, a.dtype, source, strict_shapes)
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.shape[0] != y.shape[0]:
@@ -106,15 +140,13 @@ def _load_idx_dir(directory: str, verify: bool) -> dict:
         path = _find(directory, stem)
         if path is None:
             raise DatasetError(f"{directory}: {stem}.gz (or {stem}) is missing")
-        data = read_bytes(path)
-        if verify:
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != SHA256[stem]:
-                raise DatasetError(
-                    f"{path}: SHA-256 of the content is {digest}, expected MNIST's {SHA256[stem]} "
-                    "(corrupt file? for other data in MNIST's format pass verify=False)"
-                )
-        arrays[key] = parse_idx(data, path)
+        array, digest = read_idx_with_sha256(path, max_bytes(key, verify), why=_limit_reason(verify))
+        if verify and digest != SHA256[stem]:
+            raise DatasetError(
+                f"{path}: SHA-256 of the content is {digest}, expected MNIST's {SHA256[stem]} "
+                "(corrupt file? for other data in MNIST's format pass verify=False)"
+            )
+        arrays[key] = array
     return arrays
 
 
@@ -229,9 +261,10 @@ def download(directory=None, mirrors=None, timeout: float = 30.0, verbose: bool 
     os.makedirs(directory, exist_ok=True)
     for stem in checksums:
         target = os.path.join(directory, stem + ".gz")
+        limit = _download_limit(stem, checksums[stem])
         if os.path.isfile(target):
             try:
-                if hashlib.sha256(read_bytes(target)).hexdigest() == checksums[stem]:
+                if read_idx_with_sha256(target, limit)[1] == checksums[stem]:
                     continue
             except DatasetError:
                 pass  # a broken cached file is replaced below, only by a good one
@@ -239,7 +272,7 @@ def download(directory=None, mirrors=None, timeout: float = 30.0, verbose: bool 
         for mirror in mirrors:
             url = mirror + stem + ".gz"
             try:
-                _fetch_verified(url, target, checksums[stem], timeout, verbose)
+                _fetch_verified(url, target, checksums[stem], timeout, verbose, limit)
                 break
             except (OSError, DatasetError, http.client.HTTPException) as e:  # URLError is an OSError
                 errors.append(f"{url}: {e}")
@@ -247,9 +280,18 @@ def download(directory=None, mirrors=None, timeout: float = 30.0, verbose: bool 
             raise DatasetError(f"could not fetch {stem}.gz: " + "; ".join(errors))
 
 
-def _fetch_verified(url: str, target: str, sha256: str, timeout: float, verbose: bool):
+def _download_limit(stem: str, sha256: str) -> int:
+    """The most content a downloaded file may hold: MNIST's own size for MNIST's own file."""
+    keys = [k for k, s in FILES.items() if s == stem]
+    return max_bytes(keys[0], verify=sha256 == SHA256.get(stem)) if keys else MAX_BYTES
+
+
+def _fetch_verified(url: str, target: str, sha256: str, timeout: float, verbose: bool, limit: int = MAX_BYTES):
+    most = limit + limit // 100 + CHUNK  # gzip never grows what it compresses by more than a fraction
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed https mirrors)
         total = int(response.headers.get("Content-Length") or 0)
+        if total > most:
+            raise DatasetError(f"the server announces {total} bytes, more than the {most} the file can take")
         chunks, received = [], 0
         bar = ProgressBar(
             max(total, 1),
@@ -264,15 +306,15 @@ def _fetch_verified(url: str, target: str, sha256: str, timeout: float, verbose:
                 break
             chunks.append(chunk)
             received += len(chunk)
+            if received > most:
+                raise DatasetError(f"more than the {most} bytes the file can take; refused")
             bar.update(received, dict)
     data = b"".join(chunks)
     if total and received != total:  # (http.client usually raises IncompleteRead first)
         raise DatasetError(f"connection closed after {received} of {total} bytes")
-    content = maybe_decompress(data, url)
-    digest = hashlib.sha256(content).hexdigest()
+    _, digest = read_idx_with_sha256(io.BytesIO(data), limit, name=url)  # a well-formed IDX file, within bounds
     if digest != sha256:
         raise DatasetError(f"SHA-256 of the content is {digest}, expected {sha256}")
-    parse_idx(content, url)  # a well-formed IDX file, too
     with atomic_write(target) as f:
         f.write(data)
     bar.finish({})
