@@ -171,7 +171,7 @@ def test_a_header_declaring_more_than_mnist_is_refused_before_the_data(tmp_path,
 
 
 @pytest.mark.skipif(bool(UNAVAILABLE), reason=UNAVAILABLE or "")
-@pytest.mark.parametrize("name", ["train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte"])
+@pytest.mark.parametrize("name", ["train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte", "mnist.npz"])
 def test_a_fifo_named_like_an_mnist_file_is_refused_not_waited_on(tmp_path, name):
     write_mnist_dir(tmp_path, n_train=5, n_test=2, compress=not name.endswith("ubyte"))
     if name != "mnist.npz":
@@ -180,6 +180,59 @@ def test_a_fifo_named_like_an_mnist_file_is_refused_not_waited_on(tmp_path, name
     where = tmp_path / name if name == "mnist.npz" else tmp_path
     result = _limited_load(where, False)
     assert f"DatasetError: {tmp_path / name}: a FIFO, not a regular file; refused before reading" in result.stderr
+
+
+def _npz_bomb(tmp_path, x_train):
+    y = bombs.npy_bytes(np.zeros(5, np.uint8))
+    members = {"x_train.npy": x_train, "y_train.npy": y, "x_test.npy": bombs.npy_bytes(np.zeros((5, 28, 28), np.uint8))}
+    path = tmp_path / "mnist.npz"
+    path.write_bytes(bombs.npz({**members, "y_test.npy": y}))
+    return path
+
+
+@pytest.mark.skipif(bool(UNAVAILABLE), reason=UNAVAILABLE or "")
+@pytest.mark.parametrize(
+    "verify,message",
+    [
+        (True, r"x_train has shape (2000000, 28, 28), expected MNIST's (60000, 28, 28)"),
+        (False, r"x_train has shape (2000000, 28, 28): more samples than the 480000 verify=False reads from one file"),
+    ],
+)
+def test_an_npz_member_declaring_a_huge_shape_is_refused_before_its_data(tmp_path, verify, message):
+    # 1.5 MB on disk; a member of 1.57 GB of zeros, all of which np.load would allocate and read
+    path = _npz_bomb(tmp_path, (bombs.npy_header((2_000_000, 28, 28)), 2_000_000 * 784))
+    result = _limited_load(path, verify)
+    assert f"DatasetError: {path}: {message}" in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.skipif(bool(UNAVAILABLE), reason=UNAVAILABLE or "")
+def test_an_npz_member_holding_more_than_its_shape_is_refused_past_its_data(tmp_path):
+    path = _npz_bomb(tmp_path, (bombs.npy_header((5, 28, 28)), 1 << 30))
+    result = _limited_load(path, False)
+    assert f"DatasetError: {path}: x_train.npy: more bytes than its shape (5, 28, 28) holds" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "member,message",
+    [
+        (bombs.npy_bytes(np.zeros((5, 28, 28), np.float32)), r"x_train has dtype float32, expected uint8"),
+        (bombs.npy_bytes(np.zeros((5, 28, 27), np.uint8)), r"x_train has shape \(5, 28, 27\), expected \(N, 28, 28\)"),
+        (bombs.npy_bytes(np.zeros((5, 28, 28), np.uint8))[:-10], r"x_train.npy: truncated: shape \(5, 28, 28\) needs"),
+        (b"\x93NUMPY\x03\x00" + bytes(8), r"x_train.npy: .npy format version \(3, 0\), expected 1.0 or 2.0"),
+        (b"not an npy file at all", r"not a readable .npz file \(ValueError: "),
+    ],
+)
+def test_npz_members_that_are_not_what_mnist_needs(tmp_path, member, message):
+    path = _npz_bomb(tmp_path, member)
+    with pytest.raises(DatasetError, match=f"{path}: {message}"):
+        mnist.load_data(path, verify=False)
+
+
+def test_npz_members_in_fortran_order_load_as_np_load_reads_them(tmp_path, fake_dir):
+    _, ((x_train, y_train), (x_test, y_test)) = fake_dir
+    np.savez(tmp_path / "mnist.npz", x_train=np.asfortranarray(x_train), y_train=y_train, x_test=x_test, y_test=y_test)
+    (a, _), _ = mnist.load_data(tmp_path / "mnist.npz", verify=False)
+    np.testing.assert_array_equal(a, x_train)
 
 
 # -------------------------------------------------------------------- downloads

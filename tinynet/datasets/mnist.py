@@ -28,8 +28,10 @@ No file can cost more than its size says it should. With ``verify=True`` each fi
 may hold MNIST's own number of samples, with ``verify=False`` up to
 :data:`MAX_SAMPLES` (480,000: eight times MNIST's training set); a file that declares
 more is refused before its data is read, and a gzip file that decompresses past what
-its header declares is refused there (:mod:`tinynet.datasets.idx`). Only regular files
-are opened: a FIFO or a device named like an MNIST IDX file is refused, never waited on.
+its header declares is refused there (:mod:`tinynet.datasets.idx`). An ``mnist.npz``'s
+members are refused the same way, on the shape and dtype their ``.npy`` headers
+declare, before their data is read. Only regular files are opened: a FIFO or a
+device named like an MNIST file is refused, never waited on.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ import math
 import os
 import sys
 import urllib.request
+import zipfile
 
 import numpy as np
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, open_regular
 from ..progress import ProgressBar
 from .idx import CHUNK, MAX_BYTES, DatasetError, read_idx_with_sha256
 
@@ -101,7 +104,7 @@ def _find(directory: str, stem: str):
 def _has_data(directory) -> bool:
     if not directory or not os.path.isdir(directory):
         return False
-    if os.path.isfile(os.path.join(directory, "mnist.npz")):
+    if os.path.exists(os.path.join(directory, "mnist.npz")):
         return True
     return any(_find(directory, stem) for stem in FILES.values())
 
@@ -151,21 +154,54 @@ def _load_idx_dir(directory: str, verify: bool) -> dict:
 
 
 def _load_npz(path: str, verify: bool) -> dict:
-    with open(path, "rb") as f:
+    """A Keras ``mnist.npz``, each member's ``.npy`` header checked before its data is read."""
+    try:
+        f = open_regular(path)
+    except OSError as e:  # a FIFO, a device, no permission: refused before reading
+        raise DatasetError(str(e) if path in str(e) else f"{path}: cannot read ({e})") from None
+    with f:
         if f.read(4) != b"PK\x03\x04":
             raise DatasetError(f"{path}: not a readable .npz file (not a zip archive)")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in FILES if k not in f.files]
-            if missing:
-                raise DatasetError(f"{path}: not a Keras mnist.npz: keys {missing} are missing (has {f.files})")
-            return {k: f[k] for k in FILES}
-    except DatasetError:
-        raise
-    except ValueError as e:  # object arrays would need pickle
-        raise DatasetError(f"{path}: refused: {e}") from e
-    except Exception as e:  # zipfile.BadZipFile, truncated members, ...
-        raise DatasetError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as z:
+                members = {n.removesuffix(".npy"): n for n in z.namelist()}
+                missing = [k for k in FILES if k not in members]
+                if missing:
+                    raise DatasetError(
+                        f"{path}: not a Keras mnist.npz: keys {missing} are missing (has {sorted(members)})"
+                    )
+                return {k: _read_member(z, members[k], k, path, verify) for k in FILES}
+        except DatasetError:
+            raise
+        except Exception as e:  # zipfile.BadZipFile, a bad CRC, an unknown compression, a bad .npy header ...
+            raise DatasetError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
+
+
+def _read_member(z: zipfile.ZipFile, member: str, key: str, path: str, verify: bool) -> np.ndarray:
+    """One .npy member: its header read and checked (dtype, shape) first, then exactly the
+    data it declares, in chunks, to the end of the member (where zipfile checks its CRC)."""
+    source = f"{path}: {member}"
+    with z.open(member) as m:
+        version = np.lib.format.read_magic(m)
+        if version not in ((1, 0), (2, 0)):
+            raise DatasetError(f"{source}: .npy format version {version}, expected 1.0 or 2.0")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(m)
+        if dtype.hasobject:
+            raise DatasetError(f"{source}: refused: an array of Python objects ({dtype}) would need pickle")
+        _check_kind(key, shape, dtype, path, strict_shapes=verify)  # before any data is read
+        nbytes = math.prod(shape) * dtype.itemsize
+        data = bytearray()
+        while len(data) < nbytes:
+            chunk = m.read(min(CHUNK, nbytes - len(data)))
+            if not chunk:
+                raise DatasetError(f"{source}: truncated: shape {shape} needs {nbytes} data bytes, found {len(data)}")
+            data += chunk
+        if m.read(1):
+            raise DatasetError(f"{source}: more bytes than its shape {shape} holds")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).transpose() if fortran_order else array.reshape(shape)
 
 
 def load_from(location: str, verify: bool = True) -> dict:
@@ -182,9 +218,9 @@ def load_from(location: str, verify: bool = True) -> dict:
 
 
 def _load_from(location: str, verify: bool) -> dict:
-    if os.path.isfile(location):
+    if not os.path.isdir(location):  # a file: an mnist.npz, or refused as not one (or not a regular file)
         arrays, source = _load_npz(location, verify), location
-    elif os.path.isfile(os.path.join(location, "mnist.npz")) and not _find(location, FILES["x_train"]):
+    elif os.path.exists(os.path.join(location, "mnist.npz")) and not _find(location, FILES["x_train"]):
         source = os.path.join(location, "mnist.npz")
         arrays = _load_npz(source, verify)
     else:
