@@ -155,3 +155,19 @@ def test_layer_and_model_api_as_keras():
     assert repr(model).startswith("<Sequential name=sequential") and "<Dense name=hidden" in repr(model)
     assert tn.layers.Conv2D and tn.layers.MaxPooling2D and tn.layers.AveragePooling2D and tn.models.load_model
     np.testing.assert_array_equal(tn.utils.to_categorical([2, 0]), [[0, 0, 1], [1, 0, 0]])
+
+
+def test_automatic_layer_names_follow_keras_and_try_each_candidate_once(monkeypatch):
+    """dense, dense_1, ... unique in the model, a user's name skipped; and the cost per layer is
+    constant: across a 1,000-layer model each candidate name is looked at once (it was a list of
+    a million candidates per layer)."""
+    tried = []
+    numbered = tn.keras_compat.numbered
+    monkeypatch.setattr(tn.keras_compat, "numbered", lambda base, k: tried.append((base, k)) or numbered(base, k))
+    layers = [tn.Dense(2), tn.Dense(2, name="dense_2"), tn.Dropout(0.1), tn.Dense(2), tn.Dense(2), tn.ReLU()]
+    model = tn.Sequential([tn.Input((3,))] + layers)
+    assert [layer.name for layer in model.layers] == ["dense", "dense_2", "dropout", "dense_1", "dense_3", "re_lu"]
+    tried.clear()
+    big = tn.Sequential([tn.Input((2,))] + [tn.Dense(2) for _ in range(1000)])
+    assert big.layers[-1].name == "dense_999" and len({layer.name for layer in big.layers}) == 1000
+    assert len(set(tried)) == 1000 and len(tried) <= 2 * 1000, len(tried)  # each name: tried, then made

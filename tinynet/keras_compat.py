@@ -21,7 +21,7 @@ a step size is computed), and is documented with what it changes:
 3. **``validation_split`` takes the last samples**, before any shuffling:
    :func:`split_last`.
 4. **``metrics=["accuracy"]`` picks its kind from the shapes**: :func:`accuracy_kind`.
-5. **Layer names** are the class name in snake case, numbered: :func:`layer_name`.
+5. **Layer names** are the class name in snake case, numbered: :class:`LayerNames`.
 """
 
 from __future__ import annotations
@@ -159,7 +159,34 @@ def snake_case(class_name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", class_name).lower()
 
 
-def layer_name(layer, taken) -> str:
-    """Keras's automatic name: the class in snake case, then conv2d_1, conv2d_2, ..."""
-    base = snake_case(type(layer).__name__)
-    return next(n for n in [base] + [f"{base}_{k}" for k in range(1, 10**6)] if n not in taken)
+def numbered(base: str, k: int) -> str:
+    """The k-th automatic name of a class: dense (k = 0), dense_1, dense_2, ..."""
+    return base if k == 0 else f"{base}_{k}"
+
+
+class LayerNames:
+    """The layer names taken in one model, and the automatic name of each new layer.
+
+    A layer without a name gets the first of ``numbered(base, 0)``, ``numbered(base, 1)``,
+    ... not taken in the model, where base is its class in snake case (dense, dense_1,
+    dense_2, ...); a name the user gave is kept and skipped by later automatic names.
+    Names are only ever added, so every number below ``next_number[base]`` is taken:
+    the search starts there, and each candidate is tried at most once per model.
+    """
+
+    def __init__(self):
+        self.taken: set[str] = set()
+        self.next_number: dict[str, int] = {}
+
+    def add(self, name: str):
+        self.taken.add(name)
+
+    def new(self, layer) -> str:
+        base = snake_case(type(layer).__name__)
+        k = self.next_number.get(base, 0)
+        while numbered(base, k) in self.taken:
+            k += 1
+        self.next_number[base] = k + 1
+        name = numbered(base, k)
+        self.taken.add(name)
+        return name

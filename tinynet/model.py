@@ -50,6 +50,7 @@ class Sequential(ModelAPI):
         self.shuffle_rng = np.random.default_rng(shuffle_seq)
         self._dropout_seeds = np.random.default_rng(dropout_seq)
         self.layers: list[Layer] = []
+        self._layer_names = keras_compat.LayerNames()  # dense, dense_1, ...: Keras's rule 5
         self.input_shape = self.output_shape = None
         self.optimizer = self.loss = self.loss_fn = self.flat_parameters = None
         self.metrics: list[str] = []
@@ -74,7 +75,9 @@ class Sequential(ModelAPI):
                 raise ValueError(f"input_shape= is only allowed on the first layer, not on {layer!r}")
             self.input_shape = layer.input_shape
         if layer.name is None:
-            layer.name = keras_compat.layer_name(layer, {lyr.name for lyr in self.layers})
+            layer.name = self._layer_names.new(layer)
+        else:
+            self._layer_names.add(layer.name)
         self.layers.append(layer)
         if self.input_shape is not None:
             self.build(self.input_shape)
