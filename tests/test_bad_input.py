@@ -48,12 +48,47 @@ Y = np.arange(10) % 3
         ({"validation_split": -0.1}, ValueError, r"validation_split must be a number in \[0, 1\)"),
         ({"verbose": 3}, ValueError, 'verbose must be 0, 1, 2 or "auto", got 3'),
         ({"validation_data": (X,)}, ValueError, r"validation_data must be a tuple \(x_val, y_val\)"),
+        ({"shuffle": "no"}, TypeError, "shuffle must be True or False, got 'no'"),
+        ({"shuffle": 0}, TypeError, "shuffle must be True or False, got 0"),
+        (
+            {"callbacks": tn.callbacks.History()},
+            TypeError,
+            r"callbacks must be a list of callbacks, e\.g\. callbacks=\[History\(\.\.\.\)\], got one History",
+        ),
+        (
+            {"epochs": 3, "initial_epoch": 5},
+            ValueError,
+            "initial_epoch=5 is past epochs=3: epochs is the epoch number to train up to.*pass epochs=8",
+        ),
+        (
+            {"x": [[1.0, 2.0, 3.0, 4.0]] * 5 + [[1.0, 2.0, 3.0]] + [[1.0, 2.0, 3.0, 4.0]] * 4},
+            ValueError,
+            r"x is a nested list whose samples differ in shape \(x\[0\] holds 4 values, x\[5\] holds 3\)",
+        ),
+        (
+            {"y": [0, 1, [2, 0]] + [0] * 7},
+            ValueError,
+            r"y is a nested list .*\(y\[2\] holds 2 values, y\[0\] is a single number\)",
+        ),
     ],
 )
 def test_fit_rejects(model, kwargs, error, message):
     args = {"x": X, "y": Y, "verbose": 0, **kwargs}
+    before = model.get_weights()
     with pytest.raises(error, match=message):
         model.fit(**args)
+    for a, b in zip(before, model.get_weights()):  # refused before any step
+        np.testing.assert_array_equal(a, b)
+    assert model.epochs_done == 0
+
+
+def test_fit_options_that_are_right_are_taken(model):
+    history = model.fit(X, Y, epochs=2, initial_epoch=2, verbose=0)  # nothing left to train
+    assert history.epoch == []
+    history = model.fit(X, Y, epochs=2, shuffle=np.bool_(False), callbacks=(tn.callbacks.History(),), verbose=0)
+    assert history.epoch == [0, 1]
+    nested = [[float(v) for v in row] for row in X]  # a nested list of the same shape is fine
+    np.testing.assert_array_equal(model.predict(nested, verbose=0), model.predict(X, verbose=0))
 
 
 def test_validation_split_too_small_for_the_data(model):

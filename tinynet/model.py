@@ -220,10 +220,10 @@ class Sequential(ModelAPI):
             validation_split: the fraction of samples, taken from the *end* of x
                 and y before any shuffling, held out for validation. Defaults to 0.
             validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, w_val)``; overrides validation_split.
-            shuffle: reshuffle the training samples before each epoch.
+            shuffle: True or False: reshuffle the training samples before each epoch.
             class_weight: ``{class: weight}``: each sample's loss weighted by its class's weight.
             sample_weight: one weight per sample: L = 1/N sum_n w_n l_n.
-            initial_epoch: the epoch to start from (to resume a run).
+            initial_epoch: the epoch to start from (to resume a run), at most ``epochs``.
 
         Returns:
             A :class:`~tinynet.callbacks.History`; ``.history`` maps "loss", each
@@ -231,6 +231,7 @@ class Sequential(ModelAPI):
         """
         self._require_compiled("fit")
         options = validation.fit_options(batch_size, epochs, verbose, validation_split, initial_epoch)
+        callbacks, shuffle = validation.callback_list(callbacks), validation.flag("shuffle", shuffle)
         x, y, w, val = training.fit_data(
             self, x, y, sample_weight, class_weight, options["validation_split"], validation_data
         )

@@ -7,7 +7,8 @@ Rules for the data:
   sample. Floating-point data is converted to float32; integer or boolean data
   (e.g. uint8 images) is converted to float32 *with its values unchanged* (0..255
   stays 0..255: scale it yourself, e.g. ``x / 255``). Object and string arrays are
-  refused. NaN or inf anywhere in ``x`` is refused.
+  refused, and so is a nested list whose samples differ in shape (ragged). NaN or inf
+  anywhere in ``x`` is refused.
 - ``y`` has as many samples as ``x``; for ``sparse_categorical_crossentropy``
   whole numbers in [0, C), for the other cross-entropies values in [0, 1] shaped
   like the model's output.
@@ -74,10 +75,42 @@ def _as_array(name: str, a):
     if backend.device_of(a) == "gpu":
         return a
     if isinstance(a, (list, tuple)):
-        a = np.asarray(a)
+        try:
+            a = np.asarray(a)
+        except ValueError:  # NumPy's "inhomogeneous shape": say where, in the user's terms
+            where = _ragged(name, a)
+            if where is None:
+                raise
+            raise ValueError(
+                f"{name} is a nested list whose samples differ in shape ({where}); every sample must have "
+                "the same shape: pad or trim them, or pass one NumPy array"
+            ) from None
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}")
     return a
+
+
+def _ragged(name: str, a):
+    """Where the nested list ``a`` is ragged, in words ("x[0] holds 4 values, x[2] holds 3"),
+    or None when every entry at each depth has the same length. Goes one depth at a time."""
+    level = [(name, a)]
+    while level:
+        lists = [(where, v) for where, v in level if isinstance(v, (list, tuple)) or np.ndim(v) > 0]
+        if not lists:
+            return None
+        if len(lists) < len(level):
+            one = next(where for where, v in level if not (isinstance(v, (list, tuple)) or np.ndim(v) > 0))
+            return f"{lists[0][0]} holds {_values(len(lists[0][1]))}, {one} is a single number"
+        first, n = lists[0][0], len(lists[0][1])
+        for where, v in lists:
+            if len(v) != n:
+                return f"{first} holds {_values(n)}, {where} holds {len(v)}"
+        level = [(f"{where}[{i}]", item) for where, v in lists for i, item in enumerate(v)]
+    return None
+
+
+def _values(n: int) -> str:
+    return f"{n} value" if n == 1 else f"{n} values"
 
 
 def _all_finite(a) -> bool:
@@ -161,13 +194,37 @@ def targets(y, n: int, loss, output_shape, name: str = "y"):
 
 def fit_options(batch_size, epochs, verbose, validation_split, initial_epoch) -> dict:
     """``fit``'s numeric arguments, checked before any data is touched."""
-    return {
+    options = {
         "batch_size": positive_int("batch_size", batch_size),
         "epochs": positive_int("epochs", epochs),
         "verbose": verbosity(verbose),
         "validation_split": fraction("validation_split", validation_split),
         "initial_epoch": non_negative_int("initial_epoch", initial_epoch),
     }
+    if options["initial_epoch"] > options["epochs"]:  # equal is allowed: nothing is left to train
+        raise ValueError(
+            f"initial_epoch={initial_epoch} is past epochs={epochs}: epochs is the epoch number to train up to, "
+            f"not how many more epochs to train (as Keras); to train {epochs} more from epoch {initial_epoch}, "
+            f"pass epochs={initial_epoch + epochs}"
+        )
+    return options
+
+
+def flag(name: str, value) -> bool:
+    """True or False (NumPy's bool too), nothing else: a string such as "no" is not taken as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def callback_list(callbacks) -> list:
+    """``fit``'s callbacks: None or a list (or tuple) of callbacks, as a new list."""
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        kind = type(callbacks).__name__
+        raise TypeError(f"callbacks must be a list of callbacks, e.g. callbacks=[{kind}(...)], got one {kind}")
+    return list(callbacks)
 
 
 # compile's metric names -> the accuracy they compute (None: chosen from the shapes, as Keras's "accuracy")
