@@ -91,6 +91,21 @@ def test_fit_options_that_are_right_are_taken(model):
     np.testing.assert_array_equal(model.predict(nested, verbose=0), model.predict(X, verbose=0))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_set_weights_refuses_non_finite_arrays(model, bad):
+    weights = model.get_weights()
+    broken = [w.copy() for w in weights]
+    broken[3][1] = bad  # the second Dense's bias
+    with pytest.raises(ValueError, match=r"layer 'dense_1': bias got an array with 1 NaN or infinite value"):
+        model.set_weights(broken)
+    with pytest.raises(ValueError, match=r"layer 'dense_1': bias got an array with 1 NaN or infinite value"):
+        model.layers[1].set_weights(broken[2:])
+    for a, b in zip(weights, model.get_weights()):  # nothing was changed
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match=r"layer 'dense': kernel must be an array of numbers, got dtype <U1"):
+        model.layers[0].set_weights([np.full((4, 8), "a"), weights[1]])
+
+
 def test_validation_split_too_small_for_the_data(model):
     with pytest.raises(
         ValueError,

@@ -174,6 +174,7 @@ class ModelAPI:
                     f"layer {layer.name!r}: {p.name} has shape {tuple(p.value.shape)}, "
                     f"got an array of shape {tuple(w.shape)}"
                 )
+            validation.weight_values(layer.name, p.name, w)
         for (_, p), w in zip(slots, weights):
             p.value[...] = backend.to_device(w.astype(p.value.dtype), self.device)
 

@@ -143,6 +143,20 @@ def features(x, input_shape=None, name: str = "x"):
     return x
 
 
+def weight_values(layer_name, weight_name: str, w):
+    """An array for ``set_weights``: numbers, all finite (a NaN or inf weight would make every
+    prediction NaN). ``w`` is a NumPy array; returned unchanged."""
+    if np.dtype(w.dtype).kind not in "biuf":
+        raise TypeError(f"layer {layer_name!r}: {weight_name} must be an array of numbers, got dtype {w.dtype}")
+    if not bool(np.isfinite(w).all()):
+        bad = int((~np.isfinite(w)).sum())
+        raise ValueError(
+            f"layer {layer_name!r}: {weight_name} got an array with {bad} NaN or infinite value(s); "
+            "set_weights takes finite arrays"
+        )
+    return w
+
+
 def targets(y, n: int, loss, output_shape, name: str = "y"):
     """Validate ``y`` against ``n`` samples, the loss and the model's output shape.
 

@@ -7,7 +7,9 @@ contract and the math.
 
 from __future__ import annotations
 
-from .. import backend
+import numpy as np
+
+from .. import backend, validation
 
 
 class LayerAPI:
@@ -31,6 +33,9 @@ class LayerAPI:
         arrays = list(arrays)
         if len(arrays) != len(self.weights):
             raise ValueError(f"layer {self.name!r} has {len(self.weights)} weights, got {len(arrays)} arrays")
+        arrays = [np.asarray(backend.to_numpy(a)) for a in arrays]
+        for p, a in zip(self.weights, arrays):
+            validation.weight_values(self.name, p.name, a)
         for p, a in zip(self.weights, arrays):
             p.assign(a)
 
