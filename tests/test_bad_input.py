@@ -91,6 +91,29 @@ def test_fit_options_that_are_right_are_taken(model):
     np.testing.assert_array_equal(model.predict(nested, verbose=0), model.predict(X, verbose=0))
 
 
+def test_a_layer_too_big_for_memory_is_refused_before_allocating(monkeypatch):
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'dense': a kernel of shape \(784, 1000000000000\) and "
+        r"1000000000000 biases are 785,000,000,000,000 weights, 5.58 PiB as float32",
+    ):
+        tn.Sequential([tn.Input((784,)), tn.Dense(10**12)])
+    with pytest.raises(ValueError, match=r"layer 'conv2d': a kernel of shape \(3, 3, 3, 10000000000\).*TiB"):
+        tn.Sequential([tn.Input((28, 28, 3)), tn.Conv2D(10**10, 3)])
+    # the limit is the machine's memory: 4 bytes a weight and 4 its gradient
+    from tinynet import validation
+
+    monkeypatch.setattr(validation, "memory_limit", lambda: 8 * (4 * 3 + 3))
+    tn.Sequential([tn.Input((4,)), tn.Dense(3)])  # exactly fits
+    with pytest.raises(
+        ValueError, match=r"\(4, 4\) and 4 biases are 20 weights, 160 bytes .* this machine's 120 bytes"
+    ):
+        tn.Sequential([tn.Input((4,)), tn.Dense(4)])
+    monkeypatch.undo()
+    monkeypatch.delattr(validation.os, "sysconf")  # not POSIX: a fixed bound
+    assert validation.memory_limit() == validation.FALLBACK_MEMORY_LIMIT
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_set_weights_refuses_non_finite_arrays(model, bad):
     weights = model.get_weights()

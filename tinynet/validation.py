@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -155,6 +156,40 @@ def weight_values(layer_name, weight_name: str, w):
             "set_weights takes finite arrays"
         )
     return w
+
+
+# where the machine's memory cannot be read (os.sysconf is POSIX only): 1 TiB
+FALLBACK_MEMORY_LIMIT = 2**40
+
+
+def memory_limit() -> int:
+    """The bytes of physical memory of this machine (``FALLBACK_MEMORY_LIMIT`` where unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_MEMORY_LIMIT
+
+
+def _bytes(n: int) -> str:
+    """1536 -> "1.5 KiB"."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n} bytes" if unit == "bytes" else f"{n:.3g} {unit}"
+        n /= 1024
+    return ""  # not reached
+
+
+def weights_fit_in_memory(owner: str, kernel_shape, units: int):
+    """Refuse, before anything is allocated, a kernel (and ``units`` biases) whose float32
+    values and gradients need more than this machine's memory (``memory_limit``)."""
+    count = math.prod(int(d) for d in kernel_shape) + int(units)
+    needed, limit = 8 * count, memory_limit()  # 4 bytes a value, 4 its gradient
+    if needed > limit:
+        raise ValueError(
+            f"layer {owner!r}: a kernel of shape {tuple(kernel_shape)} and {units} biases are {count:,} weights, "
+            f"{_bytes(needed)} as float32 with their gradients, more than this machine's "
+            f"{_bytes(limit)} of memory; use fewer units or filters, or a smaller input"
+        )
 
 
 def targets(y, n: int, loss, output_shape, name: str = "y"):

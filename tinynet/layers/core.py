@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend, initializers, regularizers
+from .. import backend, initializers, regularizers, validation
 from .api import LayerAPI
 
 
@@ -276,6 +276,7 @@ class KernelLayer(Layer):
 
     def build_kernel(self, shape, units, rng):
         """Create kernel (``shape``) and bias (``units``) from the initializers."""
+        validation.weights_fit_in_memory(self.name or type(self).__name__, shape, units)  # before drawing
         rng = rng if rng is not None else np.random.default_rng()
         self.kernel = Parameter(self.kernel_initializer(tuple(shape), rng), "kernel")
         self.bias = Parameter(self.bias_initializer((units,), rng), "bias") if self.use_bias else None
