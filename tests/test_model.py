@@ -127,6 +127,19 @@ def test_shape_inference_without_input():
     assert [w.shape for w in model.get_weights()] == [(10, 3), (3,)]
 
 
+def test_adding_a_layer_to_a_built_model_builds_only_that_layer(monkeypatch):
+    shapes_computed = []
+    compute = tn.Dense.compute_output_shape
+    monkeypatch.setattr(
+        tn.Dense, "compute_output_shape", lambda self, shape: shapes_computed.append(self) or compute(self, shape)
+    )
+    model = tn.Sequential([tn.Input((4,))] + [tn.Dense(3) for _ in range(300)])
+    assert model.output_shape == (3,) and len(model.shapes) == 300
+    assert len(shapes_computed) == 300  # once each, at its build (not again at every later add)
+    model.build((4,))  # an explicit build goes through every layer once more
+    assert len(shapes_computed) == 600
+
+
 def test_get_set_weights_round_trip_in_keras_order():
     a, b = mlp(seed=1), mlp(seed=2)
     weights = a.get_weights()

@@ -79,7 +79,11 @@ class Sequential(ModelAPI):
         else:
             self._layer_names.add(layer.name)
         self.layers.append(layer)
-        if self.input_shape is not None:
+        if self.input_shape is None:
+            return
+        if self.output_shape is not None and len(self.shapes) == len(self.layers) - 1:
+            self.output_shape = self._build_layer(layer, self.output_shape)  # the layers before are built
+        else:
             self.build(self.input_shape)
 
     @property
@@ -91,16 +95,21 @@ class Sequential(ModelAPI):
         shape = self.input_shape = tuple(int(d) for d in input_shape)
         self.shapes = []
         for layer in self.layers:
-            if not layer.built:
-                shape = layer.build(shape, self._init_rng)
-                layer.to(self.device)
-                if hasattr(layer, "reset_rng"):
-                    seed = layer.seed if layer.seed is not None else int(self._dropout_seeds.integers(2**31))
-                    layer.reset_rng(seed, self.device)
-            else:
-                shape = layer.compute_output_shape(shape)
-            self.shapes.append(shape)
+            shape = self._build_layer(layer, shape)
         self.output_shape = shape if self.layers else None
+
+    def _build_layer(self, layer, shape):
+        """Build ``layer`` for inputs of ``shape`` and record its output shape, which it returns."""
+        if not layer.built:
+            shape = layer.build(shape, self._init_rng)
+            layer.to(self.device)
+            if hasattr(layer, "reset_rng"):
+                seed = layer.seed if layer.seed is not None else int(self._dropout_seeds.integers(2**31))
+                layer.reset_rng(seed, self.device)
+        else:
+            shape = layer.compute_output_shape(shape)
+        self.shapes.append(shape)
+        return shape
 
     def parameters(self):
         """Every trainable parameter, layer by layer (Keras's weight order)."""
