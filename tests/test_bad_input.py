@@ -114,6 +114,28 @@ def test_a_layer_too_big_for_memory_is_refused_before_allocating(monkeypatch):
     assert validation.memory_limit() == validation.FALLBACK_MEMORY_LIMIT
 
 
+def test_a_layer_built_in_one_model_refuses_another_input_size():
+    shared = tn.Dense(3, name="shared")
+    first = tn.Sequential([tn.Input((4,)), shared, tn.Dense(2)])
+    expected = r"layer 'shared' was built for inputs whose last axis has size 4, and here gets samples of shape \(5,\)"
+    with pytest.raises(ValueError, match=expected):
+        tn.Sequential([tn.Input((5,)), shared])
+    second = tn.Sequential([tn.Input((5,)), tn.Dense(4)])
+    second.add(shared)  # Dense(4) gives it 4 features: fine
+    assert second.predict(np.ones((2, 5)), verbose=0).shape == (2, 3)
+    third = tn.Sequential([tn.Input((5,)), tn.Dense(6)])
+    with pytest.raises(ValueError, match=r"'shared' was built for .* size 4, .* shape \(6,\)"):
+        third.add(shared)
+    conv = tn.Conv2D(2, 3, name="conv")
+    tn.Sequential([tn.Input((8, 8, 1)), conv])
+    tn.Sequential([tn.Input((12, 12, 1)), conv])  # another image size, the same channels: its kernel fits
+    with pytest.raises(ValueError, match=r"'conv' was built for .* size 1, .* shape \(8, 8, 3\)"):
+        tn.Sequential([tn.Input((8, 8, 3)), conv])
+    # the same input size again shares the layer, weights and all
+    again = tn.Sequential([tn.Input((4,)), shared])
+    np.testing.assert_array_equal(again.get_weights()[0], first.get_weights()[0])
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_set_weights_refuses_non_finite_arrays(model, bad):
     weights = model.get_weights()

@@ -157,17 +157,50 @@ def test_layer_and_model_api_as_keras():
     np.testing.assert_array_equal(tn.utils.to_categorical([2, 0]), [[0, 0, 1], [1, 0, 0]])
 
 
-def test_automatic_layer_names_follow_keras_and_try_each_candidate_once(monkeypatch):
-    """dense, dense_1, ... unique in the model, a user's name skipped; and the cost per layer is
-    constant: across a 1,000-layer model each candidate name is looked at once (it was a list of
-    a million candidates per layer)."""
+def test_automatic_layer_names_follow_keras_rule_within_each_model():
+    # user names are kept; an automatic name skips any name already taken in the model
+    model = tn.Sequential(
+        [
+            tn.Input((6, 6, 1)),
+            tn.Conv2D(2, 3, name="dense_1"),  # a user name that a later automatic Dense would take
+            tn.Conv2D(2, 3),
+            tn.layers.MaxPooling2D(),
+            tn.Flatten(),
+            tn.Dense(4),
+            tn.Dense(4),
+            tn.Dense(4, name="dense_3"),
+            tn.Dense(4),
+            tn.layers.ReLU(),
+        ]
+    )
+    assert [layer.name for layer in model.layers] == [
+        "dense_1",
+        "conv2d",
+        "max_pooling2d",
+        "flatten",
+        "dense",
+        "dense_2",
+        "dense_3",
+        "dense_4",
+        "re_lu",
+    ]
+    # numbering starts again in every model; a layer reused from another model keeps its name
+    shared = model.layers[5]
+    second = tn.Sequential([tn.Input((4,)), shared, tn.Dense(2), tn.Dense(2), tn.Dense(2)])
+    assert [layer.name for layer in second.layers] == ["dense_2", "dense", "dense_1", "dense_3"]
+
+
+def test_automatic_names_try_each_candidate_at_most_once(monkeypatch):
+    from tinynet import keras_compat
+
     tried = []
-    numbered = tn.keras_compat.numbered
-    monkeypatch.setattr(tn.keras_compat, "numbered", lambda base, k: tried.append((base, k)) or numbered(base, k))
-    layers = [tn.Dense(2), tn.Dense(2, name="dense_2"), tn.Dropout(0.1), tn.Dense(2), tn.Dense(2), tn.ReLU()]
-    model = tn.Sequential([tn.Input((3,))] + layers)
-    assert [layer.name for layer in model.layers] == ["dense", "dense_2", "dropout", "dense_1", "dense_3", "re_lu"]
-    tried.clear()
-    big = tn.Sequential([tn.Input((2,))] + [tn.Dense(2) for _ in range(1000)])
-    assert big.layers[-1].name == "dense_999" and len({layer.name for layer in big.layers}) == 1000
-    assert len(set(tried)) == 1000 and len(tried) <= 2 * 1000, len(tried)  # each name: tried, then made
+    numbered = keras_compat.numbered
+    monkeypatch.setattr(keras_compat, "numbered", lambda base, k: tried.append(k) or numbered(base, k))
+    named = [tn.Dense(1, name=f"dense_{k}") for k in range(2, 202, 2)]  # 100 user names in the way
+    model = tn.Sequential(named + [tn.Dense(1) for _ in range(1000)])
+    names = [layer.name for layer in model.layers]
+    assert len(set(names)) == 1100 and names[100:103] == ["dense", "dense_1", "dense_3"]
+    assert names[-1] == "dense_1099"
+    # one free candidate per automatic name, plus each user name in the way, skipped once
+    # (the old search built a million candidates for every layer)
+    assert len(tried) <= 1000 + 100

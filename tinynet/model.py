@@ -99,7 +99,8 @@ class Sequential(ModelAPI):
         self.output_shape = shape if self.layers else None
 
     def _build_layer(self, layer, shape):
-        """Build ``layer`` for inputs of ``shape`` and record its output shape, which it returns."""
+        """Build ``layer`` for inputs of ``shape`` (one built before is checked against it) and
+        record its output shape, which it returns."""
         if not layer.built:
             shape = layer.build(shape, self._init_rng)
             layer.to(self.device)
@@ -107,6 +108,7 @@ class Sequential(ModelAPI):
                 seed = layer.seed if layer.seed is not None else int(self._dropout_seeds.integers(2**31))
                 layer.reset_rng(seed, self.device)
         else:
+            validation.built_layer_input(layer, shape)
             shape = layer.compute_output_shape(shape)
         self.shapes.append(shape)
         return shape

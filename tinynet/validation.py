@@ -192,6 +192,30 @@ def weights_fit_in_memory(owner: str, kernel_shape, units: int):
         )
 
 
+def _weights_input_size(layer):
+    """The size of the input's last axis that a built layer's weights were made for, or None
+    (no weights that fix it): a kernel's second-last axis (Dense (in, out), Conv2D
+    (kh, kw, in, out)), a BatchNormalization's per-channel statistics."""
+    kernel = getattr(layer, "kernel", None)
+    if kernel is not None:
+        return kernel.shape[-2]
+    moving_mean = getattr(layer, "moving_mean", None)
+    return moving_mean.shape[0] if moving_mean is not None else None
+
+
+def built_layer_input(layer, input_shape):
+    """A layer built before (in another model, say) keeps its weights: refuse an input whose
+    last axis they do not fit, when the model is built rather than inside a product."""
+    built_for = _weights_input_size(layer)
+    if built_for is not None and (not input_shape or input_shape[-1] != built_for):
+        got = input_shape[-1] if input_shape else "no axis"
+        raise ValueError(
+            f"layer {layer.name!r} was built for inputs whose last axis has size {built_for}, and here gets "
+            f"samples of shape {tuple(input_shape)} (last axis {got}); a built layer keeps its weights, so "
+            "it takes only that size: give this model a new layer, or inputs of that size"
+        )
+
+
 def targets(y, n: int, loss, output_shape, name: str = "y"):
     """Validate ``y`` against ``n`` samples, the loss and the model's output shape.
 
