@@ -201,6 +201,6 @@ def test_automatic_names_try_each_candidate_at_most_once(monkeypatch):
     names = [layer.name for layer in model.layers]
     assert len(set(names)) == 1100 and names[100:103] == ["dense", "dense_1", "dense_3"]
     assert names[-1] == "dense_1099"
-    # one free candidate per automatic name, plus each user name in the way, skipped once
-    # (the old search built a million candidates for every layer)
-    assert len(tried) <= 1000 + 100
+    # per automatic name its free candidate (looked at, then made), plus each user name in the way,
+    # skipped once (the old search built a million candidates for every layer)
+    assert len(tried) <= 2 * 1000 + 100 and len(set(tried)) == 1100
