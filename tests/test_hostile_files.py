@@ -10,6 +10,7 @@ every case's outcome, peak memory and time.
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -36,8 +37,10 @@ try:
     outcome = "loaded"
 except Exception as e:
     outcome = f"{{type(e).__name__}}: {{e}}"
-print(json.dumps({{"outcome": outcome, "seconds": time.perf_counter() - start,
-                  "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+seconds = time.perf_counter() - start
+# VmHWM, not ru_maxrss: Linux carries a forked parent's high-water mark over into ru_maxrss
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({{"outcome": outcome, "seconds": seconds, "peak_kib": peak}}))
 """
 
 
@@ -284,6 +287,81 @@ def a_fifo_as_the_keras_file(tmp):
     return path, "FIFO"
 
 
+def npz_index_that_lies_about_stored_sizes(tmp):
+    """A 2 KB .npz whose central directory says each weight stores 4 GB: the stored bytes must not
+    come from the index alone (a Dense(10**8) was built before any data was read)."""
+    good = os.path.join(tmp, "good.npz")
+    _model().save(good)
+    with zipfile.ZipFile(good) as z:
+        config = json.loads(np.load(io.BytesIO(z.read("tinynet_config.npy"))).tobytes())
+    units = 10**8
+    config["layers"][0]["config"]["units"] = units
+    config.pop("training_state")
+    config["compile"] = None
+    shapes = [(6, units), (units,), (units, 3), (3,)]
+    config["weights"] = [{"layer": "x", "name": "w", "shape": list(shape), "dtype": "float32"} for shape in shapes]
+    path = os.path.join(tmp, "lying.npz")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("tinynet_config.npy", _npy(np.frombuffer(json.dumps(config).encode(), np.uint8)))
+        for i, shape in enumerate(shapes):
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            z.writestr(f"weight_{i}.npy", header.getvalue())
+    data = bytearray(open(path, "rb").read())
+    at = 0
+    while (at := data.find(b"PK\x01\x02", at)) != -1:  # each central-directory record
+        name_length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46 : at + 46 + name_length].startswith(b"weight_"):
+            struct.pack_into("<I", data, at + 20, 0xFFFFFFF0)  # its compressed size
+        at += 4
+    with open(path, "wb") as f:
+        f.write(data)
+    return path, "past the end of the"
+
+
+def keras_config_that_asks_for_a_huge_weights_entry(tmp):
+    """config.json asking for Dense(10**8), so that its own architecture would allow gigabytes of
+    model.weights.h5: the entry's stored size must cap it, not the file's own description."""
+    good = os.path.join(tmp, "good.keras")
+    _model().save(good)
+    with zipfile.ZipFile(good) as z:
+        entries = {n: z.read(n) for n in z.namelist() if n != "model.weights.h5"}
+        weights = z.read("model.weights.h5")
+    config = json.loads(entries["config.json"])
+    config["config"]["layers"][1]["config"]["units"] = 10**8
+    entries["config.json"] = json.dumps(config).encode()
+    path = _deflated(os.path.join(tmp, "asks.keras"), entries, "model.weights.h5", 2 * 10**9, head=weights)
+    return path, "model.weights.h5 claims"
+
+
+def npy_header_bomb(tmp):
+    """An .npy (version 2) whose header declares 1 GiB: NumPy reads a declared header whole."""
+    path = os.path.join(tmp, "header.npz")
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z,
+        z.open("tinynet_config.npy", "w", force_zip64=True) as f,
+    ):
+        f.write(b"\x93NUMPY\x02\x00" + struct.pack("<I", 1 << 30))
+        block = b" " * (1 << 22)
+        for _ in range(256):
+            f.write(block)
+    return path, "header of 1073741824 bytes"
+
+
+def hdf5_chunk_bomb(tmp):
+    """A 4-value bias stored in one gzip chunk of 2**28 values: reading it decompresses 1 GiB."""
+
+    def edit(f):
+        bias = f["layers/dense/vars/1"][()]
+        del f["layers/dense/vars/1"]
+        d = f.create_dataset(
+            "layers/dense/vars/1", shape=(4,), maxshape=(None,), chunks=(1 << 28,), dtype="<f4", compression="gzip"
+        )
+        d[...] = bias
+
+    return _keras_with_h5(tmp, "chunks.keras", edit), "stored in chunks of 1073741824 bytes"
+
+
 CASES = {
     f.__name__: f
     for f in (
@@ -302,6 +380,10 @@ CASES = {
         thousands_of_layers,
         a_fifo_as_the_model_file,
         a_fifo_as_the_keras_file,
+        npz_index_that_lies_about_stored_sizes,
+        keras_config_that_asks_for_a_huge_weights_entry,
+        npy_header_bomb,
+        hdf5_chunk_bomb,
     )
 }
 

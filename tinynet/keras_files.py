@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import math
 import os
 import zipfile
 
@@ -459,7 +460,10 @@ def _weights_h5(model, kinds) -> bytes:
             state.create_dataset("0", data=np.int32(opt.iterations))
             state.create_dataset("1", data=np.float32(opt.current_learning_rate))
             params = model.parameters()
-            if opt.slots is not None:
+            # RMSprop's centered average and momentum have no layout here that Keras is known to
+            # read: such a file keeps the step count alone, and its moments start afresh on load
+            known = set(opt.slot_names) <= set(SLOTS[type(opt).__name__])
+            if opt.slots is not None and known:
                 slots = opt.state_laid_out_as(params)  # Keras's layout, per weight; the optimizer keeps its own
                 names = [n for n in SLOTS[type(opt).__name__] if n in slots]
                 arrays = [backend.to_numpy(slots[n][i]) for i in range(len(params)) for n in names]
@@ -521,6 +525,13 @@ def _audit_dataset(d, path) -> int:
     if d.dtype.kind not in "biuf" or d.dtype.fields is not None:
         raise _Refused(f"the HDF5 dataset {path} holds {d.dtype} values; weights are plain numbers")
     storage, size = d.id.get_storage_size(), d.size * d.dtype.itemsize
+    if d.chunks is not None:  # HDF5 decompresses a whole chunk to read any of it
+        chunk = math.prod(d.chunks) * d.dtype.itemsize
+        if chunk > max(4 * size, 1 << 20):
+            raise _Refused(
+                f"the HDF5 dataset {path} of {size} bytes is stored in chunks of {chunk} bytes; "
+                "reading it would decompress far more than it holds"
+            )
     if d.compression is None and storage < size:
         raise _Refused(
             f"the HDF5 dataset {path} declares {size} bytes ({d.dtype} {d.shape}) but stores {storage}: "
@@ -676,8 +687,8 @@ def _read_keras_file(z, path, model_class, device, compile):
     config = json.loads(archives.read_entry(z, "config.json", MAX_JSON).decode("utf-8"))
     made, shape = _layers_from_config(config, path)
     needed = saving.weights_needed(made, shape, os.fspath(path))  # before the weights are even decompressed
-    weights = archives.read_entry(z, "model.weights.h5", _weights_limit(needed, len(made)))
-    with _h5py().File(io.BytesIO(weights), "r") as f:
+    weights = archives.read_entry_into(z, "model.weights.h5", _weights_limit(needed, len(made)))
+    with _h5py().File(weights, "r") as f:
         saving.check_size(made, shape, _audit(f), os.fspath(path))  # before any weight is allocated
         model = model_class(name=config["config"].get("name", "sequential"), device=device)
         for layer in [layers.Input(shape)] + made:
@@ -740,7 +751,7 @@ def load_weights(model, path):
     try:
         if os.fspath(path).endswith(".keras"):
             with _open_zip(path) as z:
-                weights = io.BytesIO(archives.read_entry(z, "model.weights.h5", limit))
+                weights = archives.read_entry_into(z, "model.weights.h5", limit)
             with h5py.File(weights, "r") as f:
                 _read_weights(model, f, kinds)
         else:

@@ -25,7 +25,7 @@ import zipfile
 import numpy as np
 
 from . import archives, backend, layers, losses, optimizers
-from .fileio import atomic_write
+from .fileio import atomic_write, open_regular
 
 FORMAT = "tinynet-model"
 VERSION = 1
@@ -302,10 +302,12 @@ def _load(path, model_class, device, compile):
         z = archives.open_zip(path)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
+    except archives.ArchiveRefused as e:
+        raise ModelFileError(f"{path}: {e}") from e
     except OSError as e:
-        raise ModelFileError(f"{path}: cannot be read ({e})") from e
+        raise ModelFileError(str(e) if path in str(e) else f"{path}: cannot be read ({e})") from e
     except zipfile.BadZipFile as e:
-        with open(path, "rb") as f:  # a regular file: open_zip checked
+        with open_regular(path) as f:  # never a FIFO swapped in since
             magic = f.read(6)
         if magic == b"\x93NUMPY":
             raise ModelFileError(f"{path}: not a tinynet model file (a single .npy array, not an .npz)") from e

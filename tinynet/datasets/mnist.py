@@ -46,6 +46,7 @@ import zipfile
 
 import numpy as np
 
+from .. import archives
 from ..fileio import atomic_write, open_regular
 from ..progress import ProgressBar
 from .idx import CHUNK, MAX_BYTES, DatasetError, read_idx_with_sha256
@@ -183,11 +184,10 @@ def _read_member(z: zipfile.ZipFile, member: str, key: str, path: str, verify: b
     data it declares, in chunks, to the end of the member (where zipfile checks its CRC)."""
     source = f"{path}: {member}"
     with z.open(member) as m:
-        version = np.lib.format.read_magic(m)
-        if version not in ((1, 0), (2, 0)):
-            raise DatasetError(f"{source}: .npy format version {version}, expected 1.0 or 2.0")
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran_order, dtype = read_header(m)
+        try:
+            shape, fortran_order, dtype = archives.read_header(m)  # a huge declared header refused unread
+        except archives.ArchiveRefused as e:
+            raise DatasetError(f"{source}: {e}") from None
         if dtype.hasobject:
             raise DatasetError(f"{source}: refused: an array of Python objects ({dtype}) would need pickle")
         _check_kind(key, shape, dtype, path, strict_shapes=verify)  # before any data is read
