@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import tinynet as tn
+from tinynet import fileio
 
 
 def _data(n=48):
@@ -183,6 +184,33 @@ def test_a_nan_loss_restores_the_last_good_weights_with_terminate_on_nan_too(cap
             np.testing.assert_array_equal(a, b)
 
 
+def test_a_divergence_before_any_state_gives_a_fresh_optimizers_state_back():
+    """Adagrad's accumulator starts at initial_accumulator_value, not 0: restored as the optimizer makes it."""
+    x, y = _data()
+    model = _model(tn.optimizers.Adagrad(1e30, initial_accumulator_value=0.1))
+    with pytest.raises(tn.TrainingDiverged):
+        model.fit(x * 1e20, y, batch_size=16, epochs=2, verbose=0)
+    assert model.optimizer.slots is None and model.optimizer.iterations == 0
+    model.optimizer.learning_rate = 0.01
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    fresh = _model(tn.optimizers.Adagrad(0.01, initial_accumulator_value=0.1))
+    fresh.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("options", [{"centered": True}, {"momentum": 0.5}])
+def test_a_keras_file_of_rmsprop_with_more_state_than_keras_s_layout_loads_back(tmp_path, options):
+    pytest.importorskip("h5py")
+    model = _model(tn.optimizers.RMSprop(0.01, **options))
+    model.fit(*_data(), batch_size=16, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = tn.load_model(tmp_path / "m.keras")
+    assert loaded.optimizer.iterations == 3 and loaded.optimizer.slots is None  # moments start afresh
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("name", ["m.npz", "m.keras", "m.weights.h5"])
 def test_a_model_with_nan_weights_is_never_saved_over_a_good_file(tmp_path, name):
     if not name.endswith(".npz"):
@@ -225,11 +253,14 @@ def test_a_killed_save_leaves_a_temporary_file_that_the_next_save_removes(tmp_pa
     subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False)
     left = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     assert len(left) == 1 and left[0].startswith(".m.npz."), os.listdir(tmp_path)
-    live = tmp_path / f".m.npz.{os.getpid()}.abcdefgh.tmp"  # one of a save under way in this process: kept
+    host = fileio._host()
+    live = tmp_path / f".m.npz.{host}-{os.getpid()}.abcdefgh.tmp"  # a save under way in this process: kept
+    elsewhere = tmp_path / ".m.npz.0badc0de-1.abcdefgh.tmp"  # another machine's (a shared folder): kept
     live.write_bytes(b"")
+    elsewhere.write_bytes(b"")
     model = tn.Sequential([tn.Input((3,)), tn.Dense(2)])
     model.save(path)
-    assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", live.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", live.name, elsewhere.name])
     tn.load_model(path)
 
 
@@ -269,16 +300,20 @@ def test_saving_onto_a_symlink_writes_through_to_its_target(tmp_path):
         ("", "cannot save to an empty path"),
         (".", "it is a folder"),
         ("blocked/m.npz", "cannot create its folder"),
+        ("newdir/", "it names a folder"),
+        ("dangling.npz", "whose folder does not exist"),
     ],
 )
 def test_a_bad_save_path_is_named_as_given(tmp_path, monkeypatch, given, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "blocked").write_text("a file where a folder should be")
+    (tmp_path / "dangling.npz").symlink_to(tmp_path / "nowhere" / "m.npz")
     model = tn.Sequential([tn.Input((3,)), tn.Dense(2)])
     with pytest.raises(tn.SaveError, match=message) as info:
         model.save(given)
     assert given in str(info.value)
     assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
+    assert not (tmp_path / "newdir").exists() and not (tmp_path / "nowhere").exists()
 
 
 def _disk_full(monkeypatch, after=0):

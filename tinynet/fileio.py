@@ -12,7 +12,9 @@ The file keeps the mode of the one it replaces, or gets the mode any new file ge
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import socket
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -24,9 +26,15 @@ def _umask() -> int:
     return mask
 
 
+def _host() -> str:
+    """A short tag of this machine, so that a folder shared between machines (NFS, a container's
+    volume) never has one machine's live temporary file taken for a dead process's."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def _temporary_prefix(target: str) -> str:
-    """``.<name>.<pid>.``: a temporary file of ours, and the process that writes it."""
-    return f".{os.path.basename(target)}.{os.getpid()}."
+    """``.<name>.<host>-<pid>.``: a temporary file of ours, the machine and the process writing it."""
+    return f".{os.path.basename(target)}.{_host()}-{os.getpid()}."
 
 
 def _remove_stale(target: str):
@@ -38,11 +46,11 @@ def _remove_stale(target: str):
     except OSError:
         return
     for entry in candidates:
-        middle = entry.name[len(name) + 2 :].split(".")  # <pid>.<random>.tmp
-        if len(middle) != 3 or not middle[0].isdigit() or middle[2] != "tmp":
-            continue
-        pid = int(middle[0])
-        if pid == os.getpid() or _alive(pid):
+        middle = entry.name[len(name) + 2 :].split(".")  # <host>-<pid>.<random>.tmp
+        if len(middle) != 3 or middle[2] != "tmp" or not middle[0].startswith(_host() + "-"):
+            continue  # not ours, or another machine's: its writer may be alive there
+        pid = middle[0][len(_host()) + 1 :]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
         try:
             os.unlink(entry.path)
@@ -71,7 +79,12 @@ def _target(path) -> str:
     given = os.fspath(path)
     if not given:
         raise SaveError(errno.ENOENT, "cannot save to an empty path; give a file name such as 'model.npz'")
-    target = os.path.realpath(given) if os.path.islink(given) else os.path.abspath(given)
+    if given.endswith(("/", os.sep)):
+        raise SaveError(errno.EISDIR, f"cannot save to {given}: it names a folder; give a file name such as model.npz")
+    link = os.path.islink(given)
+    target = os.path.realpath(given) if link else os.path.abspath(given)
+    if link and not os.path.isdir(os.path.dirname(target)):  # open() would not create a link's folders either
+        raise SaveError(errno.ENOENT, f"cannot save to {given}: it is a link to {target}, whose folder does not exist")
     if os.path.isdir(target):
         raise SaveError(errno.EISDIR, f"cannot save to {given}: it is a folder; give a file name inside it")
     if os.path.exists(target) and not os.path.isfile(target):
@@ -145,7 +158,7 @@ def open_regular(path):
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a device or socket"
             raise OSError(f"{path}: {kind}, not a regular file; refused before reading")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)

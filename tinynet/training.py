@@ -346,12 +346,12 @@ class LastGoodState:
         opt = self.model.optimizer
         for p, saved in zip(self.model.weights, self.weights):
             p.value[...] = saved
+        if self.slots is None:  # no state yet at the copy: the optimizer makes it afresh at its next step
+            opt.slots = None
         for name, arrays in (opt.slots or {}).items():
-            saved = (self.slots or {}).get(name)
-            if saved is not None and [a.shape for a in saved] != [a.shape for a in arrays]:
-                saved = [s.reshape(a.shape) for s, a in zip(saved, arrays)] if len(saved) == len(arrays) else None
-            for i, a in enumerate(arrays):
-                a[...] = 0 if saved is None else saved[i]  # no state yet at the copy: a fresh optimizer's zeros
+            saved = [s.reshape(a.shape) for s, a in zip(self.slots[name], arrays)]
+            for a, s in zip(arrays, saved):
+                a[...] = s
         opt.iterations = self.iterations
 
 
