@@ -11,47 +11,43 @@ import io
 import json
 import os
 import struct
-import subprocess
-import sys
 import textwrap
-import time
 import zipfile
 
 import numpy as np
 import pytest
+from limits import UNAVAILABLE
+from limits import run_limited as run_in_child
 
 import tinynet as tn
 
 h5py = pytest.importorskip("h5py")
 
-MEMORY_LIMIT = 1 << 30  # bytes of address space for each child: a bomb that is read fails with MemoryError
+
+pytestmark = pytest.mark.skipif(bool(UNAVAILABLE), reason=UNAVAILABLE or "")
+
+MEMORY_LIMIT = 1 << 30  # bytes each child may take past its imports: a bomb that is read fails with MemoryError
 TIME_LIMIT = 60  # seconds: a read that blocks (a FIFO) fails as a timeout
 
-CHILD = """
-import json, resource, sys, time
-resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
-import tinynet as tn
-start = time.perf_counter()
+OUTCOME = """
 try:
 {body}
-    outcome = "loaded"
+    print("outcome: loaded")
 except Exception as e:
-    outcome = f"{{type(e).__name__}}: {{e}}"
-seconds = time.perf_counter() - start
-# VmHWM, not ru_maxrss: Linux carries a forked parent's high-water mark over into ru_maxrss
-peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({{"outcome": outcome, "seconds": seconds, "peak_kib": peak}}))
+    print(f"outcome: {{type(e).__name__}}: {{e}}")
 """
 
 
-def run_limited(body: str, limit=MEMORY_LIMIT, timeout=TIME_LIMIT) -> dict:
-    """Run ``body`` (statements) in a fresh Python under an address-space limit; its outcome
-    (``"loaded"`` or ``"ErrorType: message"``), the seconds it took and its peak memory."""
-    code = CHILD.format(limit=limit, body=textwrap.indent(textwrap.dedent(body), "    "))
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def run_limited(body: str) -> dict:
+    """Run ``body`` (statements) in a child under the limits above (``tests/limits.py``): its
+    outcome (``"loaded"`` or ``"ErrorType: message"``), the seconds it took and its peak memory."""
+    code = OUTCOME.format(body=textwrap.indent(textwrap.dedent(body), "    "))
+    done = run_in_child(
+        code, MEMORY_LIMIT, TIME_LIMIT, setup="import numpy, tinynet as tn, h5py", env={"OPENBLAS_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, (done.figures(), done.stderr[-2000:])
+    outcome = [line for line in done.stdout.splitlines() if line.startswith("outcome: ")][-1]
+    return {"outcome": outcome[len("outcome: ") :], "seconds": done.seconds, "peak_kib": done.peak_rss_bytes >> 10}
 
 
 # ----------------------------------------------------------------- the files
@@ -106,32 +102,27 @@ def _replace(f, where, make):
     make(where)
 
 
-def external_storage(tmp):
-    secret = _secret(tmp)
+def _kernel_stored_in(outside):
+    """An edit that makes the first kernel's 96 bytes live in the file ``outside`` (external storage)."""
 
     def edit(f):
-        _replace(f, "layers/dense/vars/0", lambda w: f.create_dataset(w, (6, 4), "<f4", external=[(secret, 0, 96)]))
+        _replace(f, "layers/dense/vars/0", lambda w: f.create_dataset(w, (6, 4), "<f4", external=[(outside, 0, 96)]))
 
-    return _keras_with_h5(tmp, "external.keras", edit), "external storage"
+    return edit
+
+
+def external_storage(tmp):
+    return _keras_with_h5(tmp, "external.keras", _kernel_stored_in(_secret(tmp))), "external storage"
 
 
 def external_storage_weights_h5(tmp):
-    secret = _secret(tmp)
-
-    def edit(f):
-        _replace(f, "layers/dense/vars/0", lambda w: f.create_dataset(w, (6, 4), "<f4", external=[(secret, 0, 96)]))
-
-    return _weights_h5(tmp, "external.weights.h5", edit), "external storage"
+    return _weights_h5(tmp, "external.weights.h5", _kernel_stored_in(_secret(tmp))), "external storage"
 
 
 def external_storage_on_a_fifo(tmp):
     fifo = os.path.join(tmp, "fifo")
     os.mkfifo(fifo)
-
-    def edit(f):
-        _replace(f, "layers/dense/vars/0", lambda w: f.create_dataset(w, (6, 4), "<f4", external=[(fifo, 0, 96)]))
-
-    return _keras_with_h5(tmp, "fifo.keras", edit), "external storage"
+    return _keras_with_h5(tmp, "fifo.keras", _kernel_stored_in(fifo)), "external storage"
 
 
 def virtual_dataset(tmp):
@@ -415,7 +406,7 @@ def test_a_crafted_model_file_is_refused_cheaply_and_by_name(tmp_path, name):
 def test_the_children_do_fail_when_a_file_costs_more_than_their_limit(tmp_path):
     """The test of the tests: under the same limit, reading 1.6 GB as NumPy would fails."""
     path, _ = npz_member_bomb(str(tmp_path))
-    result = run_limited(f"import numpy as np\nnp.load({path!r})['weight_0']")
+    result = run_limited(f"numpy.load({path!r})['weight_0']")
     assert result["outcome"].startswith("MemoryError"), result
 
 
@@ -424,7 +415,6 @@ if __name__ == "__main__":  # the table for a closing note: each case's outcome,
 
     for case in CASES:
         with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
             path, _, r = run_case(case, tmp)
             outcome = r["outcome"].replace(tmp + os.sep, "")
             print(f"| {case} | {outcome[:150]} | {r['peak_kib'] / 1024:.0f} MiB | {r['seconds']:.3f} s |")

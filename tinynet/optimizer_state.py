@@ -33,9 +33,8 @@ class OptimizerState:
             if [a.shape for a in arrays] == [p.value.shape for p in params]:
                 laid_out[name] = list(arrays)
                 continue
-            flat = arrays[0].ravel() if len(arrays) == 1 else None
-            if flat is None:
-                flat = backend.get_array_module(arrays[0]).concatenate([a.ravel() for a in arrays])
+            xp = backend.get_array_module(arrays[0])
+            flat = arrays[0].ravel() if len(arrays) == 1 else xp.concatenate([a.ravel() for a in arrays])
             if flat.size != sum(p.value.size for p in params):
                 raise ValueError(f"optimizer state {name!r} does not match the model's parameters")
             laid_out[name], offset = [], 0
