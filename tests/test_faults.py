@@ -264,6 +264,36 @@ def test_a_killed_save_leaves_a_temporary_file_that_the_next_save_removes(tmp_pa
     tn.load_model(path)
 
 
+def test_an_old_unnamed_temporary_file_is_removed_once_an_hour_old(tmp_path):
+    """Earlier tinynet named its temporary files ``.<name>.<8 random>.tmp``, with no pid to ask:
+    one untouched for an hour is a killed save's (a save under way writes to it); a fresh one stays."""
+    old, fresh = tmp_path / ".m.npz.k3_9xq2a.tmp", tmp_path / ".m.npz.zz81hq0b.tmp"
+    other = tmp_path / ".m.npz.notes.txt"  # not a temporary file's name: never touched
+    for p in (old, fresh, other):
+        p.write_bytes(b"x" * 1000)
+    hour_ago = os.path.getmtime(old) - fileio.LEGACY_STALE_AFTER_S - 5
+    os.utime(old, (hour_ago, hour_ago))
+    os.utime(other, (hour_ago, hour_ago))
+    tn.Sequential([tn.Input((3,)), tn.Dense(2)]).save(tmp_path / "m.npz")
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", fresh.name, other.name])
+
+
+@pytest.mark.parametrize("path", [3, None, 2.5])
+@pytest.mark.parametrize("call", ["load_model", "save", "save_weights", "load_weights"])
+def test_a_path_that_is_not_a_path_is_refused_by_name(call, path):
+    model = tn.Sequential([tn.Input((3,)), tn.Dense(2)])
+    do = tn.load_model if call == "load_model" else getattr(model, call)
+    with pytest.raises(TypeError, match=rf"^{call} expects a file path .*, got {type(path).__name__} {path}$"):
+        do(path)
+
+
+def test_a_bytes_path_is_a_path(tmp_path):
+    path = os.fsencode(tmp_path / "m.npz")
+    model = tn.Sequential([tn.Input((3,)), tn.Dense(2)], seed=0)
+    model.save(path)
+    np.testing.assert_array_equal(tn.load_model(path).get_weights()[0], model.get_weights()[0])
+
+
 def test_resaving_keeps_the_files_permissions(tmp_path):
     path = tmp_path / "m.npz"
     model = tn.Sequential([tn.Input((3,)), tn.Dense(2)])

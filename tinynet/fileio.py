@@ -17,7 +17,23 @@ import os
 import socket
 import stat
 import tempfile
+import time
 from contextlib import contextmanager
+
+LEGACY_STALE_AFTER_S = 3600  # earlier tinynet named its temporary files without host or pid
+
+
+def file_path(path, who: str) -> str:
+    """``path`` as a str, or a clear TypeError naming ``who`` (a str, bytes or os.PathLike is a
+    path; bytes are decoded as the file system does)."""
+    if isinstance(path, bytes):
+        return os.fsdecode(path)
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise TypeError(
+            f"{who} expects a file path (a str or os.PathLike, such as 'model.npz'), got {type(path).__name__} {path!r}"
+        ) from None
 
 
 def _umask() -> int:
@@ -37,16 +53,30 @@ def _temporary_prefix(target: str) -> str:
     return f".{os.path.basename(target)}.{_host()}-{os.getpid()}."
 
 
+def _legacy(rest: str) -> bool:
+    """``<8 random>.tmp``: the name ``tempfile.mkstemp`` gave the temporary files of older tinynet."""
+    return len(rest) == 12 and rest.endswith(".tmp") and all(c.isalnum() or c == "_" for c in rest[:8])
+
+
 def _remove_stale(target: str):
     """Remove the temporary files an earlier save of ``target`` left behind when its process
-    was killed (``.<name>.<pid>.<random>.tmp`` whose process is gone); a live writer's stay."""
+    was killed: ``.<name>.<host>-<pid>.<random>.tmp`` of this machine whose process is gone,
+    and ``.<name>.<random>.tmp`` of older tinynet untouched for an hour. A live writer's stay."""
     directory, name = os.path.split(target)
     try:
         candidates = [e for e in os.scandir(directory or ".") if e.name.startswith(f".{name}.") and e.is_file()]
     except OSError:
         return
     for entry in candidates:
-        middle = entry.name[len(name) + 2 :].split(".")  # <host>-<pid>.<random>.tmp
+        rest = entry.name[len(name) + 2 :]
+        if _legacy(rest):
+            try:
+                if time.time() - entry.stat().st_mtime > LEGACY_STALE_AFTER_S:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+            continue
+        middle = rest.split(".")  # <host>-<pid>.<random>.tmp
         if len(middle) != 3 or middle[2] != "tmp" or not middle[0].startswith(_host() + "-"):
             continue  # not ours, or another machine's: its writer may be alive there
         pid = middle[0][len(_host()) + 1 :]
@@ -76,7 +106,7 @@ class SaveError(OSError):
 def _target(path) -> str:
     """The file a save of ``path`` writes: the path itself, or a symbolic link's target (the
     link stays a link, as ``open(path, "w")`` would leave it). Bad paths are refused by name."""
-    given = os.fspath(path)
+    given = file_path(path, "save")
     if not given:
         raise SaveError(errno.ENOENT, "cannot save to an empty path; give a file name such as 'model.npz'")
     if given.endswith(("/", os.sep)):
@@ -101,8 +131,8 @@ def atomic_write(path, mode: str = "wb"):
     kill) leaves the old file whole; a failed save removes its temporary file, and the next
     save of the same file removes those a killed process left. Errors are :class:`SaveError`
     naming ``path``."""
-    given = os.fspath(path)
-    target = _target(path)
+    given = file_path(path, "save")
+    target = _target(given)
     directory = os.path.dirname(target)
     previous = "the file already there is unchanged" if os.path.exists(target) else "nothing was written"
     try:

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from . import backend, keras_compat, keras_files, metrics, saving, training, validation
+from . import backend, fileio, keras_compat, keras_files, metrics, saving, training, validation
 from .callbacks import History
 from .progress import ProgressBar
 from .summary import format_summary
@@ -241,7 +241,8 @@ class ModelAPI:
         file holds the architecture, the weights, the compile settings and the
         optimizer's state (see :mod:`tinynet.keras_files`).
         """
-        suffix = os.path.splitext(os.fspath(path))[1]
+        path = fileio.file_path(path, "save")
+        suffix = os.path.splitext(path)[1]
         if suffix == ".keras":
             return keras_files.save_model(self, path)
         if suffix == ".h5":
@@ -253,11 +254,11 @@ class ModelAPI:
 
     def save_weights(self, path):
         """The weights (and the optimizer's state) as Keras 3's ``.weights.h5``."""
-        return keras_files.save_weights(self, path)
+        return keras_files.save_weights(self, fileio.file_path(path, "save_weights"))
 
     def load_weights(self, path):
         """Read weights from a ``.weights.h5`` or ``.keras`` file (Keras's or tinynet's)."""
-        keras_files.load_weights(self, path)
+        keras_files.load_weights(self, fileio.file_path(path, "load_weights"))
 
     def summary(self, print_fn=print):
         """Print a table of layers, output shapes and parameter counts (Keras's format)."""

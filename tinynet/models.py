@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-from . import keras_files, saving
+from . import fileio, keras_files, saving
 from .model import Sequential
 
 
@@ -22,7 +20,8 @@ def load_model(path, device: str = "cpu", compile: bool = True) -> Sequential:
     Raises:
         ModelFileError: for any file that is not a whole, consistent tinynet model.
     """
-    if os.fspath(path).endswith(".keras"):
+    path = fileio.file_path(path, "load_model")
+    if path.endswith(".keras"):
         return keras_files.load_model(path, Sequential, device=device, compile=compile)
     return saving.load_model(path, Sequential, device=device, compile=compile)
 
