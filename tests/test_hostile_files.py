@@ -353,6 +353,27 @@ def hdf5_chunk_bomb(tmp):
     return _keras_with_h5(tmp, "chunks.keras", edit), "stored in chunks of 1073741824 bytes"
 
 
+def ten_thousand_links_weights_h5(tmp):
+    """A .weights.h5 of 600 KB holding 10,000 hard links to one kernel: each link costs ~230 us
+    to walk (a 99,000-link file took 23 s); a 2-layer model's file has a few dozen objects."""
+
+    def edit(f):
+        group = f.create_group("layers/junk")
+        for k in range(10_000):
+            group[str(k)] = f["layers/dense/vars/0"]
+
+    return _weights_h5(tmp, "links.weights.h5", edit), "more than 320 objects"
+
+
+def oversized_weights_h5(tmp):
+    """A .weights.h5 padded with a 64 MB array: far more bytes than 43 weights need."""
+
+    def edit(f):
+        f.create_dataset("padding", data=np.zeros(1 << 24, np.float32))
+
+    return _weights_h5(tmp, "big.weights.h5", edit), "take at most"
+
+
 CASES = {
     f.__name__: f
     for f in (
@@ -375,6 +396,8 @@ CASES = {
         keras_config_that_asks_for_a_huge_weights_entry,
         npy_header_bomb,
         hdf5_chunk_bomb,
+        ten_thousand_links_weights_h5,
+        oversized_weights_h5,
     )
 }
 

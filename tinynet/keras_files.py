@@ -475,7 +475,14 @@ def _weights_h5(model, kinds) -> bytes:
 MAX_DEPTH, MAX_OBJECTS = 8, 100_000  # Keras's files are 4 deep (layers/dense/vars/0)
 
 
-def _audit(f) -> int:
+def objects_limit(layer_count: int) -> int:
+    """The most HDF5 objects a weights file of ``layer_count`` layers holds: per layer its group,
+    its vars group, its arrays and their optimizer moments (a BatchNormalization with Adam has 14),
+    with room to spare; the walk stops there, so a file of a million links is refused at once."""
+    return min(MAX_OBJECTS, 32 * layer_count + 256)
+
+
+def _audit(f, max_objects: int = MAX_OBJECTS) -> int:
     """Walk every link of the open HDF5 file ``f`` before any data is read, and refuse what
     could read another file or cost more than it holds: soft and external links, datasets
     stored outside the file (external storage) or assembled from others (virtual), datatypes
@@ -491,8 +498,8 @@ def _audit(f) -> int:
             raise _Refused(f"the HDF5 group {where} is nested more than {MAX_DEPTH} deep (a cycle of links?)")
         for name in group:
             seen += 1
-            if seen > MAX_OBJECTS:
-                raise _Refused(f"the HDF5 weights hold more than {MAX_OBJECTS} objects")
+            if seen > max_objects:
+                raise _Refused(f"the HDF5 weights hold more than {max_objects} objects, far more than this model has")
             path = f"{where.rstrip('/')}/{name}"
             link = group.get(name, getlink=True)
             if isinstance(link, h5py.SoftLink):
@@ -561,7 +568,7 @@ def _read_dataset(d, shape, what):
 
 def _read_weights(model, f, kinds):
     """Put each layer's arrays from the open HDF5 file ``f`` into ``model``, checked."""
-    _audit(f)
+    _audit(f, objects_limit(len(model.layers)))
     if "layers" not in f or not isinstance(f["layers"], _h5py().Group):
         raise _Refused("the HDF5 weights have no layers group")
     groups = f["layers"]
@@ -689,7 +696,9 @@ def _read_keras_file(z, path, model_class, device, compile):
     needed = saving.weights_needed(made, shape, os.fspath(path))  # before the weights are even decompressed
     weights = archives.read_entry_into(z, "model.weights.h5", _weights_limit(needed, len(made)))
     with _h5py().File(weights, "r") as f:
-        saving.check_size(made, shape, _audit(f), os.fspath(path))  # before any weight is allocated
+        saving.check_size(
+            made, shape, _audit(f, objects_limit(len(made))), os.fspath(path)
+        )  # before any weight is allocated
         model = model_class(name=config["config"].get("name", "sequential"), device=device)
         for layer in [layers.Input(shape)] + made:
             model.add(layer)
@@ -755,7 +764,14 @@ def load_weights(model, path):
             with h5py.File(weights, "r") as f:
                 _read_weights(model, f, kinds)
         else:
-            with open_regular(path) as raw, h5py.File(raw, "r") as f:  # a FIFO is refused, never read
-                _read_weights(model, f, kinds)
+            with open_regular(path) as raw:  # a FIFO is refused, never read
+                size = os.fstat(raw.fileno()).st_size
+                if size > limit:
+                    raise _Refused(
+                        f"the file is {size} bytes; the weights of this model, with an optimizer's state, "
+                        f"take at most {limit}"
+                    )
+                with h5py.File(raw, "r") as f:
+                    _read_weights(model, f, kinds)
     except Exception as e:
         raise _failures(path, e) from e
