@@ -3,12 +3,18 @@
     python examples/mnist_mlp.py --save mnist_mlp.npz
     python examples/predict_digits.py mnist_mlp.npz my_digit.png another.jpg
 
-Each image (PNG/JPEG, any size, colour or grey, dark-on-light or light-on-dark)
-is prepared the way MNIST's digits were (tinynet.images.prepare_digit): grey,
-inverted if the background is light, cropped to the digit, fitted into 20x20
-keeping the aspect ratio, centred by its centre of mass in 28x28. Then the model
-predicts. --show-input DIR writes the prepared 28x28 images, to see what the
-model saw.
+Each image (PNG/JPEG/TIFF/GIF, any size, colour or grey, 8-bit, 16-bit or float,
+dark-on-light or light-on-dark) is prepared the way MNIST's digits were
+(tinynet.images.prepare_digit): grey, inverted if the background is light,
+cropped to the digit, fitted into 20x20 keeping the aspect ratio, centred by its
+centre of mass in 28x28. Then the model predicts. --show-input DIR writes the
+prepared 28x28 images, to see what the model saw.
+
+A file of several frames (an animated GIF, a multi-page TIFF) gives one
+prediction a frame, each labelled "[frame k of n]". An image that cannot be read
+(damaged, blank, larger than Pillow's 89.5-megapixel guard against decompression
+bombs) is reported on a line of its own, and the others are still read; the
+exit status is then 1.
 """
 
 from __future__ import annotations
@@ -20,7 +26,35 @@ import sys
 import numpy as np
 
 import tinynet as tn
-from tinynet.images import count_digits, load_image, prepare_digit
+from tinynet.images import count_digits, iter_frames, prepare_digit
+
+
+def _stem(path, stems) -> str:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if stems.count(stem) > 1:  # seven.png and seven.jpg must not overwrite each other
+        stem = os.path.basename(path).replace(".", "_")
+    return stem
+
+
+def _predict(model, label, image, digit, show_input, stem):
+    marks = count_digits(image)
+    if marks > 1:
+        print(
+            f"warning: {label} seems to hold {marks} digits side by side; the model reads one digit per "
+            "image: crop each into a file of its own",
+            file=sys.stderr,
+        )
+    x = digit.reshape(1, -1) if model.input_shape == (784,) else digit.reshape((1,) + model.input_shape)
+    probabilities = model.predict(x)[0]
+    best = int(np.argmax(probabilities))
+    ranked = ", ".join(f"{k}: {probabilities[k]:.3f}" for k in np.argsort(probabilities)[::-1][:3])
+    print(f"{label}: predicted {best} (p = {probabilities[best]:.3f}; top 3: {ranked})")
+    print("  probabilities: " + " ".join(f"{k}:{v:.3f}" for k, v in enumerate(probabilities)))
+    if show_input:
+        from PIL import Image
+
+        os.makedirs(show_input, exist_ok=True)
+        Image.fromarray((digit * 255).round().astype(np.uint8)).save(os.path.join(show_input, stem + "_28x28.png"))
 
 
 def main(argv=None) -> int:
@@ -47,34 +81,19 @@ def main(argv=None) -> int:
     stems = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
     for path in args.images:
         try:
-            image = load_image(path)
-            digit = prepare_digit(image)
-        except (ValueError, OSError) as e:
+            for index, count, image in iter_frames(path):
+                label = path if count == 1 else f"{path} [frame {index + 1} of {count}]"
+                try:
+                    digit = prepare_digit(image)
+                except ValueError as e:
+                    print(f"error: {label}: {e}", file=sys.stderr)
+                    status = 1
+                    continue
+                stem = _stem(path, stems) + ("" if count == 1 else f"_frame{index + 1}")
+                _predict(model, label, image, digit, args.show_input, stem)
+        except (ValueError, OSError) as e:  # this file cannot be read (any more): say so, go on with the next
             print(f"error: {e}" if os.fspath(path) in str(e) else f"error: {path}: {e}", file=sys.stderr)
             status = 1
-            continue
-        marks = count_digits(image)
-        if marks > 1:
-            print(
-                f"warning: {path} seems to hold {marks} digits side by side; the model reads one digit per "
-                "image: crop each into a file of its own",
-                file=sys.stderr,
-            )
-        x = digit.reshape(1, -1) if model.input_shape == (784,) else digit.reshape((1,) + model.input_shape)
-        probabilities = model.predict(x)[0]
-        best = int(np.argmax(probabilities))
-        ranked = ", ".join(f"{k}: {probabilities[k]:.3f}" for k in np.argsort(probabilities)[::-1][:3])
-        print(f"{path}: predicted {best} (p = {probabilities[best]:.3f}; top 3: {ranked})")
-        print("  probabilities: " + " ".join(f"{k}:{v:.3f}" for k, v in enumerate(probabilities)))
-        if args.show_input:
-            from PIL import Image
-
-            os.makedirs(args.show_input, exist_ok=True)
-            stem = os.path.splitext(os.path.basename(path))[0]
-            if stems.count(stem) > 1:  # seven.png and seven.jpg must not overwrite each other
-                stem = os.path.basename(path).replace(".", "_")
-            out = os.path.join(args.show_input, stem + "_28x28.png")
-            Image.fromarray((digit * 255).round().astype(np.uint8)).save(out)
     return status
 
 

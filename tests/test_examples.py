@@ -123,6 +123,53 @@ def test_predict_digits_reports_unreadable_images(trained, tmp_path):
     assert result.stderr.count("notes.png") == 1  # the path once, not twice
 
 
+def test_predict_digits_reports_each_bad_image_and_reads_every_frame_and_float_image(trained, tmp_path):
+    from bombs import png_zeros
+    from PIL import Image
+
+    work, (_, (x_test, _)), _ = trained
+    model = tn.load_model(work / "model.npz")
+    digits = [x_test[k].astype(np.float32) / 255 for k in range(3)]
+    expected = [int(model.predict(d.reshape(1, -1)).argmax()) for d in digits]
+    (tmp_path / "bomb.png").write_bytes(png_zeros(30_000, 30_000))  # 0.9 MB, 900 megapixels
+    Image.fromarray(np.kron(digits[0], np.ones((3, 3))).astype(np.float32), "F").save(tmp_path / "float.tiff")
+    frames = [Image.fromarray((np.kron(d, np.ones((3, 3))) * 255).astype(np.uint8)) for d in digits[1:]]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=200)
+    Image.fromarray((digits[2] * 255).astype(np.uint8)).save(tmp_path / "last.png")
+    names = ["bomb.png", "float.tiff", "anim.gif", "last.png"]
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "predict_digits.py"), str(work / "model.npz")]
+        + [str(tmp_path / n) for n in names]
+        + ["--show-input", str(tmp_path / "seen")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr  # one image could not be read
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "bomb.png: the image is 900.0 megapixels" in errors[0], result.stderr
+    predicted = {
+        line.split(": predicted ")[0].replace(str(tmp_path) + os.sep, ""): int(line.split("predicted ")[1].split()[0])
+        for line in result.stdout.splitlines()
+        if ": predicted " in line
+    }
+    assert predicted == {
+        "float.tiff": expected[0],
+        "anim.gif [frame 1 of 2]": expected[1],
+        "anim.gif [frame 2 of 2]": expected[2],
+        "last.png": expected[2],
+    }, result.stdout
+    assert sorted(os.listdir(tmp_path / "seen")) == [
+        "anim_frame1_28x28.png",
+        "anim_frame2_28x28.png",
+        "float_28x28.png",
+        "last_28x28.png",
+    ]
+
+
 def test_tune_mlp_ranks_trials_on_validation_and_tests_once(trained):
     work, _, _ = trained
     out = run(
