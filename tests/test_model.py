@@ -246,3 +246,22 @@ def test_fit_goes_on_after_a_gradient_check_cast_one_layer_to_float64():
     tn.gradcheck.check_backward(model.layers[0], x[:4].astype(np.float64))
     history = model.fit(x, y, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+def test_a_deep_copy_of_a_trained_model_learns_as_the_model_does(optimizer):
+    """The copy's parameters must not be left beside a copied flat buffer that the optimizer steps."""
+    import copy
+
+    model = tn.Sequential([tn.Input((5,)), tn.Dense(4, activation="relu"), tn.Dense(3, activation="softmax")], seed=0)
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).standard_normal((32, 5)).astype(np.float32)
+    y = np.arange(32) % 3
+    model.fit(x, y, epochs=1, verbose=0)
+    twin = copy.deepcopy(model)
+    before = [w.copy() for w in twin.get_weights()]
+    twin.train_on_batch(x[:4], y[:4])
+    model.train_on_batch(x[:4], y[:4])
+    assert any((a != b).any() for a, b in zip(before, twin.get_weights()))
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -7,6 +7,7 @@ model.py reads as the training loop and nothing else.
 
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -20,6 +21,17 @@ from .summary import format_summary
 class ModelAPI:
     """``evaluate``, ``predict``, ``train_on_batch``, ``test_on_batch``, ``get_weights``/
     ``set_weights``, ``get_state``/``set_state`` (for exact resume), ``save`` and ``summary``."""
+
+    def __deepcopy__(self, memo):
+        """``copy.deepcopy(model)``: every array copied, and no flat buffer. A trained model's
+        parameters are views of one buffer (tinynet/training.py); copied, they would be arrays
+        of their own beside a copied buffer that the optimizer then steps, so the copy would
+        never learn. It packs a buffer of its own at its next ``fit`` or ``train_on_batch``."""
+        twin = type(self).__new__(type(self))
+        memo[id(self)] = twin
+        for name, value in vars(self).items():
+            vars(twin)[name] = None if name == "flat_parameters" else copy.deepcopy(value, memo)
+        return twin
 
     # ---------------------------------------------------------------- what fit asks of the model
 
