@@ -75,14 +75,17 @@ def _grid(value, what, rows=None, cols=None, limit=MAX_DRAWING):
     if not isinstance(value, list) or not value or not all(isinstance(r, list) for r in value):
         raise BadRequest(f"{expected}, got {type(value).__name__}")
     if rows and (len(value) != rows or any(len(r) != cols for r in value)):
-        raise BadRequest(f"{expected}, got {len(value)} rows of {sorted({len(r) for r in value})} numbers")
+        raise BadRequest(f"{expected}, got {len(value)} rows of {sorted({len(r) for r in value})[:5]} numbers")
     if len(value) > limit or len({len(r) for r in value}) != 1 or not 1 <= len(value[0]) <= limit:
         raise BadRequest(f"{expected}, got {len(value)} rows of {sorted({len(r) for r in value})[:5]} numbers")
     for r in value:
         for v in r:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise BadRequest(f"{expected}, got a {type(v).__name__} ({json.dumps(v)[:40]})")
-    a = np.asarray(value, dtype=np.float64)
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an integer of hundreds of digits
+        raise BadRequest(f"{expected}, got an integer too large for a float") from None
     if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
         raise BadRequest(f"{expected}, got values from {a.min()} to {a.max()}")
     return a.astype(np.float32)
@@ -99,6 +102,8 @@ def _label(body):
 
 def _image(body, allow_drawing=False):
     """The 28x28 input the model reads: ``image`` as given, or ``drawing`` prepared MNIST-style."""
+    if "image" in body and "drawing" in body:
+        raise BadRequest('send either "image" (28x28, prepared) or "drawing" (any size, to prepare), not both')
     if "image" in body:
         return _grid(body["image"], "image", 28, 28)
     if allow_drawing and "drawing" in body:
@@ -130,9 +135,20 @@ class DigitApp:
     def __init__(self, model, source=""):
         if not model.built or model.input_shape not in ((784,), (28, 28, 1), (28, 28)):
             raise ValueError(f"the app needs a model of MNIST images, (784,) or (28, 28, 1); got {model.input_shape}")
+        head = type(keras_compat.output_head(model)).__name__
+        if head != "Softmax":
+            raise ValueError(
+                f"the app shows ten probabilities and the loss -log p[label]: it needs a model ending in a "
+                f"softmax (Dense(10, activation='softmax')), this one ends in {head}"
+            )
         if model.optimizer is None:  # a .keras file saved without its compile settings
             model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        if "categorical_crossentropy" not in model.loss.name:
+            raise ValueError(f"the app needs a cross-entropy loss, the model was compiled with {model.loss.name}")
         self.model, self.source, self.lock = model, source, threading.Lock()
+        outputs = self._forward(np.zeros((28, 28), np.float32))
+        if outputs[-1].shape != (10,):
+            raise ValueError(f"the app needs a model of ten outputs, one per digit; this one has {outputs[-1].shape}")
         self.original = copy.deepcopy(model)
         self.changed = False
 
@@ -225,6 +241,7 @@ def make_handler(app: DigitApp):
         "/api/learn": lambda b: app.learn(_image(b), _label(b)),
         "/api/reset": lambda b: app.reset(),
     }
+    no_body = {"/api/reset"}
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "tinynet-digit-app"
@@ -246,8 +263,32 @@ def make_handler(app: DigitApp):
         def _error(self, status, message):
             self._json(status, {"error": message})
 
+        def send_error(self, code, message=None, explain=None):  # the standard library's own errors, as JSON
+            self.close_connection = True
+            self._error(code, message or HTTPStatus(code).phrase)
+
+        def _not_allowed(self):
+            path = self.path.split("?")[0]
+            allowed = "POST" if path in routes else "GET"
+            self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+            body = json.dumps({"error": f"{self.command} {path} is not served; use {allowed}"}).encode()
+            self.send_header("Allow", allowed)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
         def do_GET(self):
             path = self.path.split("?")[0]
+            if path in routes:
+                return self._not_allowed()
+            if path == "/favicon.ico":
+                self.send_response(HTTPStatus.NO_CONTENT)
+                self.send_header("Content-Length", "0")
+                return self.end_headers()
             if path in FILES:
                 name, kind = FILES[path]
                 with open(os.path.join(STATIC, name), "rb") as f:
@@ -261,7 +302,8 @@ def make_handler(app: DigitApp):
             if path not in routes:
                 return self._error(HTTPStatus.NOT_FOUND, f"no API {path}; POST to {', '.join(routes)}")
             try:
-                body = self._body()
+                bodiless = self.headers.get("Content-Length") in (None, "0")
+                body = {} if path in no_body and bodiless else self._body()
                 self._json(HTTPStatus.OK, routes[path](body))
             except BadRequest as e:
                 self._error(e.status, str(e))
@@ -270,7 +312,7 @@ def make_handler(app: DigitApp):
 
         def _body(self):
             length = self.headers.get("Content-Length")
-            if length is None or not length.isdigit():
+            if length is None or not (length.isascii() and length.isdigit()):
                 raise BadRequest("a JSON body with a Content-Length is expected", HTTPStatus.LENGTH_REQUIRED)
             if int(length) > MAX_BODY:
                 self.close_connection = True
@@ -288,6 +330,8 @@ def make_handler(app: DigitApp):
                 body = json.loads(raw, parse_constant=_no_constant)
             except (ValueError, UnicodeDecodeError) as e:
                 raise BadRequest(f"the body is not valid JSON ({e})") from None
+            except RecursionError:
+                raise BadRequest("the body's JSON is nested too deep; 28 rows of 28 numbers is two levels") from None
             if not isinstance(body, dict):
                 raise BadRequest(f"the body should be a JSON object, got {type(body).__name__}")
             return body
@@ -299,10 +343,15 @@ def _no_constant(name):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the standard library's 5 resets a burst of requests from one page or test
+
+
 def make_server(app: DigitApp, host="127.0.0.1", port=8000) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), make_handler(app))
-    server.daemon_threads = True
-    return server
+    handler = make_handler(app)
+    handler.timeout = 30  # seconds: a client that stalls mid-request gives its thread back
+    return _Server((host, port), handler)
 
 
 # ------------------------------------------------------------------ the model to serve

@@ -155,6 +155,9 @@ BAD = [
     (json.dumps({"drawing": [[0.0] * 30] * 30}).encode(), 422, "the image is blank"),
     (json.dumps({"drawing": [[0.0] * 600] * 2}).encode(), 400, "at most 512x512"),
     (json.dumps({"drawing": [[0.0] * 5, [0.0] * 6]}).encode(), 400, "got 2 rows of [5, 6] numbers"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deep"),
+    (b'{"drawing": [[1' + b"0" * 400 + b"]]}", 400, "an integer too large for a float"),
+    (json.dumps({"image": _digit().tolist(), "drawing": [[0.5]]}).encode(), 400, "not both"),
 ]
 
 
@@ -203,6 +206,56 @@ def test_a_body_over_1_mb_or_without_a_length_is_refused_unread(server):
     connection.endheaders()
     answer = connection.getresponse()
     assert answer.status == 413 and "at most 1048576" in json.loads(answer.read())["error"]
+
+
+def test_other_methods_and_odd_headers_get_json_answers(server):
+    import http.client
+
+    _, base = server
+    host = base.split("//")[1]
+    for method, path, status in [("GET", "/api/predict", 405), ("PUT", "/api/predict", 405), ("HEAD", "/", 405)]:
+        connection = http.client.HTTPConnection(host, timeout=10)
+        connection.request(method, path)
+        answer = connection.getresponse()
+        body = answer.read()
+        assert answer.status == status, (method, path)
+        if method != "HEAD":
+            assert "is not served; use" in json.loads(body)["error"]
+    connection = http.client.HTTPConnection(host, timeout=10)
+    connection.putrequest("POST", "/api/predict")
+    connection.putheader("Content-Length", "\u00b2".encode().decode("latin-1"))  # a digit to str.isdigit only
+    connection.endheaders()
+    answer = connection.getresponse()
+    assert answer.status == 411 and "error" in json.loads(answer.read())
+    request = urllib.request.Request(base + "/api/reset", method="POST")  # no body at all, as curl -X POST sends
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200 and json.loads(answer.read())["changed"] is False
+
+
+@pytest.mark.parametrize(
+    "head, message",
+    [
+        (lambda: [tn.Dense(5, activation="softmax")], r"ten outputs, one per digit; this one has \(5,\)"),
+        (lambda: [tn.Dense(10)], "needs a model ending in a softmax"),
+        (lambda: [tn.Dense(10, activation="sigmoid")], "this one ends in Sigmoid"),
+    ],
+)
+def test_a_model_the_page_cannot_show_honestly_is_refused_at_start(head, message):
+    model = tn.Sequential([tn.Input((784,)), tn.Dense(8, activation="relu"), *head()], seed=0)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=message):
+        digit_app.DigitApp(model)
+
+
+def test_learn_still_learns_after_a_reset_of_a_model_trained_in_this_process(model):
+    app = digit_app.DigitApp(model, "trained here")  # fit in this process: its parameters are views of a buffer
+    image, label = _digit(-2).astype(np.float32), 4
+    first = app.learn(image, label)
+    app.reset()
+    again = app.learn(image, label)
+    assert again["after"]["probabilities"][label] > again["before"]["probabilities"][label]
+    assert again["after"]["probabilities"] == pytest.approx(first["after"]["probabilities"], abs=1e-7)
+    app.reset()
 
 
 def test_unknown_paths_and_files_are_404_and_no_request_names_a_file(server):

@@ -122,7 +122,7 @@ function picture(values, rows, cols, signed, zoom, scale) {
   canvas.style.height = rows * zoom + "px";
   const c = canvas.getContext("2d");
   const img = c.createImageData(cols, rows);
-  const s = scale !== undefined ? scale : Math.max(1e-30, ...values.map(Math.abs));
+  const s = scale !== undefined ? scale : Math.max(1e-30, maxAbs(values));
   values.forEach((v, k) => {
     const [r, g, b] = colour(v, s, signed);
     img.data.set([r, g, b, 255], 4 * k);
@@ -139,12 +139,19 @@ function strip(values, signed) {
   return canvas;
 }
 
+function maxAbs(values) {
+  // a loop, not Math.max(...values): a 784x1024 kernel is more arguments than a call takes
+  let m = 0;
+  for (const v of values) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
 function norm(values) {
   return Math.sqrt(values.reduce((s, v) => s + v * v, 0));
 }
 
 function describe(values) {
-  const max = Math.max(...values.map(Math.abs));
+  const max = maxAbs(values);
   return `${values.length} values, |max| ${max.toPrecision(3)}, norm ${norm(values).toPrecision(3)}`;
 }
 
@@ -158,7 +165,7 @@ function view(array, signed) {
     const [h, w, c] = shape;
     const maps = document.createElement("div");
     maps.className = "maps";
-    const scale = Math.max(1e-30, ...values.map(Math.abs));
+    const scale = Math.max(1e-30, maxAbs(values));
     for (let k = 0; k < Math.min(c, 16); k++) {
       const channel = [];
       for (let i = 0; i < h * w; i++) channel.push(values[i * c + k]);
@@ -194,7 +201,7 @@ function kernelView(name, kernel) {
     const maps = document.createElement("div");
     maps.className = "maps";
     const all = flat(kernel);
-    const scale = Math.max(1e-30, ...all.map(Math.abs));
+    const scale = Math.max(1e-30, maxAbs(all));
     for (let u = 0; u < Math.min(cols, 32); u++) {
       const column = [];
       for (let i = 0; i < 784; i++) column.push(kernel[i][u]);
@@ -242,7 +249,7 @@ function section(parent, title, body) {
 // ---------------------------------------------------------------- what the API answered
 
 function bars(probabilities) {
-  const best = probabilities.indexOf(Math.max(...probabilities));
+  const best = probabilities.indexOf(Math.max(...probabilities)); // ten values
   $("bars").innerHTML = "";
   probabilities.forEach((p, k) => {
     const label = document.createElement("span");
@@ -280,7 +287,9 @@ async function backward() {
   if (!lastInput) return;
   const label = Number($("label").value);
   const answer = await api("/api/backward", { image: lastInput, label });
-  $("loss").textContent = `loss L = -log p[${label}] = -log ${answer.probabilities[label].toFixed(4)} = ${answer.loss.toFixed(4)}`;
+  const p = answer.probabilities[label];
+  const shown = p === 0 ? "0 (below float32's smallest: the loss is computed from the logits)" : p >= 1e-4 ? p.toFixed(4) : p.toExponential(3);
+  $("loss").textContent = `loss L = -log p[${label}] = -log ${shown} = ${answer.loss.toFixed(4)}`;
   const box = $("gradients");
   box.innerHTML = "";
   for (const layer of answer.layers) {
