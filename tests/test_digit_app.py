@@ -325,6 +325,9 @@ def test_the_app_serves_a_keras_file_and_refuses_a_model_of_other_inputs(tmp_pat
     model.save(tmp_path / "m.keras")
     app = digit_app.DigitApp(tn.load_model(tmp_path / "m.keras"), "m.keras")
     assert app.predict(_digit().astype(np.float32))["label"] in range(10)
+    keras_made = tn.load_model(os.path.join(ROOT, "tests", "fixtures", "keras_files", "cnn.keras"))  # saved by Keras
+    answer = digit_app.DigitApp(keras_made, "cnn.keras").backward(_digit().astype(np.float32), 3)
+    assert answer["layers"][-1]["class_name"] == "Conv2D" and answer["loss"] > 0
     other = tn.Sequential([tn.Input((5,)), tn.Dense(10, activation="softmax")])
     with pytest.raises(ValueError, match=r"needs a model of MNIST images.*got \(5,\)"):
         digit_app.DigitApp(other)
