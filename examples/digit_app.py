@@ -5,7 +5,7 @@
 
 With no --model it uses mnist_mlp.npz or mnist_cnn.npz in this folder (the names the
 README's commands save), else the model it trained itself before (in the tinynet cache),
-else it trains a small MLP on MNIST first (about 10 s on 2 cores) and keeps it for next
+else it trains a small MLP on MNIST first (a few seconds on 2 cores) and keeps it for next
 time. --model takes a tinynet .npz or a .keras file, Keras's own included.
 
 The page (examples/digit_app/: plain HTML, CSS and JavaScript, nothing from the network)
@@ -188,9 +188,7 @@ class DigitApp:
         with self.lock:
             model, x, y = self.model, self._x(image), self._y(label)
             with keras_compat.loss_for(model) as loss_fn:
-                out = x
-                for layer in model.layers:
-                    out = layer.forward(out, training=False)
+                out = model.forward(x, training=False)  # dropout off, BN's moving statistics: as predict showed
                 loss = float(loss_fn.forward(out, y))
                 g, rows = loss_fn.backward(), []
                 for layer in reversed(model.layers):
@@ -358,12 +356,13 @@ def make_server(app: DigitApp, host="127.0.0.1", port=8000) -> ThreadingHTTPServ
 
 
 def _cache_path():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "tinynet", "digit_app", "mlp.npz")
+    from tinynet.datasets import mnist
+
+    return os.path.join(os.path.dirname(mnist.cache_dir()), "digit_app", "mlp.npz")  # beside MNIST's cache
 
 
 def train_small_mlp(data_dir=None, epochs=3, verify=True):
-    """A 784-128-10 MLP trained on MNIST (Adam, batch 128): 97-98% on the test set."""
+    """A 784-128-10 MLP trained on MNIST (Adam, batch 128): 96.6% on the test set after 3 epochs."""
     from tinynet import preprocessing
     from tinynet.datasets import mnist
 
@@ -392,7 +391,6 @@ def find_model(args):
         return tn.load_model(cached), cached
     print("no saved model found (mnist_mlp.npz, mnist_cnn.npz, or the app's own): training a small MLP first")
     model = train_small_mlp(args.data_dir, verify=not args.no_verify)
-    os.makedirs(os.path.dirname(cached), exist_ok=True)
     print(f"model saved to {model.save(cached)} (used next time; --model PATH for another)")
     return model, cached
 

@@ -224,8 +224,10 @@ function kernelView(name, kernel) {
   return view(kernel, true);
 }
 
-function head(row, layer, formula) {
-  // text, never HTML: a layer's name comes from the model file
+function layerRow(layer, formula) {
+  // a layer's name and formula, as text, never HTML: the name comes from the model file
+  const row = document.createElement("div");
+  row.className = "layer";
   const name = document.createElement("div");
   name.className = "layer-head";
   name.textContent = `${layer.name} (${layer.class_name})`;
@@ -236,6 +238,7 @@ function head(row, layer, formula) {
     f.textContent = formula;
     row.appendChild(f);
   }
+  return row;
 }
 
 function section(parent, title, body) {
@@ -275,9 +278,7 @@ function show(answer) {
   const box = $("activations");
   box.innerHTML = "";
   for (const layer of answer.layers) {
-    const row = document.createElement("div");
-    row.className = "layer";
-    head(row, layer, layer.forward);
+    const row = layerRow(layer, layer.forward);
     row.appendChild(view(layer.output, false));
     box.appendChild(row);
   }
@@ -293,9 +294,7 @@ async function backward() {
   const box = $("gradients");
   box.innerHTML = "";
   for (const layer of answer.layers) {
-    const row = document.createElement("div");
-    row.className = "layer";
-    head(row, layer, layer.backward);
+    const row = layerRow(layer, layer.backward);
     section(row, "gy = dL/dy, the gradient that arrives", view(layer.gy, true));
     for (const [name, g] of Object.entries(layer.gradients)) section(row, `d L / d ${name}`, kernelView(name, g));
     section(row, "gx = dL/dx, the gradient passed on", view(layer.gx, true));
