@@ -354,7 +354,7 @@ def hdf5_chunk_bomb(tmp):
 
 
 def ten_thousand_links_weights_h5(tmp):
-    """A .weights.h5 of 600 KB holding 10,000 hard links to one kernel: each link costs ~230 us
+    """A .weights.h5 of 917 KB holding 10,000 hard links to one kernel: each link costs ~230 us
     to walk (a 99,000-link file took 23 s); a 2-layer model's file has a few dozen objects."""
 
     def edit(f):
