@@ -50,7 +50,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import numpy as np  # noqa: E402
 
 import tinynet as tn  # noqa: E402
-import tinynet.threads  # noqa: E402, F401
+import tinynet.engine.threads  # noqa: E402, F401
 from benchmarks.common import cpu_name, epoch_timer  # noqa: E402
 from tinynet import preprocessing  # noqa: E402
 from tinynet.datasets import mnist  # noqa: E402
@@ -126,7 +126,7 @@ def graph_floor(model, x, y, batch):
     nodes, replayed (median of 20). The products: each product shape of the step, timed
     with CUDA events over 200 runs, tinynet's gemm (what the graph runs) against CuPy's
     matmul (cuBLAS, outside any graph), in microseconds."""
-    from tinynet import graphs
+    from tinynet.engine import graphs
 
     cp = tn.backend.xp_for("gpu")
     xd, yd = tn.backend.to_device(x, "gpu"), tn.backend.to_device(y, "gpu")
@@ -565,7 +565,8 @@ def write_report(results, args, versions):
         "versions": versions,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default") + f"; tinynet: {tn.threads.describe()}",
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")
+        + f"; tinynet: {tn.engine.threads.describe()}",
         "busy": bool(args.busy),
     }
     with open(stem + ".json", "w") as f:

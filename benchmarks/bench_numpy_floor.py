@@ -1,7 +1,7 @@
 """tinynet's MLP training against the same training written as bare NumPy, in one process.
 
 The bare version is the arithmetic of tinynet's training step and nothing else: the same
-matrix products on the same BLAS threads (tinynet/threads.py), the bias and ReLU, the
+matrix products on the same BLAS threads (tinynet/engine/threads.py), the bias and ReLU, the
 log-softmax cross-entropy and its gradient (p - onehot) / N, the accuracy count, and Adam's
 whole-buffer passes over one flat buffer with Keras's formula; no layers, no loss, optimizer
 or metric objects, no callbacks. Its time is the floor of this training in NumPy on this
@@ -38,8 +38,9 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 import tinynet as tn  # noqa: E402
 from benchmarks.common import cpu_name, epoch_timer  # noqa: E402
-from tinynet import keras_compat, preprocessing, threads  # noqa: E402
+from tinynet import optimizers, preprocessing  # noqa: E402
 from tinynet.datasets import mnist  # noqa: E402
+from tinynet.engine import threads  # noqa: E402
 
 CONFIGS = [((100,), 32), ((100,), 128), ((512, 512), 128)]
 
@@ -104,7 +105,7 @@ class BareMLP:
         tmp -= v
         tmp *= 1 - self.beta_2
         v += tmp
-        alpha = keras_compat.adam_step_size(self.lr, self.beta_1, self.beta_2, self.t, np.float32)
+        alpha = optimizers.adam_step_size(self.lr, self.beta_1, self.beta_2, self.t, np.float32)
         np.sqrt(v, out=den)
         den += self.epsilon
         np.multiply(m, alpha, out=tmp)

@@ -158,7 +158,7 @@ def train(model, args, x_train, y_train, callbacks=None):
     per_epoch = seconds / max(epochs, 1)
     where = model.device + (", each epoch one CUDA graph" if history.cuda_graph else "")
     if model.device == "gpu" and model.cuda_graph == "auto" and not history.cuda_graph:
-        where += f", step by step ({tn.graphs.why_not(model, None, callbacks)})"
+        where += f", step by step ({tn.engine.graphs.why_not(model, None, callbacks)})"
     print(f"trained {plural(epochs, 'epoch')} in {seconds:.1f} s ({per_epoch:.2f} s/epoch) on {where}")
     losses = history.history.get("loss", [])
     if len(losses) > 1 and losses[-1] >= losses[0] or losses and losses[-1] > 10 * math.log(10):
@@ -206,7 +206,7 @@ def run(args, build_model, image_shape, title) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    why = tn.graphs.why_not(model) if model.cuda_graph is True else None
+    why = tn.engine.graphs.why_not(model) if model.cuda_graph is True else None
     if why:
         print(f"error: --cuda-graph on, but this model cannot train as a CUDA graph: {why}", file=sys.stderr)
         return 2

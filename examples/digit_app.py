@@ -44,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 
 import tinynet as tn
-from tinynet import keras_compat
+from tinynet.engine import keras_rules
 from tinynet.images import prepare_digit
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digit_app")
@@ -135,7 +135,7 @@ class DigitApp:
     def __init__(self, model, source=""):
         if not model.built or model.input_shape not in ((784,), (28, 28, 1), (28, 28)):
             raise ValueError(f"the app needs a model of MNIST images, (784,) or (28, 28, 1); got {model.input_shape}")
-        head = type(keras_compat.output_head(model)).__name__
+        head = type(keras_rules.output_head(model)).__name__
         if head != "Softmax":
             raise ValueError(
                 f"the app shows ten probabilities and the loss -log p[label]: it needs a model ending in a "
@@ -187,7 +187,7 @@ class DigitApp:
         """The library's own backward pass on the forward the prediction showed."""
         with self.lock:
             model, x, y = self.model, self._x(image), self._y(label)
-            with keras_compat.loss_for(model) as loss_fn:
+            with keras_rules.loss_for(model) as loss_fn:
                 out = model.forward(x, training=False)  # dropout off, BN's moving statistics: as predict showed
                 loss = float(loss_fn.forward(out, y))
                 g, rows = loss_fn.backward(), []

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     status = 0
-    if tn.keras_compat.output_head(model).__class__.__name__ == "Sigmoid":
+    if tn.engine.keras_rules.output_head(model).__class__.__name__ == "Sigmoid":
         print("(this model ends in a sigmoid: ten independent scores, one per digit, that need not sum to 1)")
     stems = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
     for path in args.images:

@@ -15,7 +15,8 @@ import cupy_standin
 import numpy as np
 import pytest
 
-from tinynet import backend, kernels
+from tinynet import backend
+from tinynet.engine import kernels
 
 STANDIN = cupy_standin.make_module()
 

@@ -12,7 +12,8 @@ import pytest
 from conftest import STANDIN, use_standin
 
 import tinynet as tn
-from tinynet import backend, kernels
+from tinynet import backend
+from tinynet.engine import kernels
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Every fast twin (tinynet/fast.py) equals the textbook method it stands in for.
+"""Every fast twin (tinynet/engine/twins.py) equals the textbook method it stands in for.
 
 On the CPU the twins do the same operations in the same order into reused arrays,
 so they are held *bitwise* equal, except where a sum is done in another order: the
@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 import tinynet as tn
-from tinynet import backend, fast
+from tinynet import backend
+from tinynet.engine import twins as fast
+from tinynet.engine import twins_inplace
 
 
 def exact(device):
@@ -311,19 +313,19 @@ def test_conv_work_arrays_hold_the_latest_batch_and_go_when_fit_ends(rng):
         tn.Conv2D.backward(conv1, gh_plain)
         for got, want in zip(fast_grads, (conv1.kernel.grad, conv1.bias.grad, conv2.kernel.grad, conv2.bias.grad)):
             rounding(got, want)
-    assert fast._work_arrays.get(conv1) and fast._work_arrays.get(conv2)
+    assert twins_inplace._work_arrays.get(conv1) and twins_inplace._work_arrays.get(conv2)
     fast.remove(model)
-    assert conv1 not in fast._work_arrays and conv2 not in fast._work_arrays
+    assert conv1 not in twins_inplace._work_arrays and conv2 not in twins_inplace._work_arrays
     model.fit(rng.standard_normal((8, 9, 9, 1)).astype(np.float32), np.zeros((8, 100), np.float32), verbose=0)
-    assert conv1 not in fast._work_arrays and conv2 not in fast._work_arrays
+    assert conv1 not in twins_inplace._work_arrays and conv2 not in twins_inplace._work_arrays
 
 
 def test_by_samples_covers_every_sample_once_and_passes_errors_on():
     seen = []
-    fast._by_samples(50, 3, lambda lo, hi: seen.append((lo, hi)))
+    twins_inplace._by_samples(50, 3, lambda lo, hi: seen.append((lo, hi)))
     assert sorted(seen) == [(0, 16), (16, 33), (33, 50)]
     seen.clear()
-    fast._by_samples(12, 3, lambda lo, hi: seen.append((lo, hi)))  # fewer than 8 samples a range: one
+    twins_inplace._by_samples(12, 3, lambda lo, hi: seen.append((lo, hi)))  # fewer than 8 samples a range: one
     assert seen == [(0, 12)]
 
     def fails(lo, hi):
@@ -331,7 +333,7 @@ def test_by_samples_covers_every_sample_once_and_passes_errors_on():
             raise ValueError("in a worker")
 
     with pytest.raises(ValueError, match="in a worker"):
-        fast._by_samples(64, 2, fails)
+        twins_inplace._by_samples(64, 2, fails)
     ended = []
 
     def one_fails_early_one_ends_late(lo, hi):
@@ -342,13 +344,13 @@ def test_by_samples_covers_every_sample_once_and_passes_errors_on():
             ended.append(lo)
 
     with pytest.raises(ValueError, match="early"):
-        fast._by_samples(48, 3, one_fails_early_one_ends_late)
+        twins_inplace._by_samples(48, 3, one_fails_early_one_ends_late)
     assert ended == [32]  # no range still writes when the error reaches the caller
 
 
 def _split_in_child(queue):
     seen = []
-    fast._by_samples(64, 2, lambda lo, hi: seen.append((lo, hi)))
+    twins_inplace._by_samples(64, 2, lambda lo, hi: seen.append((lo, hi)))
     queue.put(sorted(seen))
 
 
@@ -356,7 +358,7 @@ def _split_in_child(queue):
 def test_by_samples_works_in_a_child_forked_after_it_ran():
     """A child made by fork (multiprocessing's default on Linux before Python 3.14) gets
     no worker threads from its parent: it starts its own instead of waiting forever."""
-    fast._by_samples(64, 2, lambda lo, hi: None)  # the parent's workers exist
+    twins_inplace._by_samples(64, 2, lambda lo, hi: None)  # the parent's workers exist
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_split_in_child, args=(queue,))

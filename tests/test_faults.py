@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tinynet as tn
-from tinynet import fileio
+from tinynet.files import fileio
 
 
 def _data(n=48):
@@ -242,7 +242,7 @@ def test_a_killed_save_leaves_a_temporary_file_that_the_next_save_removes(tmp_pa
     path = tmp_path / "m.npz"
     code = f"""
         import os, signal, numpy as np, tinynet as tn
-        from tinynet import fileio
+        from tinynet.files import fileio
         real = os.fsync
         def die(fd):
             os.kill(os.getpid(), signal.SIGKILL)

@@ -14,8 +14,9 @@ import pytest
 from synthetic import write_mnist_dir
 
 import tinynet as tn
-from tinynet import images, progress
-from tinynet.fileio import atomic_write
+from tinynet import images
+from tinynet.engine import progress
+from tinynet.files.fileio import atomic_write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,7 +13,8 @@ import pytest
 from conftest import use_standin
 
 import tinynet as tn
-from tinynet import kernels, training
+from tinynet.engine import kernels
+from tinynet.engine import loop as training
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def _epoch_events(steps, **fit):
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     cupy_standin.reset_counts()
     model.fit(x, y, batch_size=batch, verbose=0, **fit)
-    assert tn.fast.installed(model) == []  # the fused twins were there (checked below) and are gone
+    assert tn.engine.twins.installed(model) == []  # the fused twins were there (checked below) and are gone
     return Counter(cupy_standin.events)
 
 
@@ -92,9 +93,7 @@ def test_a_training_epoch_reads_the_device_only_for_the_nan_watch_and_its_end(cp
     for (kind, what, where), k in events.items():
         syncs[what, where] += k if kind == "sync" else 0
     watch = sum(k for (_, where), k in syncs.items() if "_watch_divergence" in where)
-    end = sum(
-        k for (_, where), k in syncs.items() if "training.py" in where and ("read" in where or "dictcomp" in where)
-    )
+    end = sum(k for (_, where), k in syncs.items() if "loop.py" in where and ("read" in where or "dictcomp" in where))
     first_step = sum(k for (_, where), k in syncs.items() if "_check_every_gradient_was_set" in where)
     finite = sum(k for (_, where), k in syncs.items() if "weights_finite" in where)
     assert watch == epochs * math.ceil(steps / training.NAN_CHECK_EVERY)  # steps 50, 100 and the last

@@ -29,14 +29,14 @@ def test_dense(device, xp, rng, activation, use_bias):
 
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
 def test_keras_output_logits_rule_reads_the_logits_and_skips_the_activation(device, xp, rng, activation):
-    """Keras's rule (keras_compat): the head still outputs probabilities, keeps its
+    """Keras's rule (tinynet.engine.keras_rules): the head still outputs probabilities, keeps its
     logits for the loss, and passes dL/dlogits through its backward unchanged."""
     model = tn.Sequential([tn.Input((3,)), tn.Dense(4, activation=activation)], device=device, seed=0)
     model.compile("sgd", "categorical_crossentropy")
     x = xp.asarray(rng.standard_normal((5, 3)))
     layer = model.layers[0]
-    rule = tn.keras_compat.loss_for(model)
-    assert isinstance(rule.__enter__(), tn.keras_compat.OutputLogitsLoss)
+    rule = tn.engine.keras_rules.loss_for(model)
+    assert isinstance(rule.__enter__(), tn.engine.keras_rules.OutputLogitsLoss)
     y = model.forward(x)
     z = x @ layer.kernel.value + layer.bias.value
     np.testing.assert_allclose(tn.backend.to_numpy(layer.activation.logits), tn.backend.to_numpy(z), rtol=1e-6)
@@ -142,7 +142,7 @@ def test_whole_model_with_loss(device, xp, rng, output, use_output_logits):
     assert model.output_logits is use_output_logits
     x = xp.asarray(away_from_zero(rng, (9, 6)))
     y = xp.asarray(rng.integers(0, 4, size=9))
-    with tn.training.prepared(model, train=False):  # the loss as fit computes it
+    with tn.engine.loop.prepared(model, train=False):  # the loss as fit computes it
         check_backward(_model_with_loss(model, y), x, params=model.parameters())
 
 

@@ -1,4 +1,4 @@
-"""CUDA graphs (tinynet/graphs.py): a captured epoch trains as the usual step does.
+"""CUDA graphs (tinynet/engine/graphs.py): a captured epoch trains as the usual step does.
 
 On a GPU these run on CuPy; elsewhere on the CuPy stand-in, whose capture records
 tinynet's kernel launches and refuses any other operation, and whose ``gemm`` runs
@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 import tinynet as tn
-from tinynet import backend, graphs, kernels, training
+from tinynet import backend
 from tinynet.callbacks import Callback, GradientMonitor
+from tinynet.engine import graphs, kernels
+from tinynet.engine import loop as training
 
 
 def within_rounding(a, b, scale=None):
@@ -223,7 +225,7 @@ def test_an_error_during_capture_is_raised_and_leaves_no_stream_capturing(gpu, m
 def test_a_diverging_graph_is_caught_at_the_end_of_its_epoch(gpu):
     x, y = data(32)
     model = mlp(gpu, cuda_graph=True, optimizer=tn.optimizers.Adam(1e30))
-    with pytest.raises(tn.training.TrainingDiverged, match="epoch"):
+    with pytest.raises(tn.TrainingDiverged, match="epoch"):
         model.fit(x * 1e30, y, batch_size=8, epochs=3, verbose=0)
 
 

@@ -191,11 +191,11 @@ def test_automatic_layer_names_follow_keras_rule_within_each_model():
 
 
 def test_automatic_names_try_each_candidate_at_most_once(monkeypatch):
-    from tinynet import keras_compat
+    from tinynet.engine import keras_rules
 
     tried = []
-    numbered = keras_compat.numbered
-    monkeypatch.setattr(keras_compat, "numbered", lambda base, k: tried.append(k) or numbered(base, k))
+    numbered = keras_rules.numbered
+    monkeypatch.setattr(keras_rules, "numbered", lambda base, k: tried.append(k) or numbered(base, k))
     named = [tn.Dense(1, name=f"dense_{k}") for k in range(2, 202, 2)]  # 100 user names in the way
     model = tn.Sequential(named + [tn.Dense(1) for _ in range(1000)])
     names = [layer.name for layer in model.layers]

@@ -1,4 +1,4 @@
-"""Every fused CUDA kernel (tinynet/kernels.py) compiles with NVRTC for the GPUs
+"""Every fused CUDA kernel (tinynet/engine/kernels.py) compiles with NVRTC for the GPUs
 tinynet targets, with no GPU and no driver: a syntax or type error fails CI.
 
 NVRTC comes from the pip wheels of the ``nvrtc`` extra (``pip install -e ".[nvrtc]"``;
@@ -12,7 +12,7 @@ import os
 import nvrtc_compiler as nvrtc
 import pytest
 
-from tinynet import kernels
+from tinynet.engine import kernels
 
 ARCHITECTURES = ["sm_80", "sm_90"]  # A100; H100 and H200
 LIBRARIES = nvrtc.libraries()

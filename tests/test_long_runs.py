@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tinynet as tn
+from tinynet import TrainingDiverged
 from tinynet.callbacks import (
     CSVLogger,
     EarlyStopping,
@@ -22,7 +23,6 @@ from tinynet.callbacks import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
-from tinynet.training import TrainingDiverged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

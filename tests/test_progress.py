@@ -2,7 +2,7 @@
 
 import io
 
-from tinynet.progress import ProgressBar, format_duration, format_per_step
+from tinynet.engine.progress import ProgressBar, format_duration, format_per_step
 
 
 class Terminal(io.StringIO):

@@ -7,7 +7,8 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import tinynet as tn
-from tinynet import fast, threads
+from tinynet.engine import threads
+from tinynet.engine import twins as fast
 
 
 def blas_threads():

@@ -13,11 +13,10 @@ from . import (
     backend,
     callbacks,
     datasets,
-    fast,
+    engine,
+    files,
     gradcheck,
-    graphs,
     initializers,
-    keras_compat,
     layers,
     losses,
     metrics,
@@ -31,7 +30,10 @@ from . import (
 )
 from .backend import DeviceUnavailableError
 from .datasets import DatasetError
-from .fileio import SaveError
+from .engine import moved as _moved
+from .engine.flat import GradientContractError
+from .engine.guards import TrainingDiverged
+from .files.fileio import SaveError
 from .layers import (
     Activation,
     AveragePooling2D,
@@ -48,11 +50,10 @@ from .layers import (
     Softmax,
     Tanh,
 )
-from .model import Sequential
 from .models import load_model
 from .saving import ModelFileError
+from .sequential import Sequential
 from .trace import Trace, trace
-from .training import GradientContractError, TrainingDiverged
 
 __version__ = "0.1.0"
 
@@ -82,11 +83,10 @@ __all__ = [
     "backend",
     "callbacks",
     "datasets",
-    "fast",
+    "engine",
+    "files",
     "gradcheck",
-    "graphs",
     "initializers",
-    "keras_compat",
     "layers",
     "load_model",
     "losses",
@@ -100,3 +100,12 @@ __all__ = [
     "trace",
     "utils",
 ]
+
+_moved.install()  # tinynet.fast, tinynet.training, ...: the old names of moved modules, with a warning
+
+
+def __getattr__(name):
+    """``tn.fast``, ``tn.training``, ...: a moved module under its old name, with a warning."""
+    if f"tinynet.{name}" in _moved.MOVED:
+        return _moved.load(f"tinynet.{name}")
+    raise AttributeError(f"module 'tinynet' has no attribute {name!r}")

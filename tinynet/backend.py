@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from . import kernels
+from .engine import kernels
 
 DEVICES = ("cpu", "gpu", "auto")
 
@@ -228,6 +228,21 @@ def to_numpy(x) -> np.ndarray:
     if device_of(x) == "gpu":
         return x.get()
     return np.asarray(x)
+
+
+_model_seeds = None  # the generator of model seeds once tinynet.utils.set_random_seed was called
+
+
+def seed_models(seed: int):
+    """From here on, each model made without ``seed=`` takes the next seed of this sequence
+    (``tinynet.utils.set_random_seed``)."""
+    global _model_seeds
+    _model_seeds = np.random.default_rng(int(seed))
+
+
+def next_model_seed():
+    """The seed for a model made without one: the next of :func:`seed_models`'s sequence, or None (fresh)."""
+    return None if _model_seeds is None else int(_model_seeds.integers(2**31))
 
 
 def random_generator(seed, device: str):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend, validation
-from .fileio import SaveError
+from .files.fileio import SaveError
 from .trace import dead_units, relu_of
 
 
@@ -53,6 +53,14 @@ class Callback:
     def on_train_batch_end(self, step, logs=None):
         pass
 
+    def every_batch_hooks(self) -> list[str]:
+        """The hooks this callback acts on at every batch ("on_train_batch_begin",
+        "on_train_batch_end"): those its class overrides or it was given (LambdaCallback).
+        ``fit`` calls only these at every batch; a fit whose epochs replay a CUDA graph,
+        which runs a whole epoch at once, cannot have any."""
+        hooks = ("on_train_batch_begin", "on_train_batch_end")
+        return [h for h in hooks if h in vars(self) or getattr(type(self), h) is not getattr(Callback, h)]
+
 
 class History(Callback):
     """Records every epoch's logs: ``history.history["loss"][epoch]`` and so on.
@@ -83,12 +91,8 @@ class CallbackList:
             if not isinstance(c, Callback):
                 raise TypeError(f"callbacks must be tinynet Callback instances, got {c!r}")
             c.set_model(model)
-        self._batch_callbacks = self._overriding("on_train_batch_end")
-        self._batch_begin_callbacks = self._overriding("on_train_batch_begin")
-
-    def _overriding(self, hook):
-        """The callbacks whose ``hook`` does something (the others are not called per batch)."""
-        return [c for c in self.callbacks if hook in vars(c) or getattr(type(c), hook) is not getattr(Callback, hook)]
+        self._batch_callbacks = [c for c in self.callbacks if "on_train_batch_end" in c.every_batch_hooks()]
+        self._batch_begin_callbacks = [c for c in self.callbacks if "on_train_batch_begin" in c.every_batch_hooks()]
 
     def _call(self, hook, *args):
         for c in self.callbacks:

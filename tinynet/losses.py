@@ -19,7 +19,7 @@ exactly stable, and its gradient collapses to a famous one-liner::
 
 A loss object computes exactly what its ``from_logits`` says; Keras's rule that
 reads a softmax/sigmoid output's logits anyway is applied by the model
-(:mod:`tinynet.keras_compat`).
+(:mod:`tinynet.engine.keras_rules`).
 
 All losses here reduce like Keras's default "sum_over_batch_size": the mean over
 the batch of each sample's loss (for binary cross-entropy and MSE a sample's loss is
@@ -112,7 +112,7 @@ class CategoricalCrossentropy(Loss):
         from_logits: whether ``y_pred`` are logits. Defaults to False.
         use_output_logits: in a model whose output is a softmax/sigmoid, compute
             the loss from its logits as Keras's TensorFlow backend does. Defaults
-            to True. See :mod:`tinynet.keras_compat`.
+            to True. See :mod:`tinynet.engine.keras_rules`.
     """
 
     name = "categorical_crossentropy"

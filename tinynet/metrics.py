@@ -1,5 +1,5 @@
 """Metrics. ``"accuracy"`` picks its kind from the shapes, as Keras does
-(:func:`tinynet.keras_compat.accuracy_kind`):
+(:func:`tinynet.engine.keras_rules.accuracy_kind`):
 
 - binary accuracy when the model has one output per sample: y_pred > 0.5
   (or logits > 0, the same thing) compared with the 0/1 target;

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from . import fileio, keras_files, saving
-from .model import Sequential
+from . import saving
+from .files import fileio, keras_format
+from .sequential import Sequential
 
 
 def load_model(path, device: str = "cpu", compile: bool = True) -> Sequential:
@@ -11,7 +12,7 @@ def load_model(path, device: str = "cpu", compile: bool = True) -> Sequential:
 
     Args:
         path: a tinynet .npz (model or checkpoint, see :mod:`tinynet.saving`) or a Keras 3
-            .keras file of a Sequential model (see :mod:`tinynet.keras_files`).
+            .keras file of a Sequential model (see :mod:`tinynet.files.keras_format`).
         device: where to put the model. Defaults to "cpu".
         compile: re-compile with the saved optimizer, loss and metrics, and restore
             a checkpoint's optimizer state, random generators and History.
@@ -22,7 +23,7 @@ def load_model(path, device: str = "cpu", compile: bool = True) -> Sequential:
     """
     path = fileio.file_path(path, "load_model")
     if path.endswith(".keras"):
-        return keras_files.load_model(path, Sequential, device=device, compile=compile)
+        return keras_format.load_model(path, Sequential, device=device, compile=compile)
     return saving.load_model(path, Sequential, device=device, compile=compile)
 
 

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .fileio import atomic_write
+from .files.fileio import atomic_write
 
 
 def _figure(width, height):

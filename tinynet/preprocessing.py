@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import validation
-from .keras_compat import split_last
+from .engine.keras_rules import split_last
 from .losses import one_hot
 
 

@@ -24,8 +24,9 @@ import zipfile
 
 import numpy as np
 
-from . import archives, backend, layers, losses, optimizers
-from .fileio import atomic_write, open_regular
+from . import backend, layers, losses, optimizers
+from .files import archives
+from .files.fileio import atomic_write, open_regular
 
 FORMAT = "tinynet-model"
 VERSION = 1

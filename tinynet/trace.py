@@ -33,12 +33,12 @@ import copy
 import html
 import math
 import textwrap
-import types
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend, fast, gradcheck, keras_compat, validation
+from . import backend, gradcheck, validation
+from .engine import keras_rules, twins
 from .layers import ReLU
 
 CHECK_TOLERANCE = 1e-6  # a layer's float64 check passes below this relative error
@@ -155,20 +155,11 @@ def _working_copy(model):
             memo[id(rng)] = backend.random_generator(getattr(layer, "rng_seed", None), "gpu")
     work = copy.deepcopy(model, memo)
     work.flat_parameters = None  # the copy's parameters are its own arrays, not views of a buffer
-    _textbook_again(work)
-    return work
-
-
-def _textbook_again(work):
-    """Called during ``fit`` (from a callback), the copy carries what training binds on
-    the instances: fast twins, Keras's loss rule. Take them off: the copy runs textbook."""
-    for obj in fast.objects(work):
-        for name in ("forward", "backward", "update"):
-            bound = vars(obj).get(name)
-            if isinstance(bound, types.MethodType) and bound.__self__ is obj:
-                del vars(obj)[name]
-        vars(obj).pop("logits", None)  # what Keras's loss rule keeps on the output activation
+    # Made during fit (from a callback), the copy carries what training binds on the
+    # instances (fast twins, Keras's loss rule): taken off, so the copy runs the textbook.
+    twins.take_off(twins.objects(work))
     work.loss_fn = work.loss
+    return work
 
 
 # ------------------------------------------------------------------ the step, recorded
@@ -200,7 +191,7 @@ def _step(work, x, y, w):
     """Forward, loss and backward as ``train_step`` does them (Keras's loss rule included),
     recording every layer; returns (records, inputs, gys, loss, loss check target)."""
     records, inputs, gys = [], [], []
-    with keras_compat.loss_for(work) as loss_fn:
+    with keras_rules.loss_for(work) as loss_fn:
         out = x
         for k, layer in enumerate(work.layers):
             inputs.append(out)
@@ -221,7 +212,7 @@ def _step(work, x, y, w):
 
 def _loss_target(loss_fn, y_pred, y, w):
     """(what the loss reads, the loss as a plain function of it) for its own check."""
-    if isinstance(loss_fn, keras_compat.OutputLogitsLoss):
+    if isinstance(loss_fn, keras_rules.OutputLogitsLoss):
         inner, pred = loss_fn.inner, loss_fn.head.logits
     else:
         inner, pred = loss_fn, y_pred
@@ -300,7 +291,7 @@ def trace(model, x, y, sample_weight=None, check=True) -> Trace:
         batch_size=int(x.shape[0]),
         loss=loss,
         loss_name=model.loss.name,
-        loss_note=keras_compat.loss_note(model).lstrip(", "),
+        loss_note=keras_rules.loss_note(model).lstrip(", "),
         loss_check_error=loss_check,
         layers=records,
     )

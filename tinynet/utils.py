@@ -6,9 +6,8 @@ import random
 
 import numpy as np
 
+from . import backend
 from .preprocessing import to_categorical
-
-_seeds = None  # the generator of model seeds once set_random_seed was called
 
 
 def set_random_seed(seed: int):
@@ -19,17 +18,11 @@ def set_random_seed(seed: int):
     initial weights, shuffling and dropout masks are the same in every run that makes
     the same models in the same order.
     """
-    global _seeds
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"set_random_seed expects an integer >= 0, got {seed!r}")
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
-    _seeds = np.random.default_rng(int(seed))
-
-
-def next_seed():
-    """The seed for a model made without one: from ``set_random_seed``'s sequence, or None (fresh)."""
-    return None if _seeds is None else int(_seeds.integers(2**31))
+    backend.seed_models(int(seed))
 
 
 __all__ = ["set_random_seed", "to_categorical"]

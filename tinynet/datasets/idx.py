@@ -21,7 +21,7 @@ is checked as soon as its bytes arrive, a file whose dimensions declare more tha
 read, and one whose content runs on past what its dimensions declare is refused
 there, so a small gzip "bomb" that would expand to gigabytes costs a megabyte or
 two of work. A file is opened only if it is a regular file
-(:func:`tinynet.fileio.open_regular`): a FIFO or a device is refused, never waited on.
+(:func:`tinynet.files.fileio.open_regular`): a FIFO or a device is refused, never waited on.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import zlib
 
 import numpy as np
 
-from ..fileio import atomic_write, open_regular
+from ..files.fileio import atomic_write, open_regular
 
 DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 CODES = {np.dtype(v).newbyteorder("="): k for k, v in DTYPES.items()}  # native dtype -> code

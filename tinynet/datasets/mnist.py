@@ -46,9 +46,9 @@ import zipfile
 
 import numpy as np
 
-from .. import archives
-from ..fileio import atomic_write, open_regular
-from ..progress import ProgressBar
+from ..engine.progress import ProgressBar
+from ..files import archives
+from ..files.fileio import atomic_write, open_regular
 from .idx import CHUNK, MAX_BYTES, DatasetError, read_idx_with_sha256
 
 FILES = {

@@ -141,6 +141,17 @@ class ReLU(Layer):
     def backward(self, gy):
         return gy * (self._y > 0)
 
+    @property
+    def output(self):
+        """The y = max(x, 0) that ``forward`` kept for ``backward``."""
+        return self._y
+
+    def keep_output(self, y):
+        """Keep ``y`` = max(x, 0), computed elsewhere (a fast twin of the layer before:
+        the bias and ReLU in one pass), as ``forward`` would have kept it for ``backward``."""
+        self._y = y
+        return y
+
 
 class Sigmoid(Layer):
     r"""Logistic sigmoid.

@@ -8,10 +8,12 @@ One training step is :meth:`Sequential.train_step`, five lines::
     loss = self.add_weight_penalties(loss)       # L1/L2 penalties, in L and in the kernels' gradients
     self.optimizer.apply(self.flat_parameters.collect())  # every parameter one step against its gradient
 
-``fit`` runs it over batches and epochs; the machinery around it (callbacks, the
-progress bar, the NaN watch, Ctrl-C, the flat parameter buffer) is in
-:mod:`tinynet.training`, the fast twins of the textbook methods in :mod:`tinynet.fast`,
-and Keras's own rules in :mod:`tinynet.keras_compat`.
+``fit`` runs it over batches and epochs. The machinery around it (callbacks, the
+progress bar, the NaN watch, Ctrl-C, the flat parameter buffer, the fast twins of the
+textbook methods, Keras's own rules) is in :mod:`tinynet.engine`, which this module
+reaches through one door, :mod:`tinynet.engine.loop`; Keras's methods around the model
+(``evaluate``, ``predict``, weights, files, ``summary``) are inherited from
+:class:`tinynet.engine.model_api.ModelAPI`.
 
 A model is itself a layer: ``forward(x, training)`` and ``backward(gy)``, so
 :func:`tinynet.gradcheck.check_backward` checks a whole model at once.
@@ -21,9 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, graphs, keras_compat, losses, optimizers, training, utils, validation
+from . import backend, losses, optimizers, validation
+from .engine import loop
+from .engine.model_api import ModelAPI
 from .layers import Input, Layer
-from .model_api import ModelAPI
 
 
 class Sequential(ModelAPI):
@@ -37,24 +40,24 @@ class Sequential(ModelAPI):
             moved to this device there, once per call.
         seed: seeds the initial weights, the shuffling and the dropout masks, so
             two runs with the same seed on the CPU are identical. Without one, the
-            next seed of ``tinynet.utils.set_random_seed``'s sequence, if it was called.
+            next seed of ``tinynet.utils.set_random_seed``'s sequence, if it was called
+            (``backend.next_model_seed``).
     """
 
     def __init__(self, layers=None, name: str = "sequential", device: str = "cpu", seed=None):
         if layers is not None and not isinstance(layers, (list, tuple)):
             raise TypeError(f"Sequential takes a list of layers, got {layers!r}; write Sequential([...])")
-        self.name, self.seed = name, seed if seed is not None else utils.next_seed()
+        self.name, self.seed = name, seed if seed is not None else backend.next_model_seed()
         self.device = backend.resolve_device(device)
         init_seq, shuffle_seq, dropout_seq = np.random.SeedSequence(self.seed).spawn(3)
         self._init_rng = np.random.default_rng(init_seq)
         self.shuffle_rng = np.random.default_rng(shuffle_seq)
         self._dropout_seeds = np.random.default_rng(dropout_seq)
         self.layers: list[Layer] = []
-        self._layer_names = keras_compat.LayerNames()  # dense, dense_1, ...: Keras's rule 5
         self.input_shape = self.output_shape = None
         self.optimizer = self.loss = self.loss_fn = self.flat_parameters = None
         self.metrics: list[str] = []
-        self.cuda_graph = False  # compile(cuda_graph=...): fit's epochs as CUDA graphs (tinynet/graphs.py)
+        self.cuda_graph = False  # compile(cuda_graph=...): fit's epochs as CUDA graphs (tinynet/engine/graphs.py)
         self.stop_training, self.history, self.epochs_done, self._resumed = False, None, 0, None
         for layer in layers or []:
             self.add(layer)
@@ -74,10 +77,7 @@ class Sequential(ModelAPI):
             if self.layers:
                 raise ValueError(f"input_shape= is only allowed on the first layer, not on {layer!r}")
             self.input_shape = layer.input_shape
-        if layer.name is None:
-            layer.name = self._layer_names.new(layer)
-        else:
-            self._layer_names.add(layer.name)
+        self.name_layer(layer)  # dense, dense_1, ... unless it has a name: Keras's rule
         self.layers.append(layer)
         if self.input_shape is None:
             return
@@ -137,7 +137,7 @@ class Sequential(ModelAPI):
             loss: a string ("sparse_categorical_crossentropy", ...) or a Loss.
             metrics: ``None`` or ``["accuracy"]``.
             cuda_graph: on the GPU, ``fit`` captures a whole epoch of steps as one CUDA
-                graph and replays it (tinynet/graphs.py): many times faster for small
+                graph and replays it (tinynet/engine/graphs.py): many times faster for small
                 models. True: a fit that cannot (not a Dense/ReLU model with sparse
                 cross-entropy and Adam, per-batch callbacks, sample weights) is an error;
                 "auto": such a fit takes the usual step. With a graph, callbacks see
@@ -149,18 +149,13 @@ class Sequential(ModelAPI):
         if cuda_graph not in (False, True, "auto"):
             raise ValueError(f'cuda_graph must be False, True or "auto", got {cuda_graph!r}')
         self.cuda_graph = cuda_graph
-        self.optimizer, self.loss = optimizers.get(optimizer), training.trainable_loss(losses.get(loss))
+        self.optimizer, self.loss = optimizers.get(optimizer), loop.trainable_loss(losses.get(loss))
         self.metrics = validation.metric_names(metrics)
         validation.warn_if_probabilities_as_logits(self, self.loss)
-        self.loss_fn = self.loss  # during fit and evaluate: the loss Keras's rules say (training.prepared)
+        self.loss_fn = self.loss  # during fit and evaluate: the loss Keras's rules say (loop.prepared)
         self.flat_parameters = None
         if self.optimizer.slots is not None:
             self.optimizer.to(self.device)
-
-    @property
-    def output_logits(self) -> bool:
-        """Whether the loss is computed from the logits of a final softmax/sigmoid (see keras_compat)."""
-        return keras_compat.uses_output_logits(self, self.loss)
 
     # ---------------------------------------------------------------- the textbook: one training step
 
@@ -179,10 +174,10 @@ class Sequential(ModelAPI):
     def train_step(self, x, y, sample_weight=None):
         """One step of training on one batch (x, y): the whole of backprop. Returns (L, y_pred).
 
-        During ``fit`` some textbook methods have fast twins standing in (tinynet/fast.py),
-        and with a softmax/sigmoid output the loss reads its logits (tinynet/keras_compat.py);
+        During ``fit`` some textbook methods have fast twins standing in (tinynet/engine/twins.py),
+        and with a softmax/sigmoid output the loss reads its logits (tinynet/engine/keras_rules.py);
         both compute what the textbook methods compute. ``flat_parameters.collect()`` hands
-        the optimizer every parameter with the gradient its layer set (tinynet/training.py).
+        the optimizer every parameter with the gradient its layer set (tinynet/engine/flat.py).
         """
         y_pred = self.forward(x, training=True)  # 1. forward, first layer to last
         loss = self.loss_fn.forward(y_pred, y, sample_weight)  # 2. the loss L of this batch
@@ -241,26 +236,24 @@ class Sequential(ModelAPI):
             metric, "val_loss", ... to one float per epoch.
         """
         self._require_compiled("fit")
-        options = validation.fit_options(batch_size, epochs, verbose, validation_split, initial_epoch)
-        callbacks, shuffle = validation.callback_list(callbacks), validation.flag("shuffle", shuffle)
-        x, y, w, val = training.fit_data(
-            self, x, y, sample_weight, class_weight, options["validation_split"], validation_data
-        )
-        validate = None if val is None else (lambda: self._evaluate_prepared(*val[:2], options["batch_size"], val[2]))
-        graph = training.wants_graph(self, w, callbacks)  # compile(cuda_graph=...): checked before any work
-        with (
-            training.prepared(self, batch_size=options["batch_size"]),
-            training.Loop(self, x.shape[0], options, callbacks, shuffle, validate, graph) as loop,
-        ):
-            if graph:  # the machinery: every step of an epoch captured as one CUDA graph (tinynet/graphs.py)
-                graph = graphs.EpochGraph(self, x, y, options["batch_size"])
-            for _ in loop.epochs():
-                if graph:
-                    loop.replay(graph)
-                    loop.epoch_end()
-                    continue
-                for x_batch, y_batch, w_batch in loop.batches(x, y, w):
+        with loop.Loop(  # checks every argument and the data, then sets up the machinery (tinynet/engine/)
+            self,
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            class_weight=class_weight,
+            sample_weight=sample_weight,
+            initial_epoch=initial_epoch,
+        ) as run:
+            for _ in run.epochs():
+                for x_batch, y_batch, w_batch in run.batches():  # none when an epoch replays a CUDA graph
                     loss, y_pred = self.train_step(x_batch, y_batch, w_batch)
-                    loop.batch_end(loss, y_pred, y_batch)
-                loop.epoch_end()
-        return loop.history
+                    run.batch_end(loss, y_pred, y_batch)
+                run.epoch_end()
+        return run.history

@@ -33,9 +33,11 @@ import zipfile
 
 import numpy as np
 
-from . import archives, backend, keras_compat, layers, losses, optimizers, regularizers, saving
+from .. import backend, layers, losses, optimizers, regularizers, saving
+from ..engine import keras_rules
+from ..saving import ModelFileError
+from . import archives
 from .fileio import atomic_write, open_regular
-from .saving import ModelFileError
 
 KERAS_VERSION = "3.15.1"  # the Keras whose files this module was written against
 DTYPE = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
@@ -350,7 +352,7 @@ def _group_names(kinds):
     """Keras's HDF5 group of each layer: its class in snake case, numbered per class."""
     names, seen = [], {}
     for kind in kinds:
-        base = keras_compat.snake_case(kind)
+        base = keras_rules.snake_case(kind)
         names.append(base if base not in seen else f"{base}_{seen[base]}")
         seen[base] = seen.get(base, 0) + 1
     return names

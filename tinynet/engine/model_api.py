@@ -1,8 +1,9 @@
-"""Keras's model API around the training loop: evaluate, predict, the one-batch methods,
-weights, resumable state, files and the summary.
+"""Keras's model API around the training step: evaluate, predict, the one-batch methods,
+layer names, weights, resumable state, files and the summary.
 
-``Sequential`` (in :mod:`tinynet.model`) inherits all of it; it is kept apart so that
-model.py reads as the training loop and nothing else.
+``Sequential`` (in :mod:`tinynet.sequential`) inherits all of it; it is kept apart so that
+sequential.py reads as the textbook (build, forward, backward, the training step, fit) and
+nothing else.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import os
 
 import numpy as np
 
-from . import backend, fileio, keras_compat, keras_files, metrics, saving, training, validation
-from .callbacks import History
+from .. import backend, metrics, saving, validation
+from ..callbacks import History
+from ..files import fileio, keras_format
+from . import keras_rules, loop
 from .progress import ProgressBar
 from .summary import format_summary
 
@@ -24,7 +27,7 @@ class ModelAPI:
 
     def __deepcopy__(self, memo):
         """``copy.deepcopy(model)``: every array copied, and no flat buffer. A trained model's
-        parameters are views of one buffer (tinynet/training.py); copied, they would be arrays
+        parameters are views of one buffer (tinynet/engine/flat.py); copied, they would be arrays
         of their own beside a copied buffer that the optimizer then steps, so the copy would
         never learn. It packs a buffer of its own at its next ``fit`` or ``train_on_batch``."""
         twin = type(self).__new__(type(self))
@@ -32,6 +35,24 @@ class ModelAPI:
         for name, value in vars(self).items():
             vars(twin)[name] = None if name == "flat_parameters" else copy.deepcopy(value, memo)
         return twin
+
+    # ---------------------------------------------------------------- Keras's rules for a model
+
+    def name_layer(self, layer):
+        """Keras's layer names (:class:`tinynet.engine.keras_rules.LayerNames`): a layer without
+        a name gets its class's next free one (dense, dense_1, ...); a name it has is kept, and
+        skipped by later automatic names."""
+        names = vars(self).setdefault("_layer_names", keras_rules.LayerNames())
+        if layer.name is None:
+            layer.name = names.new(layer)
+        else:
+            names.add(layer.name)
+
+    @property
+    def output_logits(self) -> bool:
+        """Whether the loss is computed from the logits of a final softmax/sigmoid (Keras's rule,
+        :func:`tinynet.engine.keras_rules.uses_output_logits`)."""
+        return keras_rules.uses_output_logits(self, self.loss)
 
     # ---------------------------------------------------------------- what fit asks of the model
 
@@ -43,7 +64,7 @@ class ModelAPI:
         """{metric name: each sample's correctness (N,)} for the compiled metrics, on the device."""
         hits = {}
         for name in self.metrics:
-            kind = validation.METRICS[name] or keras_compat.accuracy_kind(y.shape, y_pred.shape)
+            kind = validation.METRICS[name] or keras_rules.accuracy_kind(y.shape, y_pred.shape)
             hits[name] = metrics.hits(kind, y_pred, y, from_logits=self.loss.from_logits)
         return hits
 
@@ -58,8 +79,8 @@ class ModelAPI:
 
     # ---------------------------------------------------------------- evaluate, predict
 
-    def _evaluate_prepared(self, x, y, batch_size, sample_weight=None):
-        logs = training.RunningLogs(self.device, self.metrics)
+    def evaluate_prepared(self, x, y, batch_size, sample_weight=None):
+        logs = loop.RunningLogs(self.device, self.metrics)
         for lo in range(0, x.shape[0], batch_size):
             batch = slice(lo, lo + batch_size)
             w = None if sample_weight is None else sample_weight[batch]
@@ -80,8 +101,8 @@ class ModelAPI:
         x, y = validation.model_data(self, x, y, require_y=True)
         w = self._weights_on_device(sample_weight, None, y)
         bar = ProgressBar(-(-x.shape[0] // batch_size), verbose)
-        with training.prepared(self, train=False, batch_size=batch_size):
-            logs = self._evaluate_prepared(x, y, batch_size, w)
+        with loop.prepared(self, train=False, batch_size=batch_size):
+            logs = self.evaluate_prepared(x, y, batch_size, w)
         bar.finish(logs)
         return self._format_logs(logs, return_dict)
 
@@ -111,9 +132,9 @@ class ModelAPI:
         self._require_compiled("train_on_batch")
         x, y = validation.model_data(self, x, y, require_y=True)
         w = self._weights_on_device(sample_weight, class_weight, y)
-        with training.prepared(self, batch_size=x.shape[0]):
+        with loop.prepared(self, batch_size=x.shape[0]):
             loss, y_pred = self.train_step(x, y, w)
-        logs = training.RunningLogs(self.device, self.metrics)
+        logs = loop.RunningLogs(self.device, self.metrics)
         logs.add(loss, self.metric_hits(y_pred, y), x.shape[0])
         return self._format_logs(logs.read(), return_dict)
 
@@ -122,8 +143,8 @@ class ModelAPI:
         self._require_compiled("test_on_batch")
         x, y = validation.model_data(self, x, y, require_y=True)
         w = self._weights_on_device(sample_weight, None, y)
-        with training.prepared(self, train=False):
-            return self._format_logs(self._evaluate_prepared(x, y, x.shape[0], w), return_dict)
+        with loop.prepared(self, train=False):
+            return self._format_logs(self.evaluate_prepared(x, y, x.shape[0], w), return_dict)
 
     def _format_logs(self, logs, return_dict):
         if return_dict:
@@ -251,12 +272,12 @@ class ModelAPI:
         History too, so that ``tinynet.load_model(path).fit(..., initial_epoch=k)``
         continues as if never interrupted (see :mod:`tinynet.saving`). The ``.keras``
         file holds the architecture, the weights, the compile settings and the
-        optimizer's state (see :mod:`tinynet.keras_files`).
+        optimizer's state (see :mod:`tinynet.files.keras_format`).
         """
         path = fileio.file_path(path, "save")
         suffix = os.path.splitext(path)[1]
         if suffix == ".keras":
-            return keras_files.save_model(self, path)
+            return keras_format.save_model(self, path)
         if suffix == ".h5":
             raise ValueError(
                 f"{os.fspath(path)}: legacy Keras .h5 model files are not written; use .keras "
@@ -266,11 +287,11 @@ class ModelAPI:
 
     def save_weights(self, path):
         """The weights (and the optimizer's state) as Keras 3's ``.weights.h5``."""
-        return keras_files.save_weights(self, fileio.file_path(path, "save_weights"))
+        return keras_format.save_weights(self, fileio.file_path(path, "save_weights"))
 
     def load_weights(self, path):
         """Read weights from a ``.weights.h5`` or ``.keras`` file (Keras's or tinynet's)."""
-        keras_files.load_weights(self, fileio.file_path(path, "load_weights"))
+        keras_format.load_weights(self, fileio.file_path(path, "load_weights"))
 
     def summary(self, print_fn=print):
         """Print a table of layers, output shapes and parameter counts (Keras's format)."""

@@ -3,7 +3,7 @@ r"""Fused CUDA kernels for the GPU path: the same formulas, fewer launches.
 On the GPU a small model's step is bound by kernel launches, not arithmetic:
 every NumPy-style operation is one launch of a few microseconds. Each kernel here
 computes, in one launch, exactly what a few lines of textbook code compute in
-several. :mod:`tinynet.fast` wraps them as twins of those textbook methods and
+several. :mod:`tinynet.engine.twins` wraps them as twins of those textbook methods and
 chooses them once for a model on the GPU.
 
 Each kernel is a complete CUDA C source (``SOURCES``), compiled by NVRTC through
@@ -31,7 +31,7 @@ for the CPU, against the textbook code (NaN, large logits, whole training runs).
 | maxpool_forward | y = max of each window, and where it is (argmax)    | MaxPooling2D       |
 | maxpool_backward | gx = gy at each window's argmax, 0 elsewhere       | MaxPooling2D       |
 
-The kernels of a captured CUDA graph (:mod:`tinynet.graphs`). Inside stream capture
+The kernels of a captured CUDA graph (:mod:`tinynet.engine.graphs`). Inside stream capture
 CuPy refuses cuBLAS, so the graph's matrix products are tinynet's own ``gemm``:
 
 | kernel        | computes                                              | used in            |

@@ -17,7 +17,8 @@ a step size is computed), and is documented with what it changes:
    Keras's JAX, PyTorch and NumPy backends do (renormalise, clip, log).
 2. **Adam's bias corrections are computed in float32**: ``beta ** t`` in the
    parameters' precision (in float32, ``1 - 0.999`` is 1.3e-5 off 0.001), which
-   changes the step by about 6e-6 relative. :func:`adam_step_size`.
+   changes the step by about 6e-6 relative. It is part of Adam's step size, so it
+   lives with Adam: :func:`tinynet.optimizers.adam_step_size`.
 3. **``validation_split`` takes the last samples**, before any shuffling:
    :func:`split_last`.
 4. **``metrics=["accuracy"]`` picks its kind from the shapes**: :func:`accuracy_kind`.
@@ -29,12 +30,10 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import types
 
-import numpy as np
-
-from .layers import Sigmoid, Softmax
-from .losses import Loss
+from ..layers import Sigmoid, Softmax
+from ..losses import Loss
+from . import twins
 
 # ----------------------------------------------------------------- 1. logits of the output
 
@@ -101,12 +100,12 @@ def loss_for(model):
         yield model.loss
         return
     head = output_head(model)
-    head.forward = types.MethodType(_forward_keeping_logits, head)
-    head.backward = types.MethodType(_backward_from_logits, head)
+    twins.bind(head, "forward", _forward_keeping_logits, "keras rule")
+    twins.bind(head, "backward", _backward_from_logits, "keras rule")
     try:
         yield OutputLogitsLoss(model.loss, head)
     finally:
-        del head.forward, head.backward
+        twins.unbind(head, "keras rule")
         vars(head).pop("logits", None)
 
 
@@ -118,15 +117,6 @@ def loss_note(model) -> str:
     if loss.is_crossentropy and not loss.from_logits:
         return ", computed from probabilities (renormalised, clipped)"
     return ", from logits" if loss.from_logits else ""
-
-
-# ----------------------------------------------------------------- 2. Adam's float32 powers
-
-
-def adam_step_size(lr, beta_1, beta_2, t, dtype):
-    """alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t), with the powers in ``dtype`` (rule 2)."""
-    real = np.dtype(dtype).type
-    return real(lr) * np.sqrt(1 - real(beta_2) ** real(t)) / (1 - real(beta_1) ** real(t))
 
 
 # ----------------------------------------------------------------- 3. validation_split

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from . import keras_compat, threads
+from . import keras_rules, threads
 
 
 def format_summary(model) -> str:
@@ -48,7 +48,7 @@ def format_summary(model) -> str:
     if model.device == "cpu":
         lines.append(f" BLAS: {threads.describe()}")
     if model.loss is not None:
-        lines.append(f" Loss: {model.loss.name}" + keras_compat.loss_note(model))
+        lines.append(f" Loss: {model.loss.name}" + keras_rules.loss_note(model))
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ A step with large products (a convnet's middle layers) runs on every core BLAS w
 use, in one of two ways:
 
 - a training step whose largest product is a convolution's (in fit, its validation
-  too): tinynet's own threads. The convolution and pooling twins (tinynet/fast.py)
+  too): tinynet's own threads. The convolution and pooling twins (tinynet/engine/twins.py)
   cut the batch into ranges of samples and run each range, its products and its
   passes over memory, on its own thread, with BLAS on one thread.
   BLAS's threads would help only the products, and they spin for a while after each

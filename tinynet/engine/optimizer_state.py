@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, schedules
-from .validation import in_range
+from .. import backend, schedules
+from ..validation import in_range
 
 NON_NEGATIVE_SLOTS = ("v", "velocity", "accumulator")  # running sums of g²: a negative one makes sqrt NaN
 

@@ -6,7 +6,7 @@ microsecond for each. A CUDA graph records the launches once; replaying it costs
 call, and the GPU runs the nodes back to back. ``model.compile(..., cuda_graph=True)``
 makes ``fit`` train that way (``"auto"``: where the model allows it, else the usual
 step). This module is machinery; the step it captures is ``Sequential.train_step`` for a
-model of Dense layers, written as kernel launches (tinynet/kernels.py):
+model of Dense layers, written as kernel launches (tinynet/engine/kernels.py):
 
     per step s of the epoch, on batch rows B = order[s*batch : (s+1)*batch]:
       xb, yb = x[B], y[B]                               gather_rows
@@ -38,9 +38,9 @@ import math
 
 import numpy as np
 
-from . import backend, keras_compat, kernels, losses, optimizers
-from .callbacks import Callback
-from .layers.core import Dense, Flatten
+from .. import backend, losses, optimizers
+from ..layers.core import Dense, Flatten
+from . import kernels
 
 TILE, THREADS = 32, 256  # gemm's tile of C and its block (as in kernels.SOURCES["gemm"])
 NO_EPILOGUE, RELU, RELU_MASK = 0, 1, 2  # gemm's epilogues
@@ -92,9 +92,9 @@ def why_not(model, sample_weight=None, callbacks=()) -> str | None:
     if sample_weight is not None:
         return "sample or class weights are given"
     for c in callbacks or ():
-        for hook in ("on_train_batch_begin", "on_train_batch_end"):
-            if getattr(getattr(c, hook), "__func__", None) is not getattr(Callback, hook):
-                return f"callback {type(c).__name__} acts at every batch ({hook}); a graph runs a whole epoch"
+        hooks = c.every_batch_hooks()
+        if hooks:
+            return f"callback {type(c).__name__} acts at every batch ({hooks[0]}); a graph runs a whole epoch"
     return None
 
 
@@ -265,7 +265,7 @@ class EpochGraph:
         else:
             lr = np.full(self.steps, opt.learning_rate)
         # the same float32 arithmetic as Adam.update's, element by element
-        return keras_compat.adam_step_size(lr, opt.beta_1, opt.beta_2, t + 1, np.float32).astype(np.float32)
+        return optimizers.adam_step_size(lr, opt.beta_1, opt.beta_2, t + 1, np.float32).astype(np.float32)
 
     def run(self, order=None):
         """One epoch over the samples in ``order`` (a host permutation; None: 0, 1, ...):
