@@ -101,11 +101,48 @@ def test_integer_inputs_are_skipped_and_pairs_with_several_inputs_work():
     assert analytic == pytest.approx(numerical, rel=1e-6)
 
 
-def test_check_runs_in_float64_even_for_float32_layers():
-    layer = built(tn.Dense(3), (2,))
-    assert layer.kernel.value.dtype == np.float32
-    check_backward(layer, np.ones((2, 2), dtype=np.float32))
-    assert layer.kernel.value.dtype == np.float64
+class DenseSeeingDtypes(tn.Dense):
+    """A Dense that records the dtypes its forward sees."""
+
+    def forward(self, x, training=False):
+        self.seen = getattr(self, "seen", set()) | {(x.dtype, self.kernel.value.dtype)}
+        return super().forward(x, training)
+
+
+@pytest.mark.parametrize("check", ["check_backward", "compare_backward"])
+def test_check_runs_in_float64_and_leaves_a_float32_layer_as_it_was(check):
+    layer = built(DenseSeeingDtypes(3), (2,))
+    layer.kernel.grad = np.full((2, 3), 7.0, dtype=np.float32)
+    kernel, grad, bias = layer.kernel.value, layer.kernel.grad, layer.bias.value.copy()
+    before = kernel.copy()
+    getattr(tn.gradcheck, check)(layer, np.ones((2, 2), dtype=np.float32))
+    assert layer.seen == {(np.dtype(np.float64), np.dtype(np.float64))}  # the check itself ran in float64
+    assert layer.kernel.value is kernel and layer.kernel.grad is grad  # its own arrays, not the check's
+    assert kernel.dtype == np.float32 and layer.bias.value.dtype == np.float32
+    np.testing.assert_array_equal(kernel, before)
+    np.testing.assert_array_equal(layer.bias.value, bias)
+    np.testing.assert_array_equal(grad, 7.0)
+
+
+def test_a_failing_check_leaves_the_layer_as_it_was_too():
+    layer = built(BiasGradNotSummed(3), (5,))
+    kernel = layer.kernel.value
+    with pytest.raises(GradientCheckError):
+        check_backward(layer, np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32))
+    assert layer.kernel.value is kernel and kernel.dtype == np.float32
+
+
+def test_checking_a_trained_model_keeps_its_flat_buffer_and_it_trains_on(rng):
+    model = tn.Sequential([tn.Input((4,)), tn.Dense(5, activation="tanh"), tn.Dense(3)], seed=0)
+    model.compile("adam", tn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16)
+    model.fit(x, y, epochs=1, verbose=0)
+    views = [p.value for p in model.parameters()]
+    check_backward(model, x[:4])
+    assert all(p.value is v for p, v in zip(model.parameters(), views))  # still views of the flat buffer
+    before = model.get_weights()
+    model.fit(x, y, epochs=1, verbose=0)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # it still learns
 
 
 def test_numerical_grad_matches_a_known_gradient():

@@ -25,12 +25,15 @@ instead of passing or failing, stepping around kinks (a ReLU at 0, tied maxima);
 ``tinynet.trace`` reports it for every layer of a model on a real batch.
 
 Always check in float64: in float32 a central difference is only good to about
-1e-2 relative and proves nothing. ``check_backward`` converts the inputs and the
-parameters it is given to float64 (in place, for parameters).
+1e-2 relative and proves nothing. ``check_backward`` and ``compare_backward`` check on
+float64 copies of the inputs and of the parameters, and leave the target as it was: each
+parameter's value and gradient are its own arrays again afterwards, in their own dtype,
+with the same numbers (only what ``forward`` kept for ``backward`` is the check's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import NamedTuple
 
@@ -108,11 +111,11 @@ def check_backward(
             much it is off.
     """
     rng = np.random.default_rng(seed)
-    loss, named = _analytic(target, x, gy, params, y_true, rng, forward_kwargs)
-    check = _Directional(loss, named, rng, eps, atol, rtol)
-    analytic, numerical, ok = check.compare()
-    if not ok:
-        raise GradientCheckError(check.report(analytic, numerical))
+    with _analytic(target, x, gy, params, y_true, rng, forward_kwargs) as (loss, named):
+        check = _Directional(loss, named, rng, eps, atol, rtol)
+        analytic, numerical, ok = check.compare()
+        if not ok:
+            raise GradientCheckError(check.report(analytic, numerical))
     return analytic, numerical
 
 
@@ -159,11 +162,11 @@ def compare_backward(target, x, gy=None, params=None, eps=1e-6, tolerance=1e-6, 
     behind a direction that does not look at it.
     """
     rng = np.random.default_rng(seed)
-    loss, named = _analytic(target, x, gy, params, y_true, rng, kwargs)
-    check = _Directional(loss, named, rng, eps, 0.0, 0.0)
-    # below this, a difference of L is float64 rounding (about 10 ulps of L), not a gradient
-    check.noise = 10 * np.finfo(np.float64).eps * max(1.0, abs(float(loss())))
-    results = [_compare_array(check, k, rng, tolerance) for k in range(len(named))]
+    with _analytic(target, x, gy, params, y_true, rng, kwargs) as (loss, named):
+        check = _Directional(loss, named, rng, eps, 0.0, 0.0)
+        # below this, a difference of L is float64 rounding (about 10 ulps of L), not a gradient
+        check.noise = 10 * np.finfo(np.float64).eps * max(1.0, abs(float(loss())))
+        results = [_compare_array(check, k, rng, tolerance) for k in range(len(named))]
     if not results:
         return Comparison(0.0, 0.0, 0.0, "nothing to check")
     return max(results, key=lambda r: r.relative_error)
@@ -223,21 +226,33 @@ def order_preserving_direction(a, rng, terms: int = 4):
     return d
 
 
+@contextlib.contextmanager
 def _analytic(target, x, gy, params, y_true, rng, forward_kwargs):
-    """Float64 copies of the inputs (parameters converted in place), one forward and one
-    backward: (L, [(name, array, its gradient from backward)]) with L() = sum(gy * forward(x))."""
+    """Float64 copies of the inputs and the parameters, one forward and one backward:
+    ``with`` it, (L, [(name, array, its gradient from backward)]) with L() = sum(gy * forward(x));
+    on exit every parameter holds its own value and gradient arrays again."""
     forward, backward, default_params = _as_functions(target, y_true, forward_kwargs)
     params = default_params if params is None else params
     single = not isinstance(x, (tuple, list))
     xs = [x] if single else list(x)
     xp = backend.get_array_module(xs[0])
 
-    # float64 everywhere: inputs copied, parameters converted in place
+    # float64 everywhere: the inputs copied, each parameter checked on a copy of its own
     xs = [xp.array(a, dtype=np.float64) if _is_float(a) else a for a in xs]
-    for p in params:
-        p.value = p.value.astype(np.float64)
-        p.grad = p.grad.astype(np.float64)
+    saved = [(p, p.value, p.grad) for p in params]
+    try:
+        for p in params:
+            p.value = p.value.astype(np.float64)  # a copy: the check moves it
+            p.grad = None if p.grad is None else p.grad.astype(np.float64)
+        yield _differentiate(forward, backward, xs, gy, params, single, rng)
+    finally:
+        for p, value, grad in saved:
+            p.value, p.grad = value, grad
 
+
+def _differentiate(forward, backward, xs, gy, params, single, rng):
+    """(L, [(name, array, its gradient from backward)]) from one forward and one backward."""
+    xp = backend.get_array_module(xs[0])
     # analytic gradients from one forward and one backward
     y = forward(*xs)
     if gy is None:
