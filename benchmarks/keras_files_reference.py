@@ -1,6 +1,6 @@
 """Record Keras-written model files for tinynet's loading/saving tests.
 
-    pip install keras jax h5py && KERAS_BACKEND=jax python benchmarks/keras_files_reference.py
+    pip install keras jax h5py && KERAS_BACKEND=jax python benchmarks/keras_files_reference.py [NAME ...]
 
 (Recorded with keras 3.15.1, jax/jaxlib 0.10.2, h5py 3.16, numpy 2.4 on CPU.)
 With fixed seeds (``keras.utils.set_random_seed(0)`` before each model, NumPy
@@ -18,6 +18,10 @@ With fixed seeds (``keras.utils.set_random_seed(0)`` before each model, NumPy
   Softmax on 12 inputs, saved without compiling;
 * ``<name>_expected.npz`` for each of the three: ``x`` (8 float32 samples),
   ``y = model.predict(x)`` and ``weights_<i>`` (``model.get_weights()`` in order);
+* ``custom.keras``  6 -> Dense(8, relu) -> FeatureScale (a layer of the user's own,
+  registered as ``tinynet_tests>FeatureScale``: y = x * s, one weight s per feature) ->
+  Dense(3, softmax), compiled (Adam), trained 2 epochs on 64 samples (so s moved off
+  its start); with ``custom_expected.npz``;
 * ``sample_weight.npz``  losses/accuracies/weights of a small model trained with
   ``sample_weight`` and with ``class_weight`` (fit, evaluate, train_on_batch).
 
@@ -192,12 +196,59 @@ def record_sample_weight():
     np.savez(os.path.join(OUT, "sample_weight.npz"), **out)
 
 
+@keras.saving.register_keras_serializable(package="tinynet_tests")
+class FeatureScale(layers.Layer):
+    """y = x * s: one trainable scale per feature, starting at ``initial``."""
+
+    def __init__(self, initial=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial = initial
+
+    def build(self, input_shape):
+        init = keras.initializers.Constant(self.initial)
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer=init, name="scale")
+
+    def call(self, x):
+        return x * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "initial": self.initial}
+
+
+def record_custom():
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            layers.Dense(8, activation="relu"),
+            FeatureScale(0.5),
+            layers.Dense(3, activation="softmax"),
+        ],
+        name="custom",
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((64, 6), dtype=np.float32), rng.integers(0, 3, 64), epochs=2, batch_size=16, verbose=0)
+    model.save(os.path.join(OUT, "custom.keras"))
+    expected("custom", model, np.random.default_rng(1).random((8, 6), dtype=np.float32))
+
+
+RECORDS = {
+    "mlp": record_mlp,
+    "cnn": record_cnn,
+    "zoo": record_zoo,
+    "sample_weight": record_sample_weight,
+    "custom": record_custom,
+}
+
+
 def main():
+    import sys
+
     os.makedirs(OUT, exist_ok=True)
-    record_mlp()
-    record_cnn()
-    record_zoo()
-    record_sample_weight()
+    for name in sys.argv[1:] or list(RECORDS):  # e.g. "custom": record that one alone
+        RECORDS[name]()
     for f in sorted(os.listdir(OUT)):
         print(f"{f:28s} {os.path.getsize(os.path.join(OUT, f)):>8d} bytes")
 

@@ -13,10 +13,25 @@ plain arrays and text, never code. Loading checks the format, the version, every
 layer class, and each weight's shape and dtype against the rebuilt model, and
 turns anything else into a :class:`ModelFileError` that names the file and the
 problem. Saving is atomic: a crash mid-save leaves the previous file whole.
+
+**Your own layers.** A layer class of your own is saved by its name and its
+``get_config()`` (which must return every argument of its ``__init__``), its weights
+like any other. A file names classes, never code: to load it, give the class, as in
+Keras, either each time or once for all::
+
+    model = tn.models.load_model("m.npz", custom_objects={"FeatureScale": FeatureScale})
+
+    @tn.saving.register_keras_serializable(package="my_layers")
+    class FeatureScale(tn.layers.Layer): ...
+
+The same holds for ``.keras`` files (:mod:`tinynet.files.keras_format`) and for
+``ModelCheckpoint``'s files. A file naming a class that is neither built in nor given
+is refused with a :class:`ModelFileError` that names it; nothing is ever imported.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -54,6 +69,110 @@ class ModelFileError(ValueError):
     """A file is not a tinynet model, or does not fit the model it describes."""
 
 
+# ----------------------------------------------------------------- custom objects, the Keras way
+
+_REGISTERED: dict[str, type] = {}  # "package>Name" -> class, filled by register_keras_serializable
+
+
+def register_keras_serializable(package: str = "Custom", name: str | None = None):
+    """Decorator: ``@tn.saving.register_keras_serializable(package="my_layers")`` makes a
+    layer class known to every ``load_model`` by the name ``"my_layers>ClassName"`` (Keras's
+    registered name; ``name=`` replaces the class's own name), so its files load without
+    ``custom_objects``. Returns the class unchanged."""
+    if not isinstance(package, str) or ">" in package or not package:
+        raise ValueError(f"package must be a non-empty name without '>', got {package!r}")
+
+    def register(cls):
+        if not (isinstance(cls, type) and issubclass(cls, layers.Layer)):
+            raise TypeError(f"register_keras_serializable registers tinynet Layer classes, got {cls!r}")
+        key = f"{package}>{name or cls.__name__}"
+        if _REGISTERED.get(key, cls) is not cls:
+            raise ValueError(f"{key!r} is already registered, for {_REGISTERED[key]!r}")
+        _REGISTERED[key] = cls
+        return cls
+
+    return register
+
+
+def get_registered_name(cls) -> str:
+    """The name a file records for ``cls``: its registered ``"package>Name"``, else its class name."""
+    return next((key for key, c in _REGISTERED.items() if c is cls), cls.__name__)
+
+
+def get_registered_object(name: str, custom_objects=None):
+    """The class registered as ``name`` (or given in ``custom_objects`` under it), or None."""
+    return (custom_objects or {}).get(name) or _REGISTERED.get(name)
+
+
+def check_custom_objects(custom_objects):
+    """``custom_objects``: None, or a dict of names to tinynet Layer classes; refused otherwise, before any work."""
+    if custom_objects is None:
+        return {}
+    if not isinstance(custom_objects, dict):
+        raise TypeError(
+            f"custom_objects must be a dict such as {{'FeatureScale': FeatureScale}}, got {custom_objects!r}"
+        )
+    for key, cls in custom_objects.items():
+        if not isinstance(key, str) or not (isinstance(cls, type) and issubclass(cls, layers.Layer)):
+            raise TypeError(
+                f"custom_objects maps names to tinynet Layer classes, got {key!r}: {cls!r} "
+                "(pass the class itself, not an instance or a module)"
+            )
+    return dict(custom_objects)
+
+
+def layer_class(class_name, registered_name=None, custom_objects=None):
+    """The layer class a file names: given in ``custom_objects`` (by registered name or class
+    name), registered, or built in; a ModelFileError message (a str) when none is."""
+    for key in (registered_name, class_name):
+        found = get_registered_object(key, custom_objects) if isinstance(key, str) else None
+        if found is not None:
+            return found
+    if isinstance(class_name, str) and class_name in LAYER_CLASSES:
+        return LAYER_CLASSES[class_name]
+    shown = registered_name if isinstance(registered_name, str) and registered_name != class_name else None
+    named = f"unknown layer class {class_name!r}{f' (registered as {shown!r})' if shown else ''}"
+    if not (isinstance(class_name, str) and class_name.isidentifier()):
+        return f"{named}: not a class name"
+    return (
+        f"{named}: neither a tinynet layer nor given. Pass your class as load_model(path, "
+        f"custom_objects={{{class_name!r}: {class_name}}}), or decorate it with "
+        "@tinynet.saving.register_keras_serializable() before loading (a file names classes, it never holds code)"
+    )
+
+
+def layer_config(layer) -> dict:
+    """``layer.get_config()``, checked to rebuild it: JSON-able, and holding every argument of
+    a custom layer's ``__init__`` (a ValueError naming what is missing, before anything is written)."""
+    config = layer.get_config()
+    kind = type(layer).__name__
+    if not isinstance(config, dict):
+        raise ValueError(f"layer {layer.name!r} ({kind}): get_config() returned {config!r}, expected a dict")
+    if type(layer) not in LAYER_CLASSES.values():
+        base = set(inspect.signature(layers.Layer.__init__).parameters)
+        wanted = [
+            n
+            for n, p in inspect.signature(type(layer).__init__).parameters.items()
+            if n not in base and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        missing = [n for n in wanted if n not in config]
+        if missing:
+            fix = ", ".join(f"{n!r}: self.{n}" for n in missing)
+            raise ValueError(
+                f"layer {layer.name!r} ({kind}) takes {', '.join(missing)} in __init__, but its get_config() "
+                f"does not return {'it' if len(missing) == 1 else 'them'}, so it could not be rebuilt: define "
+                f"get_config(self) returning {{**super().get_config(), {fix}}}"
+            )
+    try:
+        json.dumps(config)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"layer {layer.name!r} ({kind}): get_config() returned {config!r}, which a model file cannot hold "
+            f"({e}); return plain numbers, strings, lists and dicts"
+        ) from e
+    return config
+
+
 def _describe(model) -> dict:
     config = {
         "format": FORMAT,
@@ -61,7 +180,7 @@ def _describe(model) -> dict:
         "name": model.name,
         "seed": model.seed if isinstance(model.seed, (int, type(None))) else None,
         "input_shape": list(model.input_shape),
-        "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in model.layers],
+        "layers": [_layer_description(layer) for layer in model.layers],
         "weights": [
             {"layer": layer.name, "name": p.name, "shape": list(p.value.shape), "dtype": str(p.value.dtype)}
             for layer in model.layers
@@ -77,6 +196,13 @@ def _describe(model) -> dict:
             "cuda_graph": model.cuda_graph,
         }
     return config
+
+
+def _layer_description(layer) -> dict:
+    entry = {"class": type(layer).__name__, "config": layer_config(layer)}
+    if type(layer) not in LAYER_CLASSES.values():
+        entry["registered_name"] = get_registered_name(type(layer))
+    return entry
 
 
 def _training_state(model) -> tuple[dict, dict]:
@@ -113,9 +239,6 @@ def save_model(model, path, include_optimizer=True):
     ``include_optimizer`` (optimizer state, epoch, random states, History)."""
     if not model.built:
         raise RuntimeError("cannot save a model that is not built; train it or give it an Input shape first")
-    for layer in model.layers:
-        if type(layer).__name__ not in LAYER_CLASSES:
-            raise TypeError(f"cannot save layer {layer.name!r} of type {type(layer).__name__}: not a tinynet layer")
     check_finite(model, path, include_optimizer)
     described = _describe(model)
     extra = {}
@@ -167,7 +290,7 @@ def _read(path, z) -> tuple[dict, dict]:
     return config, headers
 
 
-def load_model(path, model_class, device: str = "cpu", compile: bool = True):
+def load_model(path, model_class, device: str = "cpu", compile: bool = True, custom_objects=None):
     """Rebuild a model saved by :func:`save_model` / ``model.save`` as a ``model_class``
     (:func:`tinynet.models.load_model` passes ``Sequential``).
 
@@ -177,13 +300,16 @@ def load_model(path, model_class, device: str = "cpu", compile: bool = True):
         compile: re-compile with the saved optimizer, loss and metrics, and restore
             a checkpoint's optimizer state, random generators and History.
             Defaults to True.
+        custom_objects: ``{"ClassName": cls}`` for layer classes of your own (see the
+            module's docstring); registered ones need not be given.
 
     Raises:
         ModelFileError: for any file that is not a whole, consistent tinynet model;
             never another exception type, whatever the bytes.
     """
+    custom_objects = check_custom_objects(custom_objects)
     try:
-        return _load(path, model_class, device, compile)
+        return _load(path, model_class, device, compile, custom_objects)
     except (ModelFileError, backend.DeviceUnavailableError):
         raise
     except Exception as e:  # anything the bytes could provoke, named, never raw
@@ -201,6 +327,8 @@ def weights_needed(layer_list, shape, path) -> int:
     what a file that holds them must hold, known before any weight is allocated."""
     needed = 0
     for layer in layer_list:
+        if type(layer) not in LAYER_CLASSES.values():
+            break  # a layer of the user's own: its weights are known once it is built (the exact check)
         if not all(isinstance(d, int) and 0 < d < 2**40 for d in shape):
             raise ModelFileError(f"{path}: the architecture has an impossible shape {shape}")
         if isinstance(layer, layers.Dense) and len(shape) != 1:
@@ -226,15 +354,18 @@ def check_size(layer_list, shape, stored, path):
         raise ModelFileError(f"{path}: the architecture needs at least {needed} weights, the file holds {stored}")
 
 
-def _build(config, path, model_class, device, stored):
+def _build(config, path, model_class, device, stored, custom_objects):
     try:
         model = model_class(name=config.get("name", "sequential"), device=device, seed=config.get("seed"))
         check_layer_count(len(config["layers"]), path)
-        for entry in config["layers"]:
-            cls = LAYER_CLASSES.get(entry.get("class"))
-            if cls is None:
-                raise ModelFileError(f"{path}: unknown layer class {entry.get('class')!r}")
-            model.add(cls(**entry["config"]))
+        classes = [layer_class(e.get("class"), e.get("registered_name"), custom_objects) for e in config["layers"]]
+        unknown = next((c for c in classes if isinstance(c, str)), None)
+        if unknown is not None:  # every class known before any layer is made
+            raise ModelFileError(f"{path}: {unknown}")
+        for cls, entry in zip(classes, config["layers"]):
+            if not isinstance(entry["config"], dict):
+                raise TypeError(f"the config of a {cls.__name__} is {type(entry['config']).__name__}, not an object")
+            model.add(cls.from_config(entry["config"]))
         check_size(model.layers, tuple(config["input_shape"]), stored, path)
         model.build(tuple(config["input_shape"]))
     except ModelFileError:
@@ -297,7 +428,7 @@ def _slots(config, z, headers, model, path) -> dict:
     return slots
 
 
-def _load(path, model_class, device, compile):
+def _load(path, model_class, device, compile, custom_objects):
     path = os.fspath(path)
     try:
         z = archives.open_zip(path)
@@ -317,17 +448,17 @@ def _load(path, model_class, device, compile):
         raise ModelFileError(f"{path}: not a tinynet model file (not an .npz archive: starts with {magic!r})") from e
     with z:
         try:
-            return _load_open(path, z, model_class, device, compile)
+            return _load_open(path, z, model_class, device, compile, custom_objects)
         except archives.ArchiveRefused as e:
             raise ModelFileError(f"{path}: {e}") from e
         except (zipfile.BadZipFile, EOFError) as e:
             raise ModelFileError(f"{path}: not a tinynet model file, or truncated/corrupted ({e})") from e
 
 
-def _load_open(path, z, model_class, device, compile):
+def _load_open(path, z, model_class, device, compile, custom_objects):
     config, headers = _read(path, z)
     stored = sum(archives.backed_items(z, k + ".npy", *h) for k, h in headers.items() if k.startswith("weight_"))
-    model = _build(config, path, model_class, device, stored)
+    model = _build(config, path, model_class, device, stored, custom_objects)
     _set_weights(model, config, z, headers, path)
     if not (compile and config.get("compile")):
         return model

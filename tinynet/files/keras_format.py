@@ -213,7 +213,23 @@ def _input_shape(entry):
     return tuple(shape[1:])
 
 
-def _layers_from_config(config, path):
+def _custom_layer(cls, c, name):
+    """A layer of the user's own class ``cls`` from its Keras config: Keras's own keys (trainable,
+    dtype) checked and dropped, the rest given to ``cls.from_config``."""
+    if c.get("trainable", True) is not True:
+        raise _Refused(f"layer {name!r} is frozen (trainable=False); tinynet trains every layer")
+    dtype = c.get("dtype", "float32")
+    dtype = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    if dtype not in ("float32", None):
+        raise _Refused(f"layer {name!r} computes in {dtype!r}; tinynet reads float32 models")
+    args = {k: v for k, v in c.items() if k not in ("trainable", "dtype")}
+    try:
+        return cls.from_config(args)
+    except (TypeError, ValueError) as e:
+        raise _Refused(f"layer {name!r}: {cls.__name__}.from_config({args!r}) failed ({type(e).__name__}: {e})") from e
+
+
+def _layers_from_config(config, path, custom_objects=None):
     """(the tinynet layers, not built yet, and the input shape) of a Keras model config."""
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
         kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
@@ -226,10 +242,19 @@ def _layers_from_config(config, path):
         raise _Refused("the model does not start with an InputLayer, so its input shape is unknown")
     made = []
     for entry in entries[1:]:
-        kind, layer_config = entry.get("class_name"), entry.get("config")
-        if kind not in KERAS_LAYERS or not isinstance(layer_config, dict):
-            raise _Refused(f"layer {kind!r} is not one tinynet has (it has {sorted(KERAS_LAYERS)})")
-        made.append(KERAS_LAYERS[kind](layer_config, layer_config.get("name")))
+        kind, layer_config, module = entry.get("class_name"), entry.get("config"), entry.get("module")
+        if not isinstance(layer_config, dict):
+            raise _Refused(f"layer {kind!r} has no config object")
+        registered = entry.get("registered_name")
+        custom = saving.get_registered_object(registered, custom_objects) or (custom_objects or {}).get(kind)
+        if custom is not None:
+            made.append(_custom_layer(custom, layer_config, layer_config.get("name")))
+        elif registered is None and (module is None or str(module).startswith("keras")):  # one of Keras's own
+            if kind not in KERAS_LAYERS:
+                raise _Refused(f"layer {kind!r} is not one tinynet has (it has {sorted(KERAS_LAYERS)})")
+            made.append(KERAS_LAYERS[kind](layer_config, layer_config.get("name")))
+        else:  # a class of the user's own (registered, or from a module of theirs): looked up, never imported
+            raise _Refused(saving.layer_class(kind, registered, custom_objects))
     return made, _input_shape(entries[0])
 
 
@@ -319,6 +344,16 @@ def _layer_entry(layer, input_shape):
     """(Keras's config entry for ``layer``, the Keras class it is written as)."""
     c, kind = layer.get_config(), type(layer).__name__
     config = {"name": layer.name, "trainable": True, "dtype": DTYPE}
+    if type(layer) not in saving.LAYER_CLASSES.values():  # a class of the user's own, by its name and config
+        config.update(saving.layer_config(layer))
+        entry = {
+            "module": type(layer).__module__,
+            "class_name": kind,
+            "config": config,
+            "registered_name": saving.get_registered_name(type(layer)),
+            "build_config": {"input_shape": [None, *input_shape]},
+        }
+        return entry, kind
     built = isinstance(layer, (layers.Dense, layers.Conv2D, layers.BatchNormalization, layers.Flatten))
     if isinstance(layer, (layers.Dense, layers.Conv2D)):
         config.update(_kernel_config(layer, c))
@@ -692,9 +727,9 @@ def _weights_limit(needed: int, layer_count: int) -> int:
     return 3 * 8 * needed + (1 << 20) + (64 << 10) * (layer_count + 2)
 
 
-def _read_keras_file(z, path, model_class, device, compile):
+def _read_keras_file(z, path, model_class, device, compile, custom_objects):
     config = json.loads(archives.read_entry(z, "config.json", MAX_JSON).decode("utf-8"))
-    made, shape = _layers_from_config(config, path)
+    made, shape = _layers_from_config(config, path, custom_objects)
     needed = saving.weights_needed(made, shape, os.fspath(path))  # before the weights are even decompressed
     weights = archives.read_entry_into(z, "model.weights.h5", _weights_limit(needed, len(made)))
     with _h5py().File(weights, "r") as f:
@@ -729,12 +764,14 @@ def _failures(path, error):
     return ModelFileError(f"{os.fspath(path)}: not a valid Keras file ({type(error).__name__}: {error})")
 
 
-def load_model(path, model_class, device="cpu", compile=True):
-    """Read a Keras 3 ``.keras`` file of a Sequential model as a tinynet ``model_class``."""
+def load_model(path, model_class, device="cpu", compile=True, custom_objects=None):
+    """Read a Keras 3 ``.keras`` file of a Sequential model as a tinynet ``model_class``;
+    ``custom_objects``: layer classes of the user's own, by name (see :mod:`tinynet.saving`)."""
+    custom_objects = saving.check_custom_objects(custom_objects)
     _h5py()
     try:
         with _open_zip(path) as z:
-            return _read_keras_file(z, path, model_class, device, compile)
+            return _read_keras_file(z, path, model_class, device, compile, custom_objects)
     except Exception as e:  # anything the bytes could provoke, named, never raw
         raise _failures(path, e) from e
 

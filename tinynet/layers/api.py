@@ -50,7 +50,15 @@ class LayerAPI:
         return self
 
     def get_config(self) -> dict:
+        """The constructor's arguments, as a dict: ``type(layer).from_config(layer.get_config())``
+        makes the same layer (unbuilt). A layer of your own whose ``__init__`` takes more
+        arguments returns them too: ``{**super().get_config(), "scale": self.scale}``."""
         return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """The layer ``get_config`` describes: ``cls(**config)``, as Keras's ``from_config``."""
+        return cls(**config)
 
     def describe(self) -> str:
         """Extra words for ``summary()``; empty by default."""
