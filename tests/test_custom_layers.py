@@ -223,3 +223,16 @@ def test_register_keras_serializable_refuses_what_it_cannot_register():
         tn.saving.register_keras_serializable(package="test_custom_layers", name="RegisteredScale")(FeatureScale)
     with pytest.raises(ValueError, match="without '>'"):
         tn.saving.register_keras_serializable(package="a>b")
+
+
+def test_registering_a_redefined_class_replaces_it_as_a_notebook_rerun_does():
+    def define():
+        @tn.saving.register_keras_serializable(package="test_custom_layers_rerun")
+        class Rerun(FeatureScale):
+            pass
+
+        return Rerun
+
+    first, second = define(), define()  # a cell run twice: a new class of the same name
+    assert first is not second
+    assert tn.saving.get_registered_object("test_custom_layers_rerun>Rerun") is second

@@ -86,8 +86,9 @@ def register_keras_serializable(package: str = "Custom", name: str | None = None
         if not (isinstance(cls, type) and issubclass(cls, layers.Layer)):
             raise TypeError(f"register_keras_serializable registers tinynet Layer classes, got {cls!r}")
         key = f"{package}>{name or cls.__name__}"
-        if _REGISTERED.get(key, cls) is not cls:
-            raise ValueError(f"{key!r} is already registered, for {_REGISTERED[key]!r}")
+        known = _REGISTERED.get(key, cls)
+        if (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):  # a redefinition replaces
+            raise ValueError(f"{key!r} is already registered, for {known!r}; give this class another name=")
         _REGISTERED[key] = cls
         return cls
 

@@ -37,6 +37,12 @@ from .api import LayerAPI
 class Parameter:
     """A trainable array ``value`` and its gradient ``grad`` (same shape, same device).
 
+    Make one in your layer's ``build``, from a NumPy array in float32 (the model moves it
+    to its device afterwards)::
+
+        self.scale = Parameter(np.ones(input_shape[-1], dtype=np.float32), "scale")
+
+    and list it in ``parameters()``. ``grad`` starts as zeros; your ``backward`` sets it.
     Also what Keras's variables offer: ``shape``, ``dtype``, ``numpy()``, ``assign(array)``.
     """
 
@@ -65,6 +71,25 @@ class Parameter:
 class Layer(LayerAPI):
     """Base class. Subclasses implement ``forward`` and ``backward``.
 
+    A layer of your own, the whole contract (``docs/custom_layer.md`` builds one step by step):
+
+    - ``__init__(self, ..., **kwargs)``: keep the arguments; pass ``**kwargs`` (``name``,
+      ``input_shape``) to ``super().__init__``;
+    - ``build(self, input_shape, rng=None)``: only if it has parameters. ``input_shape`` is
+      one sample's shape (no batch axis); ``rng`` a NumPy Generator for random starting
+      values. Make each :class:`Parameter` (float32), then ``return super().build(input_shape, rng)``
+      (the output shape; override ``compute_output_shape`` if it differs from the input's);
+    - ``parameters(self)``: the list of those parameters, in a fixed order (the weights' order in files);
+    - ``forward(self, x, training=False)``: ``y``, keeping on ``self`` what backward needs;
+    - ``backward(self, gy)``: set each ``p.grad = dL/dp`` and return ``gx = dL/dx``. Use
+      ``backend.get_array_module(x)`` (not ``np``) where a function is needed, and the layer
+      runs on the GPU too;
+    - ``get_config(self)``: ``{**super().get_config(), "arg": self.arg, ...}``, every
+      ``__init__`` argument, so ``model.save`` can write the layer and ``load_model(path,
+      custom_objects={"MyLayer": MyLayer})`` can rebuild it (or register the class once
+      with ``@tinynet.saving.register_keras_serializable()``).
+
+    Check it with :func:`tinynet.gradcheck.check_backward` before you train with it.
     What a Keras user calls on a layer (``weights``, ``get_weights``, ``count_params``,
     ``get_config``, ...) is inherited from :class:`~tinynet.layers.api.LayerAPI`.
 
