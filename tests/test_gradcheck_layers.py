@@ -20,7 +20,10 @@ def built(layer, input_shape, device, seed=0):
     return layer.to(device)
 
 
-@pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "tanh", "softmax"])
+@pytest.mark.parametrize(
+    "activation",
+    [None, "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu", "swish", "silu", "softplus"],
+)
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_dense(device, xp, rng, activation, use_bias):
     layer = built(tn.Dense(5, activation=activation, use_bias=use_bias, bias_initializer="ones"), (7,), device)
@@ -49,7 +52,22 @@ def test_keras_output_logits_rule_reads_the_logits_and_skips_the_activation(devi
     check_backward(model, x)
 
 
-@pytest.mark.parametrize("layer_cls", [tn.ReLU, tn.Sigmoid, tn.Tanh, tn.Softmax, tn.Flatten])
+@pytest.mark.parametrize(
+    "layer_cls",
+    [
+        tn.ReLU,
+        tn.Sigmoid,
+        tn.Tanh,
+        tn.Softmax,
+        tn.Flatten,
+        tn.LeakyReLU,
+        tn.ELU,
+        tn.layers.GELU,
+        lambda: tn.layers.GELU(approximate=True),
+        tn.layers.Swish,
+        tn.layers.Softplus,
+    ],
+)
 def test_parameterless_layers(device, xp, rng, layer_cls):
     layer = built(layer_cls(), (3, 4), device)
     if layer_cls is tn.Softmax:

@@ -167,7 +167,7 @@ def _layer(config, index):
         ),
         ("cnn.keras", lambda c: _layer(c, 1).update(data_format="channels_first"), "channels_first"),
         ("mlp.keras", lambda c: _layer(c, 1).update(trainable=False), "frozen"),
-        ("mlp.keras", lambda c: _layer(c, 1).update(activation="gelu"), "activation 'gelu'"),
+        ("mlp.keras", lambda c: _layer(c, 1).update(activation="selu"), "activation 'selu'"),
         ("mlp.keras", lambda c: _layer(c, 1).update(kernel_constraint={"class_name": "MaxNorm"}), "kernel_constraint"),
         (
             "mlp.keras",

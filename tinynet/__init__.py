@@ -35,6 +35,7 @@ from .engine.flat import GradientContractError
 from .engine.guards import TrainingDiverged
 from .files.fileio import SaveError
 from .layers import (
+    ELU,
     Activation,
     AveragePooling2D,
     BatchNormalization,
@@ -43,6 +44,7 @@ from .layers import (
     Dropout,
     Flatten,
     Input,
+    LeakyReLU,
     MaxPooling2D,
     ReLU,
     Reshape,
@@ -66,9 +68,11 @@ __all__ = [
     "Dense",
     "DeviceUnavailableError",
     "Dropout",
+    "ELU",
     "Flatten",
     "GradientContractError",
     "Input",
+    "LeakyReLU",
     "MaxPooling2D",
     "ModelFileError",
     "ReLU",

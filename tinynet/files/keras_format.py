@@ -111,7 +111,7 @@ def _regularizer(value, layer_name):
 
 
 def _activation(value, layer_name):
-    if value not in ("linear", "relu", "sigmoid", "softmax", "tanh"):
+    if value not in layers.core.ACTIVATIONS:
         raise _Refused(f"layer {layer_name!r} uses the activation {value!r}, which tinynet does not have")
     return value
 
@@ -196,6 +196,8 @@ KERAS_LAYERS = {
         **_take(c, n, {"max_value": None, "negative_slope": 0.0, "threshold": 0.0}, ()), name=n
     ),
     "Softmax": lambda c, n: layers.Softmax(**_take(c, n, {"axis": -1}, ()), name=n),
+    "LeakyReLU": lambda c, n: layers.LeakyReLU(**_take(c, n, {}, ("negative_slope",)), name=n),
+    "ELU": lambda c, n: layers.ELU(**_take(c, n, {}, ("alpha",)), name=n),
 }
 
 
@@ -373,8 +375,11 @@ def _layer_entry(layer, input_shape):
         config.update(max_value=None, negative_slope=0.0, threshold=0.0)
     elif isinstance(layer, layers.Softmax):
         config["axis"] = -1
-    elif kind in ("Sigmoid", "Tanh"):  # Keras has them as Activation layers only
-        config["activation"], kind = kind.lower(), "Activation"
+    elif isinstance(layer, (layers.LeakyReLU, layers.ELU)):
+        config.update(c)
+    elif kind in ("Sigmoid", "Tanh", "Swish", "Softplus") or (kind == "GELU" and not layer.approximate):
+        names = {"Swish": "silu"}  # Keras has these as Activation layers only
+        config["activation"], kind = names.get(kind, kind.lower()), "Activation"
     else:
         raise ValueError(f"layer {layer.name!r} ({kind}) has no Keras counterpart tinynet can write")
     entry = {"module": "keras.layers", "class_name": kind, "config": config, "registered_name": None}

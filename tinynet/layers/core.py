@@ -28,6 +28,8 @@ Every backward here is checked against central differences in float64 by
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import backend, initializers, regularizers, validation
@@ -242,6 +244,177 @@ class Softmax(Layer):
         return y * (gy - (gy * y).sum(axis=-1, keepdims=True))
 
 
+class LeakyReLU(Layer):
+    r"""Leaky rectified linear unit: a small slope a instead of 0 for negative inputs.
+
+    Forward:   y = x       where x > 0
+               y = a x     elsewhere
+    Backward:  gx = gy * 1 where x > 0, gy * a elsewhere
+    Shapes:    x, y, gy, gx all (N, ...)
+
+    Args:
+        negative_slope: a. Defaults to 0.3, as ``keras.layers.LeakyReLU``; the activation
+            ``"leaky_relu"`` (``Dense(..., activation="leaky_relu")``) uses 0.2, as
+            ``keras.activations.leaky_relu``.
+    """
+
+    formula = "y = x if x > 0 else a x  |  gx = gy * (1 if x > 0 else a)"
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        super().__init__(**kwargs)
+        self.negative_slope = validation.in_range("negative_slope", negative_slope, 0)
+
+    def forward(self, x, training=False):
+        self._positive = x > 0
+        return backend.get_array_module(x).where(self._positive, x, self.negative_slope * x)
+
+    def backward(self, gy):
+        return gy * backend.get_array_module(gy).where(self._positive, 1.0, self.negative_slope).astype(gy.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+class ELU(Layer):
+    r"""Exponential linear unit: smooth below zero, tending to -alpha.
+
+    Forward:   y = x                    where x > 0
+               y = alpha (exp(x) - 1)   elsewhere
+    Backward:  gx = gy                  where x > 0
+               gx = gy * (y + alpha)    elsewhere   (d/dx alpha (e^x - 1) = alpha e^x = y + alpha)
+    Shapes:    x, y, gy, gx all (N, ...)
+
+    Args:
+        alpha: Defaults to 1.0, as Keras.
+    """
+
+    formula = "y = x if x > 0 else alpha (exp(x) - 1)  |  gx = gy * (1 if x > 0 else y + alpha)"
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = validation.in_range("alpha", alpha, 0)
+
+    def forward(self, x, training=False):
+        xp = backend.get_array_module(x)
+        self._positive = x > 0
+        self._y = xp.where(self._positive, x, self.alpha * xp.expm1(xp.minimum(x, 0)))
+        return self._y
+
+    def backward(self, gy):
+        return gy * backend.get_array_module(gy).where(self._positive, 1, self._y + self.alpha)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+class GELU(Layer):
+    r"""Gaussian error linear unit: x weighted by the chance that a standard normal is below it.
+
+    Forward:   y = x Phi(x),  Phi(x) = (1 + erf(x / sqrt 2)) / 2  (the normal CDF)
+    Backward:  gx = gy * (Phi(x) + x phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+    With ``approximate=True`` (the tanh form), u = sqrt(2 / pi) (x + 0.044715 x^3):
+               y = x (1 + tanh u) / 2 = x s,  s = sigmoid(2u)   ((1 + tanh u) / 2 is sigmoid(2u))
+               gx = gy * (s + x s (1 - s) 2 du/dx),  du/dx = sqrt(2 / pi) (1 + 3 * 0.044715 x^2)
+               (the sigmoid form keeps the precision that 1 + tanh u loses where tanh u is near -1)
+    Shapes:    x, y, gy, gx all (N, ...)
+
+    Args:
+        approximate: the tanh form. Defaults to False, the exact form (as Keras's "gelu").
+    """
+
+    formula = "y = x Phi(x)  |  gx = gy * (Phi(x) + x phi(x))"
+
+    def __init__(self, approximate=False, **kwargs):
+        super().__init__(**kwargs)
+        self.approximate = validation.flag("approximate", approximate)
+        if self.approximate:
+            self.formula = "y = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)  |  gx = gy * (s + x s (1 - s) 2 u')"
+
+    def forward(self, x, training=False):
+        self._x = x
+        if self.approximate:
+            self._s = sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))
+            return x * self._s
+        return x * (1 + erf(x / math.sqrt(2))) / 2
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        x = self._x
+        if self.approximate:
+            s = self._s
+            du = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)
+            return gy * (s + x * s * (1 - s) * 2 * du)
+        cdf = (1 + erf(x / math.sqrt(2))) / 2
+        pdf = xp.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+        return gy * (cdf + x * pdf)
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
+
+
+class Swish(Layer):
+    r"""Swish, also called SiLU: x times its own sigmoid.
+
+    Forward:   y = x s,   s = sigmoid(x)
+    Backward:  gx = gy * (s + x s (1 - s))    (product rule, with ds/dx = s (1 - s))
+    Shapes:    x, y, gy, gx all (N, ...)
+    """
+
+    formula = "y = x sigmoid(x)  |  gx = gy * (s + x s (1 - s)), s = sigmoid(x)"
+
+    def forward(self, x, training=False):
+        self._x, self._s = x, sigmoid(x)
+        return x * self._s
+
+    def backward(self, gy):
+        s = self._s
+        return gy * (s + self._x * s * (1 - s))
+
+
+SiLU = Swish  # Keras's "silu" and "swish" are one function
+
+
+class Softplus(Layer):
+    r"""Softplus, a smooth ReLU.
+
+    Forward:   y = log(1 + exp(x))  computed as max(x, 0) + log(1 + exp(-|x|)): no overflow
+    Backward:  gx = gy * sigmoid(x)
+    Shapes:    x, y, gy, gx all (N, ...)
+    """
+
+    formula = "y = log(1 + exp(x))  |  gx = gy * sigmoid(x)"
+
+    def forward(self, x, training=False):
+        xp = backend.get_array_module(x)
+        self._x = x
+        return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def backward(self, gy):
+        return gy * sigmoid(self._x)
+
+
+def erf(x):
+    r"""The error function erf(x) = 2 / sqrt(pi) * integral from 0 to x of exp(-t^2) dt,
+    to about 1e-15 (NumPy has none; CuPy's would do, this one runs on both).
+
+    The series erf(a) = 2 / sqrt(pi) exp(-a^2) sum_n 2^n a^(2n+1) / (1 * 3 * ... * (2n+1)) has
+    only positive terms (no cancellation): each term is the last times 2 a^2 / (2n+1). Past
+    |x| = 6, erf is +-1 to float64's precision, so |x| is capped there, and 3 a^2 + 30 terms
+    suffice for the largest a of the array."""
+    xp = backend.get_array_module(x)
+    a = xp.minimum(xp.abs(x), 6.0)
+    a2 = a * a
+    if xp is np:  # as many terms as the largest value needs
+        terms = int(math.ceil(3 * float(a2.max()))) + 30 if a.size else 0
+    else:  # on the GPU, as many as |x| = 6 needs: reading the largest value would wait for the device
+        terms = 3 * 36 + 30
+    term, total = a, a
+    for n in range(1, terms):
+        term = term * (2 * a2 / (2 * n + 1))
+        total = total + term
+    return xp.sign(x) * (2 / math.sqrt(math.pi)) * xp.exp(-a2) * total
+
+
 def sigmoid(x):
     """Numerically stable logistic function (see :class:`Sigmoid`)."""
     xp = backend.get_array_module(x)
@@ -256,7 +429,19 @@ def softmax(x, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-ACTIVATIONS = {"linear": Linear, "relu": ReLU, "sigmoid": Sigmoid, "softmax": Softmax, "tanh": Tanh}
+ACTIVATIONS = {  # Keras's names, each the textbook layer that computes it
+    "linear": Linear,
+    "relu": ReLU,
+    "sigmoid": Sigmoid,
+    "softmax": Softmax,
+    "tanh": Tanh,
+    "leaky_relu": lambda: LeakyReLU(negative_slope=0.2),  # keras.activations.leaky_relu's slope
+    "elu": ELU,
+    "gelu": GELU,
+    "swish": Swish,
+    "silu": Swish,
+    "softplus": Softplus,
+}
 
 
 def get_activation(activation) -> Layer:
@@ -279,7 +464,8 @@ class KernelLayer(Layer):
     """A kernel W, an optional bias b and an activation: what Dense and Conv2D share.
 
     Args:
-        activation: "relu", "sigmoid", "softmax", "tanh", "linear" or None.
+        activation: a name ("relu", "sigmoid", "softmax", "tanh", "leaky_relu", "elu",
+            "gelu", "swish"/"silu", "softplus", "linear"), an activation layer, or None.
         use_bias: whether to add b. Defaults to True.
         kernel_initializer: name or callable ``f(shape, rng)``. Defaults to
             "glorot_uniform" (as Keras).
