@@ -6,8 +6,9 @@ gives each callback the model (``self.model``) and calls, in order::
     on_train_begin(logs)
       on_epoch_begin(epoch, logs)
         on_train_batch_begin(step, logs)   # before the step (logs=None)
-        on_train_batch_end(step, logs)     # logs=None: reading the loss every step
-                                           # would stall a GPU
+        on_train_batch_end(step, logs)     # logs: the epoch's running loss and metrics,
+                                           # read from the device only if you look
+                                           # (on a GPU each read waits for the device)
       on_epoch_end(epoch, logs)            # logs: {"loss": ..., "accuracy": ...,
                                            #        "val_loss": ..., ...} as floats
     on_train_end(logs)
@@ -17,6 +18,8 @@ current epoch.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -497,3 +500,102 @@ class GradientMonitor(Callback):
         from .plot import plot_gradient_monitor
 
         return plot_gradient_monitor(self.history, path, title)
+
+
+class TensorBoard(Callback):
+    """Logs for TensorBoard, written where and as ``keras.callbacks.TensorBoard`` writes them:
+    ``log_dir/train`` and ``log_dir/validation``, the scalars ``epoch_loss``, ``epoch_<metric>``
+    and ``epoch_learning_rate`` per epoch (validation's under the same names, in its own folder),
+    and with ``histogram_freq=k`` each weight's histogram every k epochs, tagged
+    ``<layer>/<weight>/histogram``. Then ``tensorboard --logdir logs``.
+
+    What a learner of backprop wants and Keras dropped: ``write_grads=True`` adds each weight's
+    gradient (of the epoch's last batch) as ``<layer>/<weight>/gradient/histogram``.
+
+    Args:
+        log_dir: the folder of the logs. Defaults to "logs".
+        histogram_freq: every how many epochs the histograms are written; 0 for none. Defaults to 0.
+        write_grads: the gradients' histograms too (with ``histogram_freq``). Defaults to False.
+        update_freq: "epoch"; "batch", or an integer n: also ``batch_loss`` and ``batch_<metric>``
+            (the epoch's running values, as Keras) every n batches, by step. Defaults to "epoch".
+
+    Needs tensorboardX, a small writer of TensorBoard's files (never TensorFlow):
+    ``pip install "tinynet[tensorboard]"``.
+    """
+
+    def __init__(self, log_dir="logs", histogram_freq=0, write_grads=False, update_freq="epoch"):
+        super().__init__()
+        try:
+            import tensorboardX
+        except ImportError as e:
+            raise ImportError(
+                'TensorBoard needs tensorboardX: pip install "tinynet[tensorboard]" (in a checkout: '
+                'pip install -e ".[tensorboard]")'
+            ) from e
+        self._writer_class = tensorboardX.SummaryWriter
+        if not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(f"log_dir must be a folder's path, got {log_dir!r}")
+        self.log_dir = os.fspath(log_dir)
+        self.histogram_freq = validation.non_negative_int("histogram_freq", histogram_freq)
+        self.write_grads = validation.flag("write_grads", write_grads)
+        if update_freq not in ("epoch", "batch") and (
+            isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1
+        ):
+            raise ValueError(f'update_freq must be "epoch", "batch" or an integer >= 1, got {update_freq!r}')
+        self.update_freq = 1 if update_freq == "batch" else update_freq
+        self._writers, self._step = {}, 0
+        if update_freq != "epoch":  # the batch hooks are called only for a callback that has them
+            self.on_train_batch_end = self._log_batch
+
+    def _writer(self, which):
+        if which not in self._writers:
+            self._writers[which] = self._writer_class(os.path.join(self.log_dir, which))
+        return self._writers[which]
+
+    def on_train_begin(self, logs=None):
+        """Both folders made (a log_dir that cannot be written fails here, before any step)."""
+        for which in ("train", "validation"):
+            folder = os.path.join(self.log_dir, which)
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as e:
+                raise OSError(f"TensorBoard cannot write its logs to {folder!r}: {e.strerror or e}") from e
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(f"TensorBoard cannot write its logs to {folder!r}: the folder is not writable")
+        self._writer("train")
+
+    def _log_batch(self, step, logs=None):
+        self._step += 1
+        if self._step % self.update_freq == 0 and logs:
+            writer = self._writer("train")
+            for name, value in logs.items():
+                writer.add_scalar(f"batch_{name}", float(value), self._step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        train["learning_rate"] = self.model.optimizer.current_learning_rate
+        for name, value in train.items():
+            self._writer("train").add_scalar(f"epoch_{name}", float(value), epoch)
+        for name, value in logs.items():
+            if name.startswith("val_"):
+                self._writer("validation").add_scalar(f"epoch_{name[4:]}", float(value), epoch)
+        if self.histogram_freq and epoch % self.histogram_freq == 0:
+            self._log_weights(epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def _log_weights(self, epoch):
+        writer = self._writer("train")
+        for layer in self.model.layers:
+            for p in layer.weights:
+                writer.add_histogram(f"{layer.name}/{p.name}/histogram", backend.to_numpy(p.value), epoch)
+            for p in layer.parameters() if self.write_grads else ():
+                grad = backend.to_numpy(p.grad)
+                if np.isfinite(grad).all():  # before the first step a gradient is not set yet
+                    writer.add_histogram(f"{layer.name}/{p.name}/gradient/histogram", grad, epoch)
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}

@@ -23,6 +23,7 @@ and what a serious library needs around it is set up here, each piece in a modul
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import math
 import weakref
@@ -64,6 +65,32 @@ class RunningLogs:
     def read(self) -> dict:
         n = max(self.n, 1)
         return {"loss": float(self.loss_sum) / n, **{name: float(total) / n for name, total in self.sums.items()}}
+
+
+class BatchLogs(collections.abc.Mapping):
+    """A batch hook's ``logs``: the loss and metrics of the epoch so far (as Keras gives them),
+    read from the device only if a callback looks at them, so a fit whose callbacks do not
+    pays no host read per step."""
+
+    def __init__(self, running: RunningLogs):
+        self._running, self._values = running, None
+
+    def _read(self) -> dict:
+        if self._values is None:
+            self._values = self._running.read()
+        return self._values
+
+    def __getitem__(self, key):
+        return self._read()[key]
+
+    def __iter__(self):
+        return iter(self._read())
+
+    def __len__(self):
+        return len(self._read())
+
+    def __repr__(self):
+        return repr(self._read())
 
 
 _open: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> prepared() blocks open on it
@@ -245,7 +272,7 @@ class Loop:
             self.logs.sums[name] += hits
         self._watch_divergence()
         if not self.stopped:
-            self.callbacks.on_train_batch_end(self.step)
+            self.callbacks.on_train_batch_end(self.step, BatchLogs(self.logs))
             self.bar.update(self.steps, self.logs.read)
 
     def batch_end(self, loss, y_pred, y):
@@ -253,7 +280,7 @@ class Loop:
         self._watch_divergence()
         if self.stopped:
             return
-        self.callbacks.on_train_batch_end(self.step)
+        self.callbacks.on_train_batch_end(self.step, BatchLogs(self.logs))
         self.bar.update(self.step + 1, self.logs.read)
 
     def _watch_divergence(self):
