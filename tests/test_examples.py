@@ -170,32 +170,6 @@ def test_predict_digits_reports_each_bad_image_and_reads_every_frame_and_float_i
     ]
 
 
-def test_tune_mlp_ranks_trials_on_validation_and_tests_once(trained):
-    work, _, _ = trained
-    out = run(
-        "tune_mlp.py",
-        "--data-dir",
-        work / "data",
-        "--no-verify",
-        "--search",
-        "grid",
-        "--learning-rates",
-        "0.001,0.01",
-        "--batch-sizes",
-        "32",
-        "--hidden",
-        "32",
-        "--epochs",
-        "1",
-        "--plots",
-        work / "tuning",
-        cwd=work,
-    )
-    assert out.count("trial ") == 2 and "rank learning_rate" in out
-    assert "scored once on the test set" in out
-    assert (work / "tuning" / "tuning.png").read_bytes()[:4] == b"\x89PNG"
-
-
 def test_mnist_mlp_bad_arguments_are_clear(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
     result = subprocess.run(

@@ -213,7 +213,7 @@ def test_piping_into_head_ends_quietly(tmp_path, data):
 
 def test_tune_help_shows_defaults(tmp_path):
     out = example("tune_mlp.py", "--help", cwd=tmp_path).stdout
-    assert "(default: random)" in out and "(default: 3)" in out
+    assert "(default: tpe)" in out and "(default: 3)" in out
 
 
 def _umask():
