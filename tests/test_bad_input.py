@@ -180,7 +180,10 @@ def test_compile_needs_a_known_loss_optimizer_and_metric():
 
 
 def test_unknown_activation_and_bad_layer_arguments():
-    with pytest.raises(ValueError, match=r"unknown activation 'relu6'; expected one of \['linear', 'relu', 'sigmoid'"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown activation 'relu6'; expected one of \['elu', 'gelu', 'leaky_relu', 'linear', 'relu', 'sigmoid'",
+    ):
         tn.Dense(3, activation="relu6")
     with pytest.raises(ValueError, match="Dense units must be a positive integer, got 0"):
         tn.Dense(0)
