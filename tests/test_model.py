@@ -265,3 +265,25 @@ def test_a_deep_copy_of_a_trained_model_learns_as_the_model_does(optimizer):
     assert any((a != b).any() for a, b in zip(before, twin.get_weights()))
     for a, b in zip(model.get_weights(), twin.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_deep_copy_made_during_fit_evaluates_and_trains_on_its_own():
+    """The "keep the best model" habit: a callback deep-copies the model while fit runs, when
+    the fast twins and Keras's loss rule are bound on its objects. The copy is the textbook."""
+    import copy
+
+    model = tn.Sequential([tn.Input((5,)), tn.Dense(4, activation="relu"), tn.Dense(3, activation="softmax")], seed=0)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).standard_normal((32, 5)).astype(np.float32)
+    y = np.arange(32) % 3
+    kept = []
+    keep_best = tn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kept.append(copy.deepcopy(model)))
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[keep_best])
+    best = kept[-1]
+    assert tn.engine.twins.installed(best) == []
+    assert not {"forward", "backward", "update", "logits"} & {
+        k for obj in tn.engine.twins.objects(best) for k in vars(obj)
+    }
+    np.testing.assert_allclose(best.evaluate(x, y, verbose=0), model.evaluate(x, y, verbose=0), rtol=1e-6)
+    best.fit(x, y, epochs=1, verbose=0)  # it trains on its own
+    assert any((a != b).any() for a, b in zip(best.get_weights(), model.get_weights()))

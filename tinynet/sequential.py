@@ -8,12 +8,12 @@ One training step is :meth:`Sequential.train_step`, five lines::
     loss = self.add_weight_penalties(loss)       # L1/L2 penalties, in L and in the kernels' gradients
     self.optimizer.apply(self.flat_parameters.collect())  # every parameter one step against its gradient
 
-``fit`` runs it over batches and epochs. The machinery around it (callbacks, the
-progress bar, the NaN watch, Ctrl-C, the flat parameter buffer, the fast twins of the
+``fit`` runs it over batches and epochs. The machinery around it (calling the callbacks,
+the progress bar, the NaN watch, Ctrl-C, the flat parameter buffer, the fast twins of the
 textbook methods, Keras's own rules) is in :mod:`tinynet.engine`, which this module
 reaches through one door, :mod:`tinynet.engine.loop`; Keras's methods around the model
 (``evaluate``, ``predict``, weights, files, ``summary``) are inherited from
-:class:`tinynet.engine.model_api.ModelAPI`.
+:class:`tinynet.engine.keras_api.KerasAPI`.
 
 A model is itself a layer: ``forward(x, training)`` and ``backward(gy)``, so
 :func:`tinynet.gradcheck.check_backward` checks a whole model at once.
@@ -25,11 +25,11 @@ import numpy as np
 
 from . import backend, losses, optimizers, validation
 from .engine import loop
-from .engine.model_api import ModelAPI
+from .engine.keras_api import KerasAPI
 from .layers import Input, Layer
 
 
-class Sequential(ModelAPI):
+class Sequential(KerasAPI):
     """A linear stack of layers.
 
     Args:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import backend, gradcheck, validation
-from .engine import keras_rules, twins
+from .engine import keras_rules
 from .layers import ReLU
 
 CHECK_TOLERANCE = 1e-6  # a layer's float64 check passes below this relative error
@@ -153,13 +153,8 @@ def _working_copy(model):
         rng = getattr(layer, "rng", None)
         if rng is not None and model.device == "gpu":
             memo[id(rng)] = backend.random_generator(getattr(layer, "rng_seed", None), "gpu")
-    work = copy.deepcopy(model, memo)
-    work.flat_parameters = None  # the copy's parameters are its own arrays, not views of a buffer
-    # Made during fit (from a callback), the copy carries what training binds on the
-    # instances (fast twins, Keras's loss rule): taken off, so the copy runs the textbook.
-    twins.take_off(twins.objects(work))
-    work.loss_fn = work.loss
-    return work
+    # its own arrays, no flat buffer, and the textbook methods (KerasAPI.__deepcopy__)
+    return copy.deepcopy(model, memo)
 
 
 # ------------------------------------------------------------------ the step, recorded

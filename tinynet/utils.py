@@ -25,4 +25,7 @@ def set_random_seed(seed: int):
     backend.seed_models(int(seed))
 
 
+next_seed = backend.next_model_seed  # its name before it moved to tinynet.backend
+
+
 __all__ = ["set_random_seed", "to_categorical"]

@@ -2,7 +2,7 @@
 
 The textbook (``tinynet/layers/``, ``losses.py``, ``optimizers.py``, ``sequential.py``)
 writes the math; it reaches this package through one door, :mod:`tinynet.engine.loop`
-(and inherits Keras's model methods from :mod:`tinynet.engine.model_api`, the optimizer's
+(and inherits Keras's model methods from :mod:`tinynet.engine.keras_api`, the optimizer's
 state handling from :mod:`tinynet.engine.optimizer_state`).
 
 | module            | what it holds                                                          |
@@ -19,7 +19,7 @@ state handling from :mod:`tinynet.engine.optimizer_state`).
 | ``graphs``        | a Dense model's whole epoch captured as one CUDA graph                 |
 | ``threads``       | how many threads BLAS and the twins use                                |
 | ``keras_rules``   | every rule tinynet follows only because Keras does                     |
-| ``model_api``     | Keras's methods around the model: evaluate, predict, weights, save     |
+| ``keras_api``     | Keras's API around the model: evaluate, predict, weights, state, save  |
 | ``optimizer_state`` | an optimizer's state: moved, laid out, saved and restored            |
 | ``summary``       | ``model.summary()``'s table                                            |
 | ``moved``         | the old names of modules that moved here                               |

@@ -16,12 +16,12 @@ import numpy as np
 from .. import backend, metrics, saving, validation
 from ..callbacks import History
 from ..files import fileio, keras_format
-from . import keras_rules, loop
+from . import keras_rules, loop, twins
 from .progress import ProgressBar
 from .summary import format_summary
 
 
-class ModelAPI:
+class KerasAPI:
     """``evaluate``, ``predict``, ``train_on_batch``, ``test_on_batch``, ``get_weights``/
     ``set_weights``, ``get_state``/``set_state`` (for exact resume), ``save`` and ``summary``."""
 
@@ -29,11 +29,16 @@ class ModelAPI:
         """``copy.deepcopy(model)``: every array copied, and no flat buffer. A trained model's
         parameters are views of one buffer (tinynet/engine/flat.py); copied, they would be arrays
         of their own beside a copied buffer that the optimizer then steps, so the copy would
-        never learn. It packs a buffer of its own at its next ``fit`` or ``train_on_batch``."""
+        never learn. It packs a buffer of its own at its next ``fit`` or ``train_on_batch``.
+        Made during ``fit`` (the best model so far, kept by a callback), the copy carries what
+        training bound on the instances (fast twins, Keras's loss rule): taken off, so it is
+        the textbook model, ready to evaluate or train on its own."""
         twin = type(self).__new__(type(self))
         memo[id(self)] = twin
         for name, value in vars(self).items():
             vars(twin)[name] = None if name == "flat_parameters" else copy.deepcopy(value, memo)
+        twins.take_off(twins.objects(twin))
+        twin.loss_fn = twin.loss
         return twin
 
     # ---------------------------------------------------------------- Keras's rules for a model
@@ -296,3 +301,6 @@ class ModelAPI:
     def summary(self, print_fn=print):
         """Print a table of layers, output shapes and parameter counts (Keras's format)."""
         print_fn(format_summary(self))
+
+
+ModelAPI = KerasAPI  # its name before tinynet/engine/ (tinynet.model_api)

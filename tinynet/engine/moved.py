@@ -22,7 +22,7 @@ MOVED = {
     "tinynet.progress": "tinynet.engine.progress",
     "tinynet.summary": "tinynet.engine.summary",
     "tinynet.optimizer_state": "tinynet.engine.optimizer_state",
-    "tinynet.model_api": "tinynet.engine.model_api",
+    "tinynet.model_api": "tinynet.engine.keras_api",
     "tinynet.keras_compat": "tinynet.engine.keras_rules",
     "tinynet.model": "tinynet.sequential",
     "tinynet.fileio": "tinynet.files.fileio",
@@ -45,12 +45,18 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.machinery.ModuleSpec(name, self) if name in MOVED else None
 
     def create_module(self, spec):
-        module = load(spec.name)
-        self.spec = module.__spec__  # importlib sets __spec__ to the old name's: put back below
-        return module
+        return load(spec.name)
 
     def exec_module(self, module):
-        module.__spec__ = self.spec  # already imported under its new name: nothing to run
+        # already imported under its new name, nothing to run; importlib has set its __spec__
+        # to the old name's: put its own back (found again by the new name, so threads that
+        # import two old names at once cannot mix them up)
+        module.__spec__ = importlib.machinery.PathFinder.find_spec(module.__name__, _search_path(module.__name__))
+
+
+def _search_path(name):
+    package = name.rpartition(".")[0]
+    return importlib.import_module(package).__path__
 
 
 def install():

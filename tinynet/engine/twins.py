@@ -101,6 +101,11 @@ def _textbook_pooling(pool) -> bool:
     return runs_textbook(pool, MaxPooling2D, "forward") and runs_textbook(pool, MaxPooling2D, "backward")
 
 
+def _tiling(pool, at) -> bool:
+    """A pooling layer whose forward and backward are both the textbook's, on windows that tile."""
+    return _tiles(pool) and _textbook_pooling(pool)
+
+
 @dataclass(frozen=True)
 class Twin:
     """One row: ``twin`` stands in for ``cls.method`` where ``applies(obj, place)``;
@@ -127,8 +132,16 @@ TWINS = (
     Twin(Conv2D, "backward", conv2d_backward_fused, lambda c, at: at.gpu),
     Twin(MaxPooling2D, "forward", maxpool_forward_fused, lambda p, at: at.gpu and _tiles(p) and _textbook_pooling(p)),
     Twin(MaxPooling2D, "backward", maxpool_backward_fused, lambda p, at: at.gpu and _tiles(p) and _textbook_pooling(p)),
-    Twin(MaxPooling2D, "forward", maxpool_forward_tiled, lambda p, at: _tiles(p) and _textbook_pooling(p), True),
-    Twin(MaxPooling2D, "backward", maxpool_backward_tiled, lambda p, at: _tiles(p) and _textbook_pooling(p), True),
+    Twin(
+        MaxPooling2D, "forward", maxpool_forward_tiled, lambda p, at: _tiles(p) and _textbook_pooling(p), threaded=True
+    ),
+    Twin(
+        MaxPooling2D,
+        "backward",
+        maxpool_backward_tiled,
+        lambda p, at: _tiles(p) and _textbook_pooling(p),
+        threaded=True,
+    ),
     Twin(ReLU, "backward", relu_backward_fused, lambda r, at: at.gpu),
     Twin(
         SparseCategoricalCrossentropy,

@@ -14,7 +14,7 @@ from ..layers import Conv2D, Dense, ReLU
 from ..losses import SparseCategoricalCrossentropy
 from ..optimizers import SGD, Adam, RMSprop, adam_step_size
 from . import kernels
-from .twins_inplace import maxpool_backward_tiled, maxpool_forward_tiled
+from .twins_inplace import kept_state, maxpool_backward_tiled, maxpool_forward_tiled
 
 
 def dense_relu_forward_fused(self, x, training=False):
@@ -23,7 +23,7 @@ def dense_relu_forward_fused(self, x, training=False):
     y = kernels.bias_relu(x @ self.kernel.value, self.bias.value)
     if y is None:
         return Dense.forward(self, x, training)
-    self._x = x
+    self.keep_input(x)
     return self.activation.keep_output(y)
 
 
@@ -36,7 +36,7 @@ def conv2d_forward_fused(self, x, training=False):
     cols = kernels.im2col(x, kh, kw, self.window.strides, oh, ow, top, left)
     if cols is None:
         return Conv2D.forward(self, x, training)
-    self._cols, self._x_shape, self._pad_shape = cols, x.shape, (n, h + top + bottom, w + left + right, c)
+    self.keep_patches(cols, x.shape, (n, h + top + bottom, w + left + right, c))
     z = cols @ self.kernel.value.reshape(kh * kw * c, f)
     y = kernels.bias_relu(z, self.bias.value) if type(self.activation) is ReLU and self.use_bias else None
     if y is None:
@@ -54,12 +54,13 @@ def conv2d_backward_fused(self, gy):
     kh, kw, c, f = self.kernel.value.shape
     n, oh, ow, _ = gz.shape
     gz = gz.reshape(n * oh * ow, f)
-    self.kernel.grad = (self._cols.T @ gz).reshape(kh, kw, c, f)
+    cols, x_shape, _ = self.patches
+    self.kernel.grad = (cols.T @ gz).reshape(kh, kw, c, f)
     if self.use_bias:
         self.bias.grad = gz.sum(axis=0)
     gcols = gz @ self.kernel.value.reshape(kh * kw * c, f).T
-    _, _, (top, _), (left, _) = self.window.output(*self._x_shape[1:3], self.name or "Conv2D")
-    return kernels.col2im(gcols, self._x_shape, kh, kw, self.window.strides, oh, ow, top, left)
+    _, _, (top, _), (left, _) = self.window.output(*x_shape[1:3], self.name or "Conv2D")
+    return kernels.col2im(gcols, x_shape, kh, kw, self.window.strides, oh, ow, top, left)
 
 
 def maxpool_forward_fused(self, x, training=False):
@@ -67,14 +68,15 @@ def maxpool_forward_fused(self, x, training=False):
     done = kernels.maxpool_forward(x, *self.window.size)
     if done is None:
         return maxpool_forward_tiled(self, x, training)
-    y, self._argmax = done
-    self._x_shape = x.shape
+    y, argmax = done
+    kept_state(self).update(argmax=argmax, x_shape=x.shape)
     return y
 
 
 def maxpool_backward_fused(self, gy):
     """MaxPooling2D.backward for :func:`maxpool_forward_fused`: gy to each window's max, in one kernel."""
-    gx = kernels.maxpool_backward(gy, self._argmax, self._x_shape, *self.window.size)
+    kept = kept_state(self)
+    gx = kernels.maxpool_backward(gy, kept.get("argmax"), kept["x_shape"], *self.window.size)
     return maxpool_backward_tiled(self, gy) if gx is None else gx
 
 
@@ -89,16 +91,17 @@ def sparse_crossentropy_forward_fused(self, y_pred, y_true, sample_weight=None):
     (softmax(z) - onehot) / N from one kernel (the textbook code where it does not apply)."""
     fused = None if sample_weight is not None else kernels.softmax_xent(y_pred, y_true.reshape(-1))
     if fused is None:
-        self._fused_grad = None
+        kept_state(self)["grad"] = None
         return SparseCategoricalCrossentropy.forward(self, y_pred, y_true, sample_weight)
-    loss, self._fused_grad = fused
+    loss, kept_state(self)["grad"] = fused
     return loss
 
 
 def sparse_crossentropy_backward_fused(self):
-    if self._fused_grad is None:
+    grad = kept_state(self).get("grad")
+    if grad is None:
         return SparseCategoricalCrossentropy.backward(self)
-    return self._fused_grad
+    return grad
 
 
 def adam_fused(self, i, w, g, lr):

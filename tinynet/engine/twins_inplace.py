@@ -57,7 +57,7 @@ def _conv2d_gradients_into(self, gy, threads=1):
     else:
         gz = self.activation.backward(gy)
     gz2 = gz.reshape(-1, f)
-    _matmul_by_rows(self._cols.T, gz2, self.kernel.grad.reshape(kh * kw * c, f), threads)  # gW = cols^T gz
+    _matmul_by_rows(self.patches[0].T, gz2, self.kernel.grad.reshape(kh * kw * c, f), threads)  # gW = cols^T gz
     if self.use_bias and xp is np:  # gb as the product 1^T gz: NumPy sums axis 0 of a tall array row by row
         np.matmul(_work(self, "ones", (len(gz2),), gz2.dtype, fill=1), gz2, out=self.bias.grad)
     elif self.use_bias:
@@ -83,7 +83,8 @@ def conv2d_backward_by_offsets(self, gy, threads=1):
     n, oh, ow, _ = gz.shape
     kh, kw, c, _ = self.kernel.value.shape
     sh, sw = self.window.strides
-    gxpad = np.zeros(self._pad_shape, dtype=gz.dtype)
+    _, x_shape, pad_shape = self.patches
+    gxpad = np.zeros(pad_shape, dtype=gz.dtype)
 
     def samples(lo, hi):
         rows = gz[lo:hi].reshape((hi - lo) * oh * ow, -1)
@@ -93,7 +94,7 @@ def conv2d_backward_by_offsets(self, gy, threads=1):
                 window += (rows @ self.kernel.value[i, j].T).reshape(hi - lo, oh, ow, c)
 
     _by_samples(n, threads, samples)
-    return self.window.crop(gxpad, self._x_shape)
+    return self.window.crop(gxpad, x_shape)
 
 
 def maxpool_forward_tiled(self, x, training=False, threads=1):
@@ -104,7 +105,8 @@ def maxpool_forward_tiled(self, x, training=False, threads=1):
     (ph, pw), (oh, ow) = self.window.size, (h // self.window.size[0], w // self.window.size[1])
     tiles = xp.ascontiguousarray(x[:, : oh * ph, : ow * pw, :]).reshape(n, oh, ph, ow, pw, c)
     y = xp.empty((n, oh, ow, c), dtype=x.dtype)
-    self._tile_hits = [xp.empty(y.shape, dtype=bool) for _ in range(ph * pw)]  # where each max is
+    kept = kept_state(self)  # what the backward twin needs: where each max is, x's shape
+    kept["tile_hits"], kept["x_shape"] = [xp.empty(y.shape, dtype=bool) for _ in range(ph * pw)], x.shape
 
     def samples(lo, hi):
         t, m = tiles[lo:hi], y[lo:hi]
@@ -113,14 +115,13 @@ def maxpool_forward_tiled(self, x, training=False, threads=1):
             for j in range(pw):
                 xp.maximum(m, t[:, :, i, :, j, :], out=m)  # faster than a reduction over two strided axes
         free = xp.ones(m.shape, dtype=bool)  # no earlier place held the max
-        for k, hits in enumerate(self._tile_hits):
+        for k, hits in enumerate(kept["tile_hits"]):
             hit = hits[lo:hi]
             xp.equal(t[:, :, k // pw, :, k % pw, :], m, out=hit)
             hit &= free  # the first (row-major) place of the max
             free ^= hit
 
     _by_samples(n, threads, samples)
-    self._x_shape = x.shape
     return y
 
 
@@ -130,12 +131,14 @@ def maxpool_backward_tiled(self, gy, threads=1):
     xp = backend.get_array_module(gy)
     n, oh, ow, c = gy.shape
     ph, pw = self.window.size
-    exact = self._x_shape[1] == oh * ph and self._x_shape[2] == ow * pw
-    gx = (xp.empty if exact else xp.zeros)(self._x_shape, dtype=gy.dtype)
+    kept = kept_state(self)
+    x_shape = kept["x_shape"]
+    exact = x_shape[1] == oh * ph and x_shape[2] == ow * pw
+    gx = (xp.empty if exact else xp.zeros)(x_shape, dtype=gy.dtype)
     tiles = gx[:, : oh * ph, : ow * pw, :].reshape(n, oh, ph, ow, pw, c)  # a view when exact
 
     def samples(lo, hi):
-        for k, hit in enumerate(self._tile_hits):
+        for k, hit in enumerate(kept["tile_hits"]):
             xp.multiply(gy[lo:hi], hit[lo:hi], out=tiles[lo:hi, :, k // pw, :, k % pw, :])
 
     _by_samples(n, threads, samples)
@@ -155,10 +158,11 @@ def conv2d_forward_inplace(self, x, training=False, threads=1):
     Wm = self.kernel.value.reshape(kh * kw * c, f)
     if c < 4:  # offset-major patches (kh, kw, c, n, oh, ow); the product reads their transpose
         cols = _work(self, "cols", (kh, kw, c, n, oh, ow), xpad.dtype)
-        self._cols = cols.reshape(kh * kw * c, n * k).T
+        patches = cols.reshape(kh * kw * c, n * k).T
     else:
         cols = _work(self, "cols", (n, oh, ow, kh, kw, c), xpad.dtype)
-        self._cols = cols.reshape(n * k, kh * kw * c)
+        patches = cols.reshape(n * k, kh * kw * c)
+    self.keep_patches(patches, x.shape, xpad.shape)
     z = np.empty((n, oh, ow, f), dtype=np.result_type(xpad.dtype, Wm.dtype))  # the dtype of cols @ Wm
     relu = type(self.activation) is ReLU
 
@@ -170,7 +174,7 @@ def conv2d_forward_inplace(self, x, training=False, threads=1):
                     cols[i, j, :, lo:hi] = np.moveaxis(window, -1, 0)
         else:
             np.copyto(cols[lo:hi], im2col(xpad[lo:hi], kh, kw, self.window.strides, oh, ow))
-        np.matmul(self._cols[lo * k : hi * k], Wm, out=z[lo:hi].reshape(-1, f))
+        np.matmul(patches[lo * k : hi * k], Wm, out=z[lo:hi].reshape(-1, f))
         rows, per_row = _pixel_rows(z[lo:hi], f)
         if self.use_bias:
             rows += np.tile(self.bias.value, per_row)
@@ -178,7 +182,6 @@ def conv2d_forward_inplace(self, x, training=False, threads=1):
             np.maximum(rows, np.zeros(rows.shape[1], z.dtype), out=rows)
 
     _by_samples(n, threads, samples)
-    self._x_shape, self._pad_shape = x.shape, xpad.shape
     if not relu:
         return self.activation.forward(z, training)
     return self.activation.keep_output(z)
@@ -198,8 +201,19 @@ _work_arrays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -
 
 
 def forget_work_arrays(owner):
-    """Let go of ``owner``'s work arrays (when training ends)."""
+    """Let go of ``owner``'s work arrays and kept state (when training ends)."""
     _work_arrays.pop(owner, None)
+    _kept.pop(owner, None)
+
+
+_kept: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # object -> what its twins keep between calls
+
+
+def kept_state(owner) -> dict:
+    """What a pair of twins keeps between ``owner``'s forward and backward (where each max of a
+    pooling window is, a fused loss's gradient): in the twins' own storage, not on the object,
+    which only a class's own methods write."""
+    return _kept.setdefault(owner, {})
 
 
 def _work(owner, name, shape, dtype, fill=None):

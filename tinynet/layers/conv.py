@@ -189,6 +189,16 @@ class Conv2D(KernelLayer):
         gcols = (gz @ self.kernel.value.reshape(kh * kw * c, f).T).reshape(n, oh, ow, kh, kw, c)  # gz Wm^T
         return self.window.crop(col2im(gcols, self._pad_shape, self.window.strides), self._x_shape)
 
+    def keep_patches(self, cols, x_shape, pad_shape):
+        """Keep what ``backward`` needs of a forward computed elsewhere (a fast twin): the
+        patches as rows (N * OH * OW, kh * kw * C), x's shape and the padded input's shape."""
+        self._cols, self._x_shape, self._pad_shape = cols, tuple(x_shape), tuple(pad_shape)
+
+    @property
+    def patches(self):
+        """(the patches as rows, x's shape, the padded shape) that ``forward`` kept for ``backward``."""
+        return self._cols, self._x_shape, self._pad_shape
+
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, **self.window.config("kernel_size")}
 

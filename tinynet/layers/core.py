@@ -160,6 +160,7 @@ class ReLU(Layer):
     """
 
     formula = "y = max(x, 0)  |  gx = gy * [y > 0]"
+    _y = None  # what forward keeps (None before the first forward)
 
     def forward(self, x, training=False):
         self._y = backend.get_array_module(x).maximum(x, 0)
@@ -573,6 +574,10 @@ class Dense(KernelLayer):
         if self.use_bias:
             self.bias.grad = gz.sum(axis=0)  # gb = sum_n gz
         return gz @ self.kernel.value.T  # gx = gz W^T
+
+    def keep_input(self, x):
+        """Keep ``x`` for ``backward`` (gW = x^T gz) when a fast twin computed the forward."""
+        self._x = x
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
