@@ -137,6 +137,36 @@ CASES = {
         samples=1600,
         backends=("tensorflow", "jax"),
     ),
+    "mlp_nadam": dict(
+        layers=[("dense", 64, "relu"), ("dense", 10, "softmax")],
+        optimizer=("Nadam", {"learning_rate": 0.002}),
+        loss=("SparseCategoricalCrossentropy", {"from_logits": False}),
+        labels="sparse",
+        batch_size=32,
+        steps=150,
+        samples=1600,
+        backends=("jax",),
+    ),
+    "mlp_adamax": dict(
+        layers=[("dense", 64, "relu"), ("dense", 10, "softmax")],
+        optimizer=("Adamax", {"learning_rate": 0.002}),
+        loss=("SparseCategoricalCrossentropy", {"from_logits": False}),
+        labels="sparse",
+        batch_size=32,
+        steps=150,
+        samples=1600,
+        backends=("jax",),
+    ),
+    "mlp_adadelta": dict(
+        layers=[("dense", 64, "relu"), ("dense", 10, "softmax")],
+        optimizer=("Adadelta", {"learning_rate": 1.0}),
+        loss=("SparseCategoricalCrossentropy", {"from_logits": False}),
+        labels="sparse",
+        batch_size=32,
+        steps=150,
+        samples=1600,
+        backends=("jax",),
+    ),
 }
 
 

@@ -169,8 +169,10 @@ def test_fit_before_compile():
 
 def test_compile_needs_a_known_loss_optimizer_and_metric():
     m = tn.Sequential([tn.Input((4,)), tn.Dense(2)])
-    with pytest.raises(ValueError, match="compile needs a loss"):
-        m.compile("adam")
+    m.compile("adam")  # as Keras: a model compiled for predict only
+    with pytest.raises(RuntimeError, match="model.fit needs a loss, and the model was compiled without one"):
+        m.fit(np.ones((4, 4)), np.ones((4, 2)), verbose=0)
+    assert m.predict(np.ones((3, 4))).shape == (3, 2)
     with pytest.raises(ValueError, match="unknown loss 'cross_entropy'"):
         m.compile("adam", "cross_entropy")
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):

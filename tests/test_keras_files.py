@@ -176,7 +176,7 @@ def _layer(config, index):
         ),
         ("mlp.keras", lambda c: c.update(class_name="Functional"), "tinynet reads Sequential models"),
         ("mlp.keras", lambda c: _layer(c, 1).update(units=10**12), "needs at least"),
-        ("mlp.keras", lambda c: c["compile_config"].update(loss="huber"), "compile=False"),
+        ("mlp.keras", lambda c: c["compile_config"].update(loss="log_cosh"), "compile=False"),
     ],
 )
 def test_what_tinynet_lacks_is_refused_by_name(tmp_path, source, edit, message):

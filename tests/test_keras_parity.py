@@ -122,6 +122,44 @@ def test_a_wrong_epsilon_placement_is_caught(name, optimizer):
         np.testing.assert_allclose(losses[:strict], keras["losses"][:strict], rtol=2e-5)
 
 
+class AdamaxWithoutCorrection(tn.optimizers.Adamax):
+    """Adamax without its 1 - beta_1^t bias correction."""
+
+    def update(self, i, w, g, lr):
+        m, u = self.slots["m"][i], self.slots["u"][i]
+        m += (g - m) * (1 - self.beta_1)
+        np.maximum(self.beta_2 * u, np.abs(g), out=u)
+        w -= lr * m / (u + self.epsilon)
+
+
+class AdadeltaEpsilonOutside(tn.optimizers.Adadelta):
+    """eps outside both square roots: -(sqrt(d) + eps) / (sqrt(a) + eps) g."""
+
+    def update(self, i, w, g, lr):
+        a, d = self.slots["accumulated_grad"][i], self.slots["accumulated_delta_var"][i]
+        a *= self.rho
+        a += (1 - self.rho) * g * g
+        dw = -(np.sqrt(d) + self.epsilon) / (np.sqrt(a) + self.epsilon) * g
+        d *= self.rho
+        d += (1 - self.rho) * dw * dw
+        w += lr * dw
+
+
+@pytest.mark.parametrize(
+    "name,optimizer",
+    [
+        ("mlp_nadam", tn.optimizers.Adam(0.002)),  # Nadam's look-ahead left out
+        ("mlp_adamax", AdamaxWithoutCorrection(0.002)),
+        ("mlp_adadelta", AdadeltaEpsilonOutside(1.0)),
+    ],
+)
+def test_a_near_miss_of_the_newer_optimizers_is_caught(name, optimizer):
+    keras = load_fixture(name, "jax")
+    _, losses, _ = replay(CASES[name], "jax", optimizer)
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(losses[:100], keras["losses"][:100], rtol=2e-5)
+
+
 @pytest.mark.parametrize("name", ["binary_saturating", "softmax_saturating", "mlp_adam_sigmoid"])
 def test_the_wrong_loss_semantics_are_caught(name):
     """Replaying a backend's steps with the other backend's loss semantics (logits

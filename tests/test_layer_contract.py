@@ -101,6 +101,9 @@ OPTIMIZERS = {
     "adam clipnorm": lambda: tn.optimizers.Adam(0.01, clipnorm=0.05),
     "adam global_clipnorm": lambda: tn.optimizers.Adam(0.01, global_clipnorm=0.05),
     "adagrad clipvalue": lambda: tn.optimizers.Adagrad(0.01, clipvalue=0.01),
+    "nadam": lambda: tn.optimizers.Nadam(0.01),
+    "adamax": lambda: tn.optimizers.Adamax(0.01),
+    "adadelta": lambda: tn.optimizers.Adadelta(1.0),
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import tinynet as tn
 from tinynet.layers import Parameter
-from tinynet.optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
+from tinynet.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Nadam, RMSprop
 
 W0 = [0.5, -1.0, 2.0]
 GRADS = [[0.1, -0.2, 0.3], [-0.4, 0.5, 0.05], [0.2, 0.2, -0.6]]
@@ -71,6 +71,29 @@ def adagrad(w, g, s, t):
     return w - 0.01 * g / math.sqrt(a + 1e-7), {"a": a}
 
 
+def nadam(w, g, s, t, lr=0.01):
+    mu_t, mu_next = 0.9 * (1 - 0.5 * 0.96**t), 0.9 * (1 - 0.5 * 0.96 ** (t + 1))
+    product = s["p"] * mu_t
+    m = 0.9 * s["m"] + 0.1 * g
+    v = 0.999 * s["v"] + 0.001 * g * g
+    m_hat = mu_next * m / (1 - product * mu_next) + (1 - mu_t) * g / (1 - product)
+    v_hat = v / (1 - 0.999**t)
+    return w - lr * m_hat / (math.sqrt(v_hat) + 1e-7), {"m": m, "v": v, "p": product}
+
+
+def adamax(w, g, s, t, lr=0.01):
+    m = 0.9 * s["m"] + 0.1 * g
+    u = max(0.999 * s["u"], abs(g))
+    return w - lr * m / ((1 - 0.9**t) * (u + 1e-7)), {"m": m, "u": u}
+
+
+def adadelta(w, g, s, t, lr=1.0):
+    a = 0.95 * s["a"] + 0.05 * g * g
+    step = -math.sqrt(s["d"] + 1e-7) / math.sqrt(a + 1e-7) * g
+    d = 0.95 * s["d"] + 0.05 * step * step
+    return w + lr * step, {"a": a, "d": d}
+
+
 CASES = [
     (lambda: SGD(0.1), sgd_plain, {}),
     (lambda: SGD(0.1, momentum=0.9), sgd_momentum, {"m": 0.0}),
@@ -84,13 +107,19 @@ CASES = [
     (lambda: Adam(0.01), adam, {"m": 0.0, "v": 0.0}),
     (lambda: AdamW(0.01, weight_decay=0.1), lambda w, g, s, t: adam(w, g, s, t, wd=0.1), {"m": 0.0, "v": 0.0}),
     (lambda: Adagrad(0.01), adagrad, {"a": 0.1}),
+    (lambda: Nadam(0.01), nadam, {"m": 0.0, "v": 0.0, "p": 1.0}),
+    (lambda: Adamax(0.01), adamax, {"m": 0.0, "u": 0.0}),
+    (lambda: Adadelta(1.0), adadelta, {"a": 0.0, "d": 0.0}),
 ]
 
 
 @pytest.mark.parametrize(
     "make,rule,state0",
     CASES,
-    ids=["sgd", "sgd-momentum", "sgd-nesterov", "rmsprop", "rmsprop-centered-momentum", "adam", "adamw", "adagrad"],
+    ids=[
+        *("sgd", "sgd-momentum", "sgd-nesterov", "rmsprop", "rmsprop-centered-momentum", "adam", "adamw"),
+        *("adagrad", "nadam", "adamax", "adadelta"),
+    ],
 )
 def test_first_three_steps_match_hand_computation(device, make, rule, state0):
     got = run(make(), device)
@@ -157,7 +186,7 @@ def test_weight_decay_comes_before_the_update_and_updates_are_in_place():
 def test_float32_parameters_stay_float32():
     p = Parameter(np.ones(3, dtype=np.float32), "w")
     p.grad = np.ones(3, dtype=np.float32)
-    for opt in (SGD(momentum=0.9), RMSprop(), Adam(), AdamW(), Adagrad()):
+    for opt in (SGD(momentum=0.9), RMSprop(), Adam(), AdamW(), Adagrad(), Nadam(), Adamax(), Adadelta()):
         opt.apply([p])
         assert p.value.dtype == np.float32
         assert all(s[0].dtype == np.float32 for s in opt.slots.values())
@@ -174,7 +203,7 @@ def test_float32_parameters_stay_float32():
         (lambda: SGD(clipnorm=0), "clipnorm"),
         (lambda: SGD(clipnorm=1.0, clipvalue=1.0), "at most one"),
         (lambda: Adam(epsilon=-1e-7), "epsilon"),
-        (lambda: tn.optimizers.get("adamax"), r"unknown optimizer 'adamax'; expected one of"),
+        (lambda: tn.optimizers.get("adabelief"), r"unknown optimizer .adabelief.; expected one of"),
     ],
 )
 def test_bad_hyperparameters_are_refused(make, message):

@@ -204,6 +204,9 @@ SAVING_OPTIMIZERS = {
     "adam": lambda: tn.optimizers.Adam(0.01),
     "adamw": lambda: tn.optimizers.AdamW(0.01),
     "adagrad": lambda: tn.optimizers.Adagrad(0.05),
+    "nadam": lambda: tn.optimizers.Nadam(0.01),
+    "adamax": lambda: tn.optimizers.Adamax(0.01),
+    "adadelta": lambda: tn.optimizers.Adadelta(1.0),
     "adam-clipnorm": lambda: tn.optimizers.Adam(0.01, clipnorm=1.0),  # per-parameter state, not the flat buffer
 }
 SAVING_FORMATS = ["ckpt.npz", "weights-only.npz", "model.keras", "model.weights.h5"]

@@ -230,6 +230,19 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def clear_session():
+    """As ``keras.backend.clear_session``: let go of what tinynet keeps between models. Layer
+    names already start afresh in each model (dense, dense_1, ... per model), so there is no
+    counter to reset; on the GPU, CuPy's cached device memory is handed back."""
+    import gc
+
+    gc.collect()
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and getattr(cupy, "get_default_memory_pool", None):
+        cupy.get_default_memory_pool().free_all_blocks()
+        cupy.get_default_pinned_memory_pool().free_all_blocks()
+
+
 _model_seeds = None  # the generator of model seeds once tinynet.utils.set_random_seed was called
 
 

@@ -212,7 +212,9 @@ class ModelCheckpoint(Callback):
     A full checkpoint (the default) holds the weights, the optimizer state, the
     epoch, the random generators' states and the History, so that
     ``tinynet.load_model(path)`` then ``fit(..., initial_epoch=epoch)`` continues
-    exactly. Every file is written atomically.
+    exactly. With ``save_weights_only=True`` and a ``.weights.h5`` filepath, the weights go
+    into Keras's weights file (``model.save_weights``), as Keras writes them. Every file is
+    written atomically.
     """
 
     def __init__(
@@ -227,7 +229,20 @@ class ModelCheckpoint(Callback):
     ):
         super().__init__()
         self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
-        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+        self.save_best_only, self.save_weights_only = (
+            save_best_only,
+            validation.flag("save_weights_only", save_weights_only),
+        )
+        if self.filepath.endswith(".weights.h5") and not self.save_weights_only:
+            raise ValueError(
+                f"ModelCheckpoint({self.filepath!r}): a .weights.h5 file holds weights only; pass "
+                "save_weights_only=True, or name a .keras or .npz file for the whole model"
+            )
+        if self.filepath.endswith(".h5") and not self.filepath.endswith(".weights.h5"):
+            raise ValueError(
+                f"ModelCheckpoint({self.filepath!r}): legacy .h5 model files are not written; name a .keras "
+                "(for Keras) or .npz (tinynet's checkpoint) file, or a .weights.h5 with save_weights_only=True"
+            )
         self.mode = _monitor_mode(monitor, mode)
         self.best = initial_value_threshold
         self.last_saved = None  # the path of the last checkpoint this callback wrote
@@ -255,7 +270,10 @@ class ModelCheckpoint(Callback):
         elif self.verbose:
             print(f"Epoch {epoch + 1}: saving the model to {path}")
         try:
-            self.model.save(path, include_optimizer=not self.save_weights_only)
+            if self.save_weights_only and path.endswith(".weights.h5"):
+                self.model.save_weights(path)
+            else:
+                self.model.save(path, include_optimizer=not self.save_weights_only)
         except OSError as e:  # a full disk, a folder that cannot be made: say which file, and what is safe
             kept = (
                 f"the last checkpoint written, {self.last_saved}, is intact" if self.last_saved else "none was written"

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import copy
 
-from . import backend
+import numpy as np
+
+from . import backend, validation
 from .layers.core import sigmoid
 
 EPSILON = 1e-7  # Keras's "fuzz factor", keras.config.epsilon()
@@ -60,6 +62,20 @@ class Loss:
     def per_sample(self, y_pred, y_true):
         """Each sample's loss, shape (N,) (or more axes: the batch first)."""
         raise NotImplementedError
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """``loss(y_true, y_pred)``: the loss of a batch, in Keras's order (the targets first), as
+        ``keras.losses.Loss`` is called. It is :meth:`forward` with the textbook's order (the
+        prediction first, as every layer's input comes first); lists are taken as arrays. The
+        result is a NumPy (or CuPy) scalar: no ``.numpy()`` is needed, or exists."""
+        xp = backend.get_array_module(y_pred)
+        y_true, y_pred = xp.asarray(y_true), xp.asarray(y_pred)
+        if y_pred.dtype.kind != "f" and y_true.dtype.kind == "f":
+            raise TypeError(
+                f"{type(self).__name__}(y_true, y_pred) takes the targets first, as Keras: y_pred has integer "
+                f"dtype {y_pred.dtype} and y_true floats {y_true.dtype}; swap them"
+            )
+        return self.forward(y_pred, y_true, None if sample_weight is None else xp.asarray(sample_weight))
 
     def gradient(self):
         """dL/dy_pred of the mean of ``per_sample``, the shape of y_pred."""
@@ -155,6 +171,14 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
     def _targets(self, y_true, y_pred):
         labels = y_true.reshape(-1)
+        if labels.dtype.kind == "f" and y_pred.dtype.kind == "f":  # labels stored as floats, as Keras takes
+            labels = labels.astype(np.int64)
+        if labels.dtype.kind == "f" and y_pred.dtype.kind in "iub":
+            raise TypeError(
+                f"{type(self).__name__}.forward(y_pred, y_true) takes the prediction first (the textbook's "
+                f"order); here y_pred has integer dtype {y_pred.dtype}: swap them, or call the loss as "
+                "loss(y_true, y_pred), Keras's order"
+            )
         return one_hot(labels, y_pred.shape[-1], y_pred.dtype)
 
     def gradient(self):
@@ -226,12 +250,100 @@ class MeanSquaredError(Loss):
         return 2 * self._diff / self._diff.size
 
 
+class MeanAbsoluteError(Loss):
+    r"""Mean absolute error.
+
+    Forward:   L  = 1/M sum |y - t|             (M = y.size; per sample: the mean over the last axis)
+    Backward:  gy = sign(y - t) / M             (0 where y = t exactly: |e| has no slope there)
+    """
+
+    name = "mean_absolute_error"
+
+    def __init__(self):
+        super().__init__(from_logits=False, use_output_logits=False)
+
+    def get_config(self):
+        return {}
+
+    def per_sample(self, y_pred, y_true):
+        t = y_true.astype(y_pred.dtype, copy=False).reshape(y_pred.shape)
+        self._diff = y_pred - t
+        return backend.get_array_module(y_pred).abs(self._diff).mean(axis=-1)
+
+    def gradient(self):
+        return backend.get_array_module(self._diff).sign(self._diff) / self._diff.size
+
+
+class Huber(Loss):
+    r"""Huber loss: squared for small errors, linear for large ones (robust to outliers).
+
+    Forward:   e = y - t;  per element  e^2 / 2           where |e| <= delta
+                                        delta (|e| - delta / 2)  elsewhere
+               L = 1/M sum of those     (M = y.size; per sample: the mean over the last axis)
+    Backward:  gy = clip(e, -delta, delta) / M   (e inside, delta sign(e) outside: the two pieces' slopes)
+
+    Args:
+        delta: where the square turns linear. Defaults to 1.0, as Keras.
+    """
+
+    name = "huber"
+
+    def __init__(self, delta=1.0):
+        super().__init__(from_logits=False, use_output_logits=False)
+        self.delta = validation.in_range("delta", delta, 0, lo_open=True)
+
+    def get_config(self):
+        return {"delta": self.delta}
+
+    def per_sample(self, y_pred, y_true):
+        xp = backend.get_array_module(y_pred)
+        e = self._e = y_pred - y_true.astype(y_pred.dtype, copy=False).reshape(y_pred.shape)
+        a, d = xp.abs(e), self.delta
+        return xp.where(a <= d, e * e / 2, d * (a - d / 2)).mean(axis=-1)
+
+    def gradient(self):
+        return backend.get_array_module(self._e).clip(self._e, -self.delta, self.delta) / self._e.size
+
+
+class KLDivergence(Loss):
+    r"""Kullback-Leibler divergence of the predicted distribution y from the target t, per sample.
+
+    Forward:   tc = clip(t, eps, 1),  yc = clip(y, eps, 1)       (as Keras: no log of 0)
+               L  = 1/N sum_n sum_c tc log(tc / yc)
+    Backward:  gy = -tc / yc / N  where eps <= y <= 1, else 0    (the clip passes no gradient)
+    """
+
+    name = "kl_divergence"
+
+    def __init__(self):
+        super().__init__(from_logits=False, use_output_logits=False)
+
+    def get_config(self):
+        return {}
+
+    def per_sample(self, y_pred, y_true):
+        xp = backend.get_array_module(y_pred)
+        t = y_true.astype(y_pred.dtype, copy=False).reshape(y_pred.shape)
+        self._y, self._n = y_pred, y_pred.shape[0]
+        self._tc, self._yc = xp.clip(t, EPSILON, 1), xp.clip(y_pred, EPSILON, 1)
+        return (self._tc * xp.log(self._tc / self._yc)).sum(axis=-1)
+
+    def gradient(self):
+        inside = (self._y >= EPSILON) & (self._y <= 1)
+        return -self._tc / self._yc / self._n * inside
+
+
 LOSSES = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError,
     "mse": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mae": MeanAbsoluteError,
+    "huber": Huber,
+    "kl_divergence": KLDivergence,
+    "kld": KLDivergence,
 }
 
 

@@ -10,6 +10,10 @@
 
 ``hits(...)`` returns each sample's correctness on the device, so a training loop can
 add it up (weighted by ``sample_weight`` if any) without reading it back every step.
+
+The metric objects of Keras (``SparseCategoricalAccuracy()``, ``Mean()``, ...) go into
+``compile(metrics=[...])`` beside the strings, logged under their ``name``, or keep a running
+value by themselves: ``update_state(y_true, y_pred)``, ``result()``, ``reset_state()``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from .engine.keras_rules import accuracy_kind
 
 
 def hits(kind: str, y_pred, y_true, from_logits: bool = False):
@@ -25,6 +30,10 @@ def hits(kind: str, y_pred, y_true, from_logits: bool = False):
     For binary accuracy with several outputs per sample, a sample scores the
     fraction of its outputs that are right, as Keras averages over the last axis.
     """
+    if kind == "mae":  # each sample's mean absolute error (averaged over the epoch, as Keras's "mae")
+        xp = backend.get_array_module(y_pred)
+        error = xp.abs(y_pred - y_true.astype(y_pred.dtype, copy=False).reshape(y_pred.shape))
+        return error.reshape(y_pred.shape[0], -1).mean(axis=-1)
     if kind == "binary":
         threshold = 0.0 if from_logits else 0.5
         predicted = y_pred > threshold
@@ -38,6 +47,180 @@ def hits(kind: str, y_pred, y_true, from_logits: bool = False):
     else:
         raise ValueError(f"unknown accuracy kind {kind!r}")
     return predicted == truth
+
+
+class Metric:
+    """A running, weighted mean of a per-sample value, as ``keras.metrics.Metric``.
+
+    ``update_state(y_true, y_pred, sample_weight=None)`` adds a batch, ``result()`` is the
+    mean so far (a Python float: no ``.numpy()`` is needed), ``reset_state()`` starts again.
+
+    Args:
+        name: what ``fit``'s logs and the History call it (Keras's default name otherwise).
+        dtype: accepted as Keras takes it; the sums are kept in float64.
+    """
+
+    kind = None  # hits()'s kind: None picks it from the shapes, as "accuracy"
+    default_name = "metric"
+    from_string = False  # made by get() from one of compile's strings, and saved as that string
+
+    def __init__(self, name=None, dtype=None):
+        if name is not None and (not isinstance(name, str) or not name.isidentifier()):
+            raise ValueError(f"a metric's name must be a word such as 'acc', got {name!r}")
+        self.name, self.dtype = name or self.default_name, dtype
+        self.reset_state()
+
+    def per_sample(self, y_true, y_pred, from_logits=False):
+        """Each sample's value (N,), on y_pred's device; ``from_logits``: y_pred holds logits."""
+        kind = self.kind or accuracy_kind(y_true.shape, y_pred.shape)
+        return hits(kind, y_pred, y_true, from_logits=from_logits)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        xp = backend.get_array_module(y_pred)
+        y_true, y_pred = xp.asarray(y_true), xp.asarray(y_pred)
+        self._add(self.per_sample(y_true, y_pred), sample_weight, xp)
+
+    def _add(self, values, sample_weight, xp):
+        values = values.astype(np.float64).reshape(len(values), -1).mean(axis=-1) if values.ndim else values[None]
+        w = xp.ones_like(values) if sample_weight is None else xp.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        if w.shape != values.shape:
+            raise ValueError(f"sample_weight has {w.size} weights for {values.size} samples")
+        self.total += float((values * w).sum())
+        self.count += float(w.sum())
+
+    def result(self) -> float:
+        """The weighted mean so far; 0.0 before any update, as Keras."""
+        return self.total / self.count if self.count else 0.0
+
+    def reset_state(self):
+        self.total, self.count = 0.0, 0.0
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype or "float32"}
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class Mean(Metric):
+    """The running mean of the values given: ``update_state(values, sample_weight=None)``
+    (a loss per batch, in a training loop of one's own)."""
+
+    default_name = "mean"
+
+    def update_state(self, values, sample_weight=None):
+        xp = backend.get_array_module(values)
+        values = xp.asarray(values, dtype=np.float64)
+        self._add(values.reshape(-1) if values.ndim else values, sample_weight, xp)
+
+
+class SparseCategoricalAccuracy(Metric):
+    """argmax(y_pred) == y_true, the targets class indices."""
+
+    kind, default_name = "sparse", "sparse_categorical_accuracy"
+
+
+class CategoricalAccuracy(Metric):
+    """argmax(y_pred) == argmax(y_true), the targets one-hot rows."""
+
+    kind, default_name = "categorical", "categorical_accuracy"
+
+
+class BinaryAccuracy(Metric):
+    """(y_pred > threshold) == (y_true > 0.5), averaged over each sample's outputs. On a model
+    whose loss reads logits, the same test on the logits: z > log(threshold / (1 - threshold))."""
+
+    kind, default_name = "binary", "binary_accuracy"
+
+    def __init__(self, name=None, dtype=None, threshold=0.5):
+        if not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
+            raise ValueError(f"threshold must be a number in (0, 1), got {threshold!r}")
+        super().__init__(name, dtype)
+        self.threshold = float(threshold)
+
+    def per_sample(self, y_true, y_pred, from_logits=False):
+        cut = np.log(self.threshold / (1 - self.threshold)) if from_logits else self.threshold
+        truth = y_true.reshape(y_pred.shape) > 0.5
+        return ((y_pred > cut) == truth).reshape(y_pred.shape[0], -1).mean(axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+class MeanAbsoluteError(Metric):
+    """mean(|y_pred - y_true|) over each sample's outputs, then over the samples."""
+
+    kind, default_name = "mae", "mean_absolute_error"
+
+
+class Accuracy(Metric):
+    """What ``metrics=["accuracy"]`` computes: binary, sparse or categorical accuracy as the
+    shapes say (Keras's rule). Unlike ``keras.metrics.Accuracy`` (exact equality of values),
+    it is the accuracy a classifier means."""
+
+    default_name = "accuracy"
+
+
+CLASSES = {
+    cls.__name__: cls
+    for cls in (Mean, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy, MeanAbsoluteError)
+}
+NAMES = {  # compile's strings: the object each one is, logged under the string itself
+    "accuracy": Accuracy,
+    "acc": Accuracy,
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "binary_accuracy": BinaryAccuracy,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+}
+
+
+def get(metric) -> Metric:
+    """A metric from compile's list: a string, a Metric, or a saved one (``serialize``'s dict)."""
+    if isinstance(metric, Metric):
+        return metric
+    if isinstance(metric, str) and metric in NAMES:
+        made = NAMES[metric](name=metric)
+        made.from_string = True
+        return made
+    if isinstance(metric, dict) and metric.get("class_name") in CLASSES and isinstance(metric.get("config"), dict):
+        cls, config = CLASSES[metric["class_name"]], dict(metric["config"])
+        allowed = {"name", "dtype"} | ({"threshold"} if cls is BinaryAccuracy else set())
+        if set(config) - allowed:
+            raise ValueError(
+                f"metric {metric['class_name']} with {sorted(set(config) - allowed)} is not one tinynet has"
+            )
+        return cls(**config)
+    if isinstance(metric, type) and issubclass(metric, Metric):
+        raise TypeError(f"metrics take instances: write {metric.__name__}(), not {metric.__name__}")
+    known = sorted(NAMES) + [f"{name}()" for name in sorted(CLASSES)]
+    raise ValueError(f"unknown metric {metric!r}; tinynet computes {known}")
+
+
+def serialize(metric: Metric):
+    """What a model file says of a compiled metric: the string it came from, else Keras's dict."""
+    if getattr(metric, "from_string", False):
+        return metric.name
+    return {
+        "module": "keras.metrics",
+        "class_name": type(metric).__name__,
+        "config": metric.get_config(),
+        "registered_name": None,
+    }
+
+
+def compiled(metrics) -> list[Metric]:
+    """``compile``'s metrics: None or a list of strings and Metric objects, each name once."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, (str, Metric)) or not isinstance(metrics, (list, tuple)):
+        raise TypeError(f"metrics must be a list such as ['accuracy'], got {metrics!r}")
+    made = [get(m) for m in metrics]
+    names = [m.name for m in made]
+    if len(set(names)) != len(names):
+        raise ValueError(f"metrics lists a name twice: {names}")
+    return made
 
 
 def confusion_matrix(y_true, y_pred, num_classes=None):

@@ -290,7 +290,134 @@ class Adagrad(Optimizer):
         }
 
 
-OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad}
+class Nadam(Adam):
+    r"""Nadam: Adam with Nesterov momentum (Dozat 2016), Keras's formulation (t = iterations + 1):
+
+    mu_t  = beta_1 (1 - 0.5 * 0.96^t)          the momentum schedule, this step and the next
+    mu_t1 = beta_1 (1 - 0.5 * 0.96^(t+1))
+    P_t   = mu_1 mu_2 ... mu_t                  their running product (``mu_product``)
+    m <- m + (g - m)(1 - beta_1)
+    v <- v + (g^2 - v)(1 - beta_2)
+    m_hat = mu_t1 m / (1 - P_t mu_t1)  +  (1 - mu_t) g / (1 - P_t)    look ahead one step
+    v_hat = v / (1 - beta_2^t)
+    w <- w - lr m_hat / (sqrt(v_hat) + eps)
+    """
+
+    name = "Nadam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
+        self.mu_product = None  # P_t of the step running now, in the parameters' dtype
+        self._known = (0, None)  # (t, P_t) last computed: the next one is one product more
+
+    def apply(self, params):
+        """One step: first P_t <- P_(t-1) mu_t (once for all parameters), then each update."""
+        if params:
+            self.mu_product = self.momentum_product(params[0].value.dtype, self.iterations + 1)
+        super().apply(params)
+
+    def momentum_product(self, dtype="float32", t=None):
+        """P_t = mu_1 ... mu_t (t defaults to the steps done), multiplied in ``dtype`` one factor a
+        step as Keras does: from the last one computed when it is P_t or P_(t-1), else from
+        P_0 = 1 (after a restore or a rollback: the same products, in the same order)."""
+        real, t = np.dtype(dtype).type, self.iterations if t is None else t
+        known_t, known = self._known
+        if known is None or known.dtype != real or known_t not in (t, t - 1):
+            known_t, known = 0, real(1.0)
+        for s in range(known_t + 1, t + 1):
+            known = known * real(self.beta_1) * (1 - real(0.5) * real(0.96) ** real(s))  # Keras's order
+        self._known = (t, known)
+        return known
+
+    def update(self, i, w, g, lr):
+        xp = backend.get_array_module(w)
+        real, t = w.dtype.type, w.dtype.type(self.iterations + 1)
+        m, v = self.slots["m"][i], self.slots["v"][i]
+        mu_t = real(self.beta_1) * (1 - real(0.5) * real(0.96) ** t)  # mu_t = beta_1 (1 - 0.5 * 0.96^t)
+        mu_t1 = real(self.beta_1) * (1 - real(0.5) * real(0.96) ** (t + 1))  # the same, one step ahead
+        p_t = real(self.mu_product)
+        m += (g - m) * (1 - self.beta_1)  # m <- m + (g - m)(1 - beta_1)
+        v += (g * g - v) * (1 - self.beta_2)  # v <- v + (g^2 - v)(1 - beta_2)
+        m_hat = mu_t1 * m / (1 - p_t * mu_t1) + (1 - mu_t) * g / (1 - p_t)
+        v_hat = v / (1 - real(self.beta_2) ** t)  # v_hat = v / (1 - beta_2^t)
+        w -= lr * m_hat / (xp.sqrt(v_hat) + self.epsilon)  # w <- w - lr m_hat / (sqrt(v_hat) + eps)
+
+
+class Adamax(Optimizer):
+    r"""Adamax: Adam with the infinity norm in place of the root mean square (Kingma & Ba, sec. 7.1).
+
+    m <- m + (g - m)(1 - beta_1)             running mean of g
+    u <- max(beta_2 u, |g|)                  decaying maximum of |g|
+    w <- w - lr m / ((1 - beta_1^t) (u + eps))    t = iterations + 1
+    """
+
+    name = "Adamax"
+    slot_names = ("m", "u")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        in_range("beta_1", beta_1, 0, 1, hi_open=True)
+        in_range("beta_2", beta_2, 0, 1, hi_open=True)
+        in_range("epsilon", epsilon, 0, math.inf)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+    def update(self, i, w, g, lr):
+        xp = backend.get_array_module(w)
+        real = w.dtype.type
+        m, u = self.slots["m"][i], self.slots["u"][i]
+        m += (g - m) * (1 - self.beta_1)  # m <- m + (g - m)(1 - beta_1)
+        xp.maximum(self.beta_2 * u, xp.abs(g), out=u)  # u <- max(beta_2 u, |g|)
+        correction = 1 - real(self.beta_1) ** real(self.iterations + 1)  # 1 - beta_1^t
+        w -= lr * m / (correction * (u + self.epsilon))  # w <- w - lr m / ((1 - beta_1^t)(u + eps))
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adadelta(Optimizer):
+    r"""Adadelta (Zeiler 2012): step sizes from running averages of g^2 and of the steps themselves.
+
+    a  <- rho a + (1 - rho) g^2                      running mean of g^2
+    dw  = -sqrt(d + eps) / sqrt(a + eps) * g         the step, in the units of w
+    d  <- rho d + (1 - rho) dw^2                     running mean of the squared steps
+    w  <- w + lr dw
+
+    Keras's default learning rate is 0.001 (the paper has none, that is lr = 1).
+    """
+
+    name = "Adadelta"
+    slot_names = ("accumulated_grad", "accumulated_delta_var")
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        in_range("rho", rho, 0, 1)
+        in_range("epsilon", epsilon, 0, math.inf)
+        self.rho, self.epsilon = rho, epsilon
+
+    def update(self, i, w, g, lr):
+        xp = backend.get_array_module(w)
+        a, d = self.slots["accumulated_grad"][i], self.slots["accumulated_delta_var"][i]
+        a *= self.rho  # a <- rho a + (1 - rho) g^2
+        a += (1 - self.rho) * (g * g)
+        dw = -xp.sqrt(d + self.epsilon) / xp.sqrt(a + self.epsilon) * g  # dw = -RMS(d) / RMS(a) g
+        d *= self.rho  # d <- rho d + (1 - rho) dw^2
+        d += (1 - self.rho) * (dw * dw)
+        w += lr * dw  # w <- w + lr dw
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+OPTIMIZERS = {
+    "sgd": SGD,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+    "adamw": AdamW,
+    "adagrad": Adagrad,
+    "nadam": Nadam,
+    "adamax": Adamax,
+    "adadelta": Adadelta,
+}
 
 
 def get(optimizer) -> Optimizer:

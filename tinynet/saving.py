@@ -39,7 +39,7 @@ import zipfile
 
 import numpy as np
 
-from . import backend, layers, losses, optimizers
+from . import backend, layers, losses, metrics, optimizers
 from .files import archives
 from .files.fileio import atomic_write, open_regular
 
@@ -59,6 +59,8 @@ LAYER_CLASSES = {
         layers.GELU,
         layers.Swish,
         layers.Softplus,
+        layers.Rescaling,
+        layers.GlobalAveragePooling2D,
         layers.Flatten,
         layers.Reshape,
         layers.Dropout,
@@ -198,7 +200,7 @@ def _describe(model) -> dict:
         config["compile"] = {
             "optimizer": {"class": type(model.optimizer).__name__, "config": model.optimizer.get_config()},
             "loss": {"class": type(model.loss).__name__, "config": model.loss.get_config()},
-            "metrics": list(model.metrics),
+            "metrics": [metrics.serialize(m) for m in model.metric_objects],
             "cuda_graph": model.cuda_graph,
         }
     return config

@@ -56,7 +56,8 @@ class Sequential(KerasAPI):
         self.layers: list[Layer] = []
         self.input_shape = self.output_shape = None
         self.optimizer = self.loss = self.loss_fn = self.flat_parameters = None
-        self.metrics: list[str] = []
+        self.metrics: list[str] = []  # the compiled metrics' names, as logged
+        self.metric_objects = []
         self.cuda_graph = False  # compile(cuda_graph=...): fit's epochs as CUDA graphs (tinynet/engine/graphs.py)
         self.stop_training, self.history, self.epochs_done, self._resumed = False, None, 0, None
         for layer in layers or []:
@@ -85,6 +86,20 @@ class Sequential(KerasAPI):
             self.output_shape = self._build_layer(layer, self.output_shape)  # the layers before are built
         else:
             self.build(self.input_shape)
+
+    def pop(self):
+        """Remove the last layer and return it, as ``keras.Sequential.pop``: the model's output is
+        the layer before's. A compiled model keeps its optimizer (its state starts afresh) and loss."""
+        if not self.layers:
+            raise TypeError("there is no layer to remove: the model is empty")
+        layer = self.layers.pop()
+        if self.output_shape is not None:
+            self.shapes = self.shapes[: len(self.layers)]
+            self.output_shape = self.shapes[-1] if self.layers else None
+        self.flat_parameters = None  # the buffer held the removed layer's parameters too
+        if self.optimizer is not None:
+            self.optimizer.forget_state()  # its moments followed those parameters
+        return layer
 
     @property
     def built(self) -> bool:
@@ -134,8 +149,10 @@ class Sequential(KerasAPI):
         Args:
             optimizer: a string ("adam", "sgd", "rmsprop", "adamw", "adagrad") or an
                 Optimizer. Defaults to "rmsprop" (as Keras).
-            loss: a string ("sparse_categorical_crossentropy", ...) or a Loss.
-            metrics: ``None`` or ``["accuracy"]``.
+            loss: a string ("sparse_categorical_crossentropy", ...) or a Loss. None (as Keras
+                allows) compiles for ``predict`` only: ``fit`` and ``evaluate`` then ask for one.
+            metrics: ``None`` or a list of strings (``"accuracy"``, ``"mae"``, ...) and metric
+                objects (``tinynet.metrics.SparseCategoricalAccuracy(name="acc")``, ...).
             cuda_graph: on the GPU, ``fit`` captures a whole epoch of steps as one CUDA
                 graph and replays it (tinynet/engine/graphs.py): many times faster for small
                 models. True: a fit that cannot (not a Dense/ReLU model with sparse
@@ -144,13 +161,12 @@ class Sequential(KerasAPI):
                 one batch per epoch; ``history.cuda_graph`` says whether a
                 fit ran as one. Defaults to False.
         """
-        if loss is None:
-            raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         if cuda_graph not in (False, True, "auto"):
             raise ValueError(f'cuda_graph must be False, True or "auto", got {cuda_graph!r}')
         self.cuda_graph = cuda_graph
-        self.optimizer, self.loss = optimizers.get(optimizer), loop.trainable_loss(losses.get(loss))
-        self.metrics = validation.metric_names(metrics)
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = None if loss is None else loop.trainable_loss(losses.get(loss))  # None: predict only, as Keras
+        self.compile_metrics(metrics)  # self.metric_objects, and their names in self.metrics
         validation.warn_if_probabilities_as_logits(self, self.loss)
         self.loss_fn = self.loss  # during fit and evaluate: the loss Keras's rules say (loop.prepared)
         self.flat_parameters = None

@@ -301,29 +301,6 @@ def callback_list(callbacks) -> list:
 
 
 # compile's metric names -> the accuracy they compute (None: chosen from the shapes, as Keras's "accuracy")
-METRICS = {
-    "accuracy": None,
-    "acc": None,
-    "sparse_categorical_accuracy": "sparse",
-    "categorical_accuracy": "categorical",
-    "binary_accuracy": "binary",
-}
-
-
-def metric_names(metrics) -> list[str]:
-    """``compile``'s metrics: None or a list of the names tinynet computes (each logged under its name)."""
-    if metrics is None:
-        return []
-    if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
-        raise TypeError(f"metrics must be a list such as ['accuracy'], got {metrics!r}")
-    for m in metrics:
-        if m not in METRICS:
-            raise ValueError(f"unknown metric {m!r}; tinynet computes {sorted(METRICS)}")
-    if len(set(metrics)) != len(metrics):
-        raise ValueError(f"metrics lists a name twice: {list(metrics)}")
-    return list(metrics)
-
-
 def sample_weights(sample_weight, class_weight, y, n: int, name="sample_weight"):
     """fit's sample_weight or class_weight as one float32 weight per sample (None for neither)."""
     if sample_weight is not None and class_weight is not None:
@@ -352,6 +329,12 @@ def sample_weights(sample_weight, class_weight, y, n: int, name="sample_weight")
 def model_data(model, x, y=None, require_y=False):
     """x (and y) for ``model``: validated, converted, and moved to the model's device;
     an unbuilt model is built for x's sample shape."""
+    if hasattr(x, "__next__") or (hasattr(x, "__iter__") and not hasattr(x, "__len__")):
+        raise TypeError(
+            f"x is a {type(x).__name__} (a generator or a stream of batches); tinynet takes the data as "
+            "arrays: x (and y) as NumPy or CuPy arrays or lists, e.g. collect the batches with "
+            "np.concatenate([xb for xb, yb in batches]) first"
+        )
     if require_y and y is None:
         raise ValueError("y is None: training and evaluating need targets, e.g. fit(x_train, y_train)")
     x = features(x, model.input_shape if model.built else None)

@@ -62,16 +62,23 @@ class KerasAPI:
     # ---------------------------------------------------------------- what fit asks of the model
 
     def _require_compiled(self, what: str):
+        if self.optimizer is not None and self.loss is None:
+            raise RuntimeError(
+                f"model.{what} needs a loss, and the model was compiled without one: "
+                "model.compile(optimizer=..., loss='sparse_categorical_crossentropy') first"
+            )
         if self.loss is None:
             raise RuntimeError(f"call model.compile(optimizer=..., loss=...) before model.{what}(...)")
 
+    def compile_metrics(self, given):
+        """``compile``'s metrics (strings and metric objects) as ``self.metric_objects``, their
+        names, the keys of the logs, as ``self.metrics``."""
+        self.metric_objects = metrics.compiled(given)
+        self.metrics = [m.name for m in self.metric_objects]
+
     def metric_hits(self, y_pred, y):
-        """{metric name: each sample's correctness (N,)} for the compiled metrics, on the device."""
-        hits = {}
-        for name in self.metrics:
-            kind = validation.METRICS[name] or keras_rules.accuracy_kind(y.shape, y_pred.shape)
-            hits[name] = metrics.hits(kind, y_pred, y, from_logits=self.loss.from_logits)
-        return hits
+        """{metric name: each sample's value (N,)} for the compiled metrics, on the device."""
+        return {m.name: m.per_sample(y, y_pred, from_logits=self.loss.from_logits) for m in self.metric_objects}
 
     def starting_history(self, initial_epoch):
         """A new History; when resuming from a checkpoint at ``initial_epoch``, one that

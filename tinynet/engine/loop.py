@@ -153,25 +153,25 @@ def _wants_graph(model, sample_weight, callbacks) -> bool:
 class Loop:
     """Everything around ``train_step`` in ``fit`` (see the module's docstring for its use).
 
-    Every argument is ``fit``'s (its defaults are written there alone), and is checked here,
-    before any work: a bad one raises before the model or the data are touched."""
+    Every argument is ``fit``'s, and is checked here, before any work: a bad one raises
+    before the model or the data are touched."""
 
     def __init__(
         self,
         model,
         x,
-        y,
+        y=None,
         *,
-        batch_size,
-        epochs,
-        verbose,
-        callbacks,
-        validation_split,
-        validation_data,
-        shuffle,
-        class_weight,
-        sample_weight,
-        initial_epoch,
+        batch_size=32,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        class_weight=None,
+        sample_weight=None,
+        initial_epoch=0,
     ):
         options = validation.fit_options(batch_size, epochs, verbose, validation_split, initial_epoch)
         callbacks, self.shuffle = validation.callback_list(callbacks), validation.flag("shuffle", shuffle)

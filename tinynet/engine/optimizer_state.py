@@ -11,7 +11,8 @@ import numpy as np
 from .. import backend, schedules
 from ..validation import in_range
 
-NON_NEGATIVE_SLOTS = ("v", "velocity", "accumulator")  # running sums of g²: a negative one makes sqrt NaN
+# running sums of g² (and Adamax's maximum of |g|): a negative one makes sqrt NaN or the step wrong
+NON_NEGATIVE_SLOTS = ("v", "velocity", "accumulator", "u", "accumulated_grad", "accumulated_delta_var")
 
 
 class OptimizerState:
@@ -73,6 +74,10 @@ class OptimizerState:
         self.slots, self.iterations = (slots or None), iterations
         if not callable(self.learning_rate) and learning_rate is not None:
             self.learning_rate = float(learning_rate)  # as ReduceLROnPlateau left it
+
+    def forget_state(self):
+        """Drop the state arrays (the parameters they follow changed): made afresh at the next step."""
+        self.slots = None
 
     def to(self, device: str):
         """Move the state to ``device``."""

@@ -33,7 +33,7 @@ import zipfile
 
 import numpy as np
 
-from .. import backend, layers, losses, optimizers, regularizers, saving
+from .. import backend, layers, losses, metrics, optimizers, regularizers, saving
 from ..engine import keras_rules
 from ..saving import ModelFileError
 from . import archives
@@ -56,6 +56,9 @@ OPTIMIZERS = {
     "SGD": optimizers.SGD,
     "RMSprop": optimizers.RMSprop,
     "Adagrad": optimizers.Adagrad,
+    "Nadam": optimizers.Nadam,
+    "Adamax": optimizers.Adamax,
+    "Adadelta": optimizers.Adadelta,
 }
 
 
@@ -198,6 +201,10 @@ KERAS_LAYERS = {
     "Softmax": lambda c, n: layers.Softmax(**_take(c, n, {"axis": -1}, ()), name=n),
     "LeakyReLU": lambda c, n: layers.LeakyReLU(**_take(c, n, {}, ("negative_slope",)), name=n),
     "ELU": lambda c, n: layers.ELU(**_take(c, n, {}, ("alpha",)), name=n),
+    "Rescaling": lambda c, n: layers.Rescaling(**_take(c, n, {}, ("scale", "offset")), name=n),
+    "GlobalAveragePooling2D": lambda c, n: layers.GlobalAveragePooling2D(
+        **_take(c, n, {"data_format": "channels_last", "keepdims": False}, ()), name=n
+    ),
 }
 
 
@@ -375,8 +382,10 @@ def _layer_entry(layer, input_shape):
         config.update(max_value=None, negative_slope=0.0, threshold=0.0)
     elif isinstance(layer, layers.Softmax):
         config["axis"] = -1
-    elif isinstance(layer, (layers.LeakyReLU, layers.ELU)):
+    elif isinstance(layer, (layers.LeakyReLU, layers.ELU, layers.Rescaling)):
         config.update(c)
+    elif isinstance(layer, layers.GlobalAveragePooling2D):
+        config.update(data_format="channels_last", keepdims=False)
     elif kind in ("Sigmoid", "Tanh", "Swish", "Softplus") or (kind == "GELU" and not layer.approximate):
         names = {"Swish": "silu"}  # Keras has these as Activation layers only
         config["activation"], kind = names.get(kind, kind.lower()), "Activation"
@@ -406,6 +415,9 @@ SLOTS = {
     "SGD": ("momentum",),
     "RMSprop": ("velocity",),
     "Adagrad": ("accumulator",),
+    "Nadam": ("m", "v"),  # and, last, its momentum product (recomputed from the step count on load)
+    "Adamax": ("m", "u"),
+    "Adadelta": ("accumulated_grad", "accumulated_delta_var"),
 }
 OPTIMIZER_DEFAULTS = {
     "use_ema": False,
@@ -425,12 +437,18 @@ def _compile_config(model) -> dict:
     config = {"name": kind.lower(), **opt.get_config(), "learning_rate": float(opt.current_learning_rate)}
     config.update({k: v for k, v in OPTIMIZER_DEFAULTS.items() if k != "amsgrad" or kind in ("Adam", "AdamW")})
     loss = getattr(model.loss, "loss", model.loss)  # unwrapped
-    if loss.from_logits:
+    options = {k: v for k, v in loss.get_config().items() if k not in ("from_logits", "use_output_logits")}
+    if loss.from_logits or options:  # Huber's delta
         loss_config = {
             "module": "keras.losses",
             "class_name": type(loss).__name__,
             "registered_name": None,
-            "config": {"name": loss.name, "reduction": "sum_over_batch_size", "from_logits": True},
+            "config": {
+                "name": loss.name,
+                "reduction": "sum_over_batch_size",
+                **({"from_logits": True} if loss.from_logits else {}),
+                **options,
+            },
         }
     else:
         loss_config = loss.name
@@ -438,7 +456,7 @@ def _compile_config(model) -> dict:
         "optimizer": {"module": "keras.optimizers", "class_name": kind, "config": config, "registered_name": None},
         "loss": loss_config,
         "loss_weights": None,
-        "metrics": list(model.metrics) or None,
+        "metrics": [metrics.serialize(m) for m in model.metric_objects] or None,
         "weighted_metrics": None,
         "run_eagerly": False,
         "steps_per_execution": 1,
@@ -469,6 +487,7 @@ def _compile(model, compile_config):
             "label_smoothing",
             "axis",
             "dtype",
+            *(("delta",) if loss.get("class_name") == "Huber" else ()),
         }:
             raise _Refused(f"the loss {loss.get('class_name')!r} with {lc} is not one tinynet has")
         if (
@@ -478,7 +497,8 @@ def _compile(model, compile_config):
             or lc.get("axis", -1) != -1
         ):
             raise _Refused(f"the loss's options {lc} are not ones tinynet has")
-        loss = KERAS_LOSSES[loss["class_name"]](**({"from_logits": True} if lc.get("from_logits") else {}))
+        options = {"delta": lc["delta"]} if "delta" in lc else {}
+        loss = KERAS_LOSSES[loss["class_name"]](**({"from_logits": True} if lc.get("from_logits") else {}), **options)
     model.compile(OPTIMIZERS[kind](**config), loss, compile_config.get("metrics") or None)
 
 
@@ -509,6 +529,8 @@ def _weights_h5(model, kinds) -> bytes:
                 slots = opt.state_laid_out_as(params)  # Keras's layout, per weight; the optimizer keeps its own
                 names = [n for n in SLOTS[type(opt).__name__] if n in slots]
                 arrays = [backend.to_numpy(slots[n][i]) for i in range(len(params)) for n in names]
+                if isinstance(opt, optimizers.Nadam):
+                    arrays.append(opt.momentum_product(params[0].value.dtype))
                 for i, a in enumerate(arrays):
                     state.create_dataset(str(i + 2), data=a)
     return buffer.getvalue()
@@ -643,7 +665,9 @@ def _read_optimizer(model, f):
         return
     stored = f["optimizer/vars"]
     params, names = model.parameters(), SLOTS.get(kind, ())
-    if len(stored) not in (2, 2 + len(names) * len(params)) or set(stored) != {str(i) for i in range(len(stored))}:
+    extra = 1 if kind == "Nadam" else 0  # Nadam's momentum product: it follows from the step count
+    full = 2 + len(names) * len(params) + extra
+    if len(stored) not in (2, full) or set(stored) != {str(i) for i in range(len(stored))}:
         raise _Refused(f"the optimizer's saved state ({len(stored)} arrays) does not fit {kind}")
     step = stored["0"]
     if step.shape != () or step.dtype.kind not in "iu":

@@ -9,7 +9,7 @@
 """
 
 from .activation import Activation
-from .conv import AveragePooling2D, Conv2D, MaxPooling2D, col2im, im2col
+from .conv import AveragePooling2D, Conv2D, GlobalAveragePooling2D, MaxPooling2D, col2im, im2col
 from .core import (
     ELU,
     GELU,
@@ -21,6 +21,7 @@ from .core import (
     Linear,
     Parameter,
     ReLU,
+    Rescaling,
     Reshape,
     Sigmoid,
     SiLU,
@@ -50,6 +51,7 @@ __all__ = [
     "Flatten",
     "GELU",
     "get_activation",
+    "GlobalAveragePooling2D",
     "im2col",
     "Input",
     "KernelLayer",
@@ -59,6 +61,7 @@ __all__ = [
     "MaxPooling2D",
     "Parameter",
     "ReLU",
+    "Rescaling",
     "Reshape",
     "sigmoid",
     "Sigmoid",

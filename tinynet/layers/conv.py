@@ -279,3 +279,30 @@ class AveragePooling2D(Pooling2D):
                 share[:, :, :, None, None, :], share.shape[:3] + self.window.size + share.shape[3:]
             )
         )
+
+
+class GlobalAveragePooling2D(Layer):
+    r"""The mean of each channel over the whole image: (N, H, W, C) -> (N, C).
+
+    Forward:   y[n, c] = 1/(H W) sum_{i, j} x[n, i, j, c]
+    Backward:  every pixel moved the mean by 1/(H W) of itself:
+               gx[n, i, j, c] = gy[n, c] / (H W)
+    """
+
+    formula = "y = mean over H, W of each channel  |  gx = gy / (H W) to every pixel"
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{self.name or 'GlobalAveragePooling2D'} expects (height, width, channels), got {input_shape}"
+            )
+        return (input_shape[2],)
+
+    def forward(self, x, training=False):
+        self._x_shape = x.shape
+        return x.mean(axis=(1, 2))
+
+    def backward(self, gy):
+        n, h, w, c = self._x_shape
+        share = gy / (h * w)
+        return backend.get_array_module(gy).broadcast_to(share[:, None, None, :], (n, h, w, c)).copy()

@@ -609,6 +609,34 @@ class Flatten(Layer):
         return gy.reshape(self._shape)
 
 
+class Rescaling(Layer):
+    r"""Multiply by a constant and add another, as ``keras.layers.Rescaling`` (e.g. pixels to [0, 1]).
+
+    Forward:   y = x * scale + offset
+    Backward:  gx = gy * scale
+
+    Args:
+        scale: e.g. 1 / 255.
+        offset: Defaults to 0.0.
+    """
+
+    formula = "y = x * scale + offset  |  gx = gy * scale"
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = validation.in_range("scale", scale, -math.inf)
+        self.offset = validation.in_range("offset", offset, -math.inf)
+
+    def forward(self, x, training=False):
+        return x * self.scale + self.offset
+
+    def backward(self, gy):
+        return gy * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
 class Reshape(Layer):
     r"""Reshape each sample to ``target_shape`` (one entry may be -1), as Keras.
 
