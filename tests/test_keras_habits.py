@@ -204,3 +204,76 @@ def test_a_convnet_with_rescaling_and_global_pooling_round_trips(tmp_path, suffi
     ]
     assert loaded.layers[0].scale == pytest.approx(1 / 255)
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+# ---------------------------------------------------------------- metric objects
+
+
+def test_metric_objects_train_and_log_under_their_names(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 4)).astype(np.float32), rng.integers(0, 3, 64)
+    model = small_model()
+    model.compile(
+        "adam",
+        "sparse_categorical_crossentropy",
+        metrics=[tn.metrics.SparseCategoricalAccuracy(), tn.metrics.SparseCategoricalAccuracy(name="acc"), "accuracy"],
+    )
+    history = model.fit(x, y, epochs=2, verbose=0).history
+    assert list(history) == ["loss", "sparse_categorical_accuracy", "acc", "accuracy"]
+    assert history["acc"] == history["sparse_categorical_accuracy"] == history["accuracy"]
+    logs = model.evaluate(x, y, return_dict=True, verbose=0)
+    by_hand = float((model.predict(x, verbose=0).argmax(axis=1) == y).mean())
+    assert logs["acc"] == pytest.approx(by_hand, abs=1e-12)
+    for suffix in (".npz", ".keras"):  # a named metric object comes back under its name
+        model.save(str(tmp_path / f"m{suffix}"))
+        loaded = tn.load_model(str(tmp_path / f"m{suffix}"))
+        assert loaded.metrics == ["sparse_categorical_accuracy", "acc", "accuracy"]
+        assert loaded.evaluate(x, y, return_dict=True, verbose=0) == pytest.approx(logs, abs=1e-7)
+
+
+def test_a_metric_object_alone_keeps_a_weighted_running_mean():
+    metric = tn.metrics.SparseCategoricalAccuracy()
+    assert metric.result() == 0.0  # before any update, as Keras
+    metric.update_state([0, 1, 2], [[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1]])  # 2 of 3 right
+    assert metric.result() == pytest.approx(2 / 3)
+    metric.update_state([1], [[0.9, 0.1, 0.0]], sample_weight=[3.0])  # wrong, weight 3
+    assert metric.result() == pytest.approx(2 / 6)
+    metric.reset_state()
+    assert metric.result() == 0.0
+    mean = tn.metrics.Mean(name="train_loss")
+    mean.update_state(2.0)
+    mean.update_state([4.0, 6.0])
+    assert (mean.name, mean.result()) == ("train_loss", pytest.approx(4.0))
+    mae = tn.metrics.MeanAbsoluteError()
+    mae.update_state(LOSSES["y_true"], LOSSES["y_pred"])
+    assert mae.result() == pytest.approx(float(LOSSES["mae_metric"]), rel=1e-7)  # Keras's, see above
+
+
+def test_binary_accuracy_s_threshold_on_probabilities_and_on_logits():
+    y_true, p = np.array([[1.0], [0.0], [1.0]]), np.array([[0.8], [0.6], [0.65]])
+    metric = tn.metrics.BinaryAccuracy(threshold=0.7)
+    metric.update_state(y_true, p)
+    assert metric.result() == pytest.approx(2 / 3)  # 0.8 right, 0.6 right (below), 0.65 wrong
+    logits = np.log(p / (1 - p))
+    np.testing.assert_array_equal(metric.per_sample(y_true, logits, from_logits=True), [1.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "metrics, error, message",
+    [
+        ([tn.metrics.SparseCategoricalAccuracy], TypeError, r"write SparseCategoricalAccuracy\(\)"),
+        (["acc", tn.metrics.SparseCategoricalAccuracy(name="acc")], ValueError, "lists a name twice"),
+        (["f1"], ValueError, r"unknown metric 'f1'; tinynet computes .*SparseCategoricalAccuracy\(\)"),
+        (tn.metrics.Mean(), TypeError, "metrics must be a list"),
+    ],
+)
+def test_bad_metrics_are_refused_at_compile(metrics, error, message):
+    with pytest.raises(error, match=message):
+        small_model().compile("adam", "mse", metrics=metrics)
+
+
+def test_a_metric_name_must_be_a_string():
+    with pytest.raises(ValueError, match="a metric's name must be a non-empty string"):
+        tn.metrics.Mean(name="")
+    with pytest.raises(ValueError, match="threshold"):
+        tn.metrics.BinaryAccuracy(threshold=1.5)

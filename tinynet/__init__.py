@@ -10,6 +10,7 @@ arbitrary code, distributed training, every layer ever published.
 """
 
 from . import (
+    activations,
     backend,
     callbacks,
     datasets,
@@ -21,6 +22,7 @@ from . import (
     losses,
     metrics,
     models,
+    ops,
     optimizers,
     plot,
     preprocessing,
@@ -88,6 +90,7 @@ __all__ = [
     "Tanh",
     "Trace",
     "TrainingDiverged",
+    "activations",
     "backend",
     "callbacks",
     "datasets",
@@ -100,6 +103,7 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "ops",
     "optimizers",
     "plot",
     "preprocessing",

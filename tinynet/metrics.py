@@ -65,8 +65,8 @@ class Metric:
     from_string = False  # made by get() from one of compile's strings, and saved as that string
 
     def __init__(self, name=None, dtype=None):
-        if name is not None and (not isinstance(name, str) or not name.isidentifier()):
-            raise ValueError(f"a metric's name must be a word such as 'acc', got {name!r}")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ValueError(f"a metric's name must be a non-empty string such as 'acc', got {name!r}")
         self.name, self.dtype = name or self.default_name, dtype
         self.reset_state()
 
