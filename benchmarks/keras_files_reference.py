@@ -22,6 +22,9 @@ With fixed seeds (``keras.utils.set_random_seed(0)`` before each model, NumPy
   registered as ``tinynet_tests>FeatureScale``: y = x * s, one weight s per feature) ->
   Dense(3, softmax), compiled (Adam), trained 2 epochs on 64 samples (so s moved off
   its start); with ``custom_expected.npz``;
+* ``nested.keras``  a Sequential inside a Sequential, as the TensorFlow quickstart builds its
+  ``probability_model``: [Sequential(8 -> Dense(16, relu) -> BatchNormalization -> Dense(4)),
+  Softmax], compiled (Adam), trained 2 epochs on 64 samples; with ``nested_expected.npz``;
 * ``sample_weight.npz``  losses/accuracies/weights of a small model trained with
   ``sample_weight`` and with ``class_weight`` (fit, evaluate, train_on_batch).
 
@@ -234,12 +237,27 @@ def record_custom():
     expected("custom", model, np.random.default_rng(1).random((8, 6), dtype=np.float32))
 
 
+def record_nested():
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential(
+        [keras.Input((8,)), layers.Dense(16, activation="relu"), layers.BatchNormalization(), layers.Dense(4)]
+    )
+    model = keras.Sequential([inner, layers.Softmax()], name="nested")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((64, 8), dtype=np.float32), rng.integers(0, 4, 64), epochs=2, batch_size=16, verbose=0)
+    model.save(os.path.join(OUT, "nested.keras"))
+    expected("nested", model, np.random.default_rng(1).random((8, 8), dtype=np.float32))
+
+
 RECORDS = {
     "mlp": record_mlp,
     "cnn": record_cnn,
     "zoo": record_zoo,
     "sample_weight": record_sample_weight,
     "custom": record_custom,
+    "nested": record_nested,
 }
 
 

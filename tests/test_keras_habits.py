@@ -118,6 +118,7 @@ def test_summary_keeps_a_pooling_layer_s_name_on_one_line():
     text = lines[0]
     assert "max_pooling2d_1 (MaxPooling2D)" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+    assert "┃ Layer (type)" in text and text.count("┃") == 5  # the header on one line: "Activation" unbroken
 
 
 @pytest.mark.parametrize(

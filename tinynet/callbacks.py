@@ -458,9 +458,9 @@ class GradientMonitor(Callback):
         if getattr(self, "_watched", self.model) is not self.model:  # another model: a history of its own
             self.history = {"step": [], "grad_norm": {}, "update_ratio": {}, "dead_fraction": {}}
         self._watched = self.model
-        layers = self.model.layers
-        self._params = [(f"{layer.name}/{p.name}", p) for layer in layers for p in layer.parameters()]
-        self._relus = [(layer.name, relu_of(layer)) for layer in layers if relu_of(layer) is not None]
+        layers = list(self.model.named_layers())  # a model inside: each of its layers
+        self._params = [(f"{name}/{p.name}", p) for name, layer in layers for p in layer.parameters()]
+        self._relus = [(name, relu_of(layer)) for name, layer in layers if relu_of(layer) is not None]
         for key, _ in self._params:
             self.history["grad_norm"].setdefault(key, [])
             self.history["update_ratio"].setdefault(key, [])
@@ -605,13 +605,13 @@ class TensorBoard(Callback):
 
     def _log_weights(self, epoch):
         writer = self._writer("train")
-        for layer in self.model.layers:
+        for name, layer in self.model.named_layers():  # a model inside: each of its layers
             for p in layer.weights:
-                writer.add_histogram(f"{layer.name}/{p.name}/histogram", backend.to_numpy(p.value), epoch)
+                writer.add_histogram(f"{name}/{p.name}/histogram", backend.to_numpy(p.value), epoch)
             for p in layer.parameters() if self.write_grads else ():
                 grad = backend.to_numpy(p.grad)
                 if np.isfinite(grad).all():  # before the first step a gradient is not set yet
-                    writer.add_histogram(f"{layer.name}/{p.name}/gradient/histogram", grad, epoch)
+                    writer.add_histogram(f"{name}/{p.name}/gradient/histogram", grad, epoch)
 
     def on_train_end(self, logs=None):
         for writer in self._writers.values():

@@ -64,6 +64,9 @@ def l1_l2(l1=0.01, l2=0.01):
     return Regularizer(l1=l1, l2=l2)
 
 
+L1, L2, L1L2 = l1, l2, l1_l2  # Keras's class names for the same three (keras.regularizers.L2(0.001))
+
+
 def get(regularizer):
     """None, a Regularizer, a dict from get_config, or "l1" / "l2" / "l1_l2"."""
     if regularizer is None or isinstance(regularizer, Regularizer):

@@ -181,6 +181,16 @@ def layer_config(layer) -> dict:
     return config
 
 
+def model_config(model) -> dict:
+    """A model inside another, as a file describes it: its name, seed, input shape and layers."""
+    return {
+        "name": model.name,
+        "seed": model.seed if isinstance(model.seed, (int, type(None))) else None,
+        "input_shape": list(model.input_shape),
+        "layers": [_layer_description(layer) for layer in model.layers],
+    }
+
+
 def _describe(model) -> dict:
     config = {
         "format": FORMAT,
@@ -207,6 +217,8 @@ def _describe(model) -> dict:
 
 
 def _layer_description(layer) -> dict:
+    if not isinstance(layer, layers.Layer):  # a model inside the model: its layers, described the same way
+        return {"class": "Sequential", "config": model_config(layer)}
     entry = {"class": type(layer).__name__, "config": layer_config(layer)}
     if type(layer) not in LAYER_CLASSES.values():
         entry["registered_name"] = get_registered_name(type(layer))
@@ -262,7 +274,8 @@ def save_model(model, path, include_optimizer=True):
 
 
 MAX_CONFIG = 32 << 20  # bytes of JSON: a 10,000-layer description takes a few MB
-MAX_LAYERS = 10_000  # layers a model file may describe; checked before any layer is built
+MAX_LAYERS = 10_000  # layers a model file may describe (all of them, models inside included)
+MAX_NESTING = 4  # models inside models inside ... at most this deep
 
 
 def _read(path, z) -> tuple[dict, dict]:
@@ -365,15 +378,8 @@ def check_size(layer_list, shape, stored, path):
 def _build(config, path, model_class, device, stored, custom_objects):
     try:
         model = model_class(name=config.get("name", "sequential"), device=device, seed=config.get("seed"))
-        check_layer_count(len(config["layers"]), path)
-        classes = [layer_class(e.get("class"), e.get("registered_name"), custom_objects) for e in config["layers"]]
-        unknown = next((c for c in classes if isinstance(c, str)), None)
-        if unknown is not None:  # every class known before any layer is made
-            raise ModelFileError(f"{path}: {unknown}")
-        for cls, entry in zip(classes, config["layers"]):
-            if not isinstance(entry["config"], dict):
-                raise TypeError(f"the config of a {cls.__name__} is {type(entry['config']).__name__}, not an object")
-            model.add(cls.from_config(entry["config"]))
+        for layer in _layers_of(config["layers"], path, (model_class, device, custom_objects), [0], 0):
+            model.add(layer)
         check_size(model.layers, tuple(config["input_shape"]), stored, path)
         model.build(tuple(config["input_shape"]))
     except ModelFileError:
@@ -381,6 +387,42 @@ def _build(config, path, model_class, device, stored, custom_objects):
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: the architecture cannot be rebuilt ({type(e).__name__}: {e})") from e
     return model
+
+
+def _layers_of(entries, path, how, counted, depth):
+    """The layers ``entries`` describe, every class known before any layer is made; a model
+    inside (class "Sequential") rebuilt the same way, as ``how`` = (model class, device,
+    custom objects) says. ``counted`` holds the layers described so far, at every depth."""
+    model_class, device, custom_objects = how
+    if not isinstance(entries, list):
+        raise TypeError(f"the layers are a {type(entries).__name__}, not a list")
+    counted[0] += len(entries)
+    check_layer_count(counted[0], path)
+    nested = [e.get("class") == "Sequential" and "registered_name" not in e for e in entries]
+    classes = [
+        model_class if n else layer_class(e.get("class"), e.get("registered_name"), custom_objects)
+        for n, e in zip(nested, entries)
+    ]
+    unknown = next((c for c in classes if isinstance(c, str)), None)
+    if unknown is not None:  # every class known before any layer is made
+        raise ModelFileError(f"{path}: {unknown}")
+    made = []
+    for cls, entry, inner in zip(classes, entries, nested):
+        config = entry["config"]
+        if not isinstance(config, dict):
+            raise TypeError(f"the config of a {cls.__name__} is {type(config).__name__}, not an object")
+        if not inner:
+            made.append(cls.from_config(config))
+            continue
+        if depth >= MAX_NESTING:
+            raise ModelFileError(f"{path}: the file nests models more than {MAX_NESTING} deep")
+        model = model_class(name=config["name"], device=device, seed=config.get("seed"))
+        if config.get("input_shape") is not None:
+            model.add(layers.Input(tuple(config["input_shape"])))
+        for layer in _layers_of(config["layers"], path, how, counted, depth + 1):
+            model.add(layer)
+        made.append(model)
+    return made
 
 
 def _set_weights(model, config, z, headers, path):

@@ -16,7 +16,9 @@ reaches through one door, :mod:`tinynet.engine.loop`; Keras's methods around the
 :class:`tinynet.engine.keras_api.KerasAPI`.
 
 A model is itself a layer: ``forward(x, training)`` and ``backward(gy)``, so
-:func:`tinynet.gradcheck.check_backward` checks a whole model at once.
+:func:`tinynet.gradcheck.check_backward` checks a whole model at once, and a model can be a
+layer of another (``Sequential([model, Softmax()])``): its forward runs its layers, its
+backward runs them back, and its parameters are the outer model's too (shared, as in Keras).
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ class Sequential(KerasAPI):
             (``backend.next_model_seed``).
     """
 
-    def __init__(self, layers=None, name: str = "sequential", device: str = "cpu", seed=None):
+    def __init__(self, layers=None, name: str | None = None, device: str = "cpu", seed=None):
         if layers is not None and not isinstance(layers, (list, tuple)):
             raise TypeError(f"Sequential takes a list of layers, got {layers!r}; write Sequential([...])")
-        self.name, self.seed = name, seed if seed is not None else backend.next_model_seed()
+        # "sequential" unless named; inside another model, the next free name there (sequential_1, ...)
+        self.name, self.auto_named = name or "sequential", name is None
+        self.seed = seed if seed is not None else backend.next_model_seed()
         self.device = backend.resolve_device(device)
         init_seq, shuffle_seq, dropout_seq = np.random.SeedSequence(self.seed).spawn(3)
         self._init_rng = np.random.default_rng(init_seq)
@@ -72,9 +76,14 @@ class Sequential(KerasAPI):
                 raise ValueError("Input(...) must come first, before any layer")
             self.input_shape = layer.shape
             return
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential takes tinynet layers, got {layer!r}")
-        if layer.input_shape is not None:
+        if not isinstance(layer, (Layer, Sequential)):
+            raise TypeError(f"Sequential takes tinynet layers (or models), got {layer!r}")
+        if layer is self:
+            raise ValueError("a model cannot be a layer of itself")
+        if isinstance(layer, Sequential):  # a model inside: its input shape is the outer's if none is set
+            if self.input_shape is None and not self.layers and layer.input_shape is not None:
+                self.input_shape = layer.input_shape
+        elif layer.input_shape is not None:
             if self.layers:
                 raise ValueError(f"input_shape= is only allowed on the first layer, not on {layer!r}")
             self.input_shape = layer.input_shape
@@ -105,13 +114,29 @@ class Sequential(KerasAPI):
     def built(self) -> bool:
         return bool(self.layers) and all(layer.built for layer in self.layers) and self.output_shape is not None
 
-    def build(self, input_shape):
-        """Create every layer's parameters for samples of ``input_shape``."""
+    def build(self, input_shape, rng=None):
+        """Create every layer's parameters for samples of ``input_shape``; return the output shape.
+        (``rng`` is there for a model inside another: it keeps its own, seeded by its ``seed``.)"""
         shape = self.input_shape = tuple(int(d) for d in input_shape)
         self.shapes = []
         for layer in self.layers:
             shape = self._build_layer(layer, shape)
         self.output_shape = shape if self.layers else None
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape):
+        """The output shape for samples of ``input_shape`` (a built model takes only its own)."""
+        if self.built:
+            if tuple(input_shape) != tuple(self.input_shape):
+                raise ValueError(
+                    f"model {self.name!r} was built for samples of shape {tuple(self.input_shape)}, "
+                    f"and here gets {tuple(input_shape)}"
+                )
+            return self.output_shape
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
 
     def _build_layer(self, layer, shape):
         """Build ``layer`` for inputs of ``shape`` (one built before is checked against it) and
@@ -206,6 +231,9 @@ class Sequential(KerasAPI):
         """``loss`` plus the layers' weight penalties R(W) (``loss`` itself without any); each
         penalty's gradient dR/dW is added to its kernel's gradient unless ``gradients=False``."""
         for layer in self.layers:
+            if isinstance(layer, Sequential):  # a model inside: its own layers' penalties
+                loss = layer.add_weight_penalties(loss, gradients)
+                continue
             reg = getattr(layer, "kernel_regularizer", None)
             if reg is not None:
                 W = layer.kernel.value

@@ -48,8 +48,8 @@ class KerasAPI:
         a name gets its class's next free one (dense, dense_1, ...); a name it has is kept, and
         skipped by later automatic names."""
         names = vars(self).setdefault("_layer_names", keras_rules.LayerNames())
-        if layer.name is None:
-            layer.name = names.new(layer)
+        if layer.name is None or getattr(layer, "auto_named", False):  # a model inside, named by default
+            layer.name, layer.auto_named = names.new(layer), False
         else:
             names.add(layer.name)
 
@@ -193,7 +193,25 @@ class KerasAPI:
         return [p for layer in self.layers for p in layer.weights]
 
     trainable_weights = property(lambda self: self.parameters())
-    non_trainable_weights = property(lambda self: [p for layer in self.layers for p in layer.non_trainable()])
+    non_trainable_weights = property(lambda self: self.non_trainable())
+
+    def non_trainable(self):
+        """Every layer's state that is saved but not trained (as a layer's ``non_trainable``)."""
+        return [p for layer in self.layers for p in layer.non_trainable()]
+
+    def named_layers(self, prefix: str = ""):
+        """(path, layer) for every layer, a model inside given as its own layers
+        ("sequential/dense"): what a monitor of each layer's weights walks."""
+        for layer in self.layers:
+            path = f"{prefix}{layer.name}"
+            if hasattr(layer, "named_layers"):
+                yield from layer.named_layers(path + "/")
+            else:
+                yield path, layer
+
+    def describe(self) -> str:
+        """``summary()``'s words for a model inside another: its layers."""
+        return f"{len(self.layers)} layers"
 
     def __repr__(self):
         layers = "".join(f"\n    {layer!r}," for layer in self.layers)

@@ -238,25 +238,32 @@ def _custom_layer(cls, c, name):
         raise _Refused(f"layer {name!r}: {cls.__name__}.from_config({args!r}) failed ({type(e).__name__}: {e})") from e
 
 
-def _layers_from_config(config, path, custom_objects=None):
-    """(the tinynet layers, not built yet, and the input shape) of a Keras model config."""
+def _layers_from_config(config, path, custom_objects=None, model_class=None, counted=None, depth=0):
+    """(the tinynet layers, not built yet, and the input shape) of a Keras model config; a
+    Sequential inside it becomes a ``model_class`` of its own layers. ``counted`` holds the
+    layers described so far at every depth (a file may describe at most MAX_LAYERS)."""
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
         kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
         raise _Refused(f"the model is a {kind!r}; tinynet reads Sequential models")
     entries = config["config"]["layers"]
     if not isinstance(entries, list):
         raise _Refused(f"the model's layers are a {type(entries).__name__}, expected a list")
-    saving.check_layer_count(len(entries), os.fspath(path))
-    if not entries or entries[0].get("class_name") != "InputLayer":
+    counted = [0] if counted is None else counted
+    counted[0] += len(entries)
+    saving.check_layer_count(counted[0], os.fspath(path))
+    starts = bool(entries) and entries[0].get("class_name") == "InputLayer"
+    if not starts and depth == 0:
         raise _Refused("the model does not start with an InputLayer, so its input shape is unknown")
     made = []
-    for entry in entries[1:]:
+    for entry in entries[1:] if starts else entries:
         kind, layer_config, module = entry.get("class_name"), entry.get("config"), entry.get("module")
         if not isinstance(layer_config, dict):
             raise _Refused(f"layer {kind!r} has no config object")
         registered = entry.get("registered_name")
         custom = saving.get_registered_object(registered, custom_objects) or (custom_objects or {}).get(kind)
-        if custom is not None:
+        if kind == "Sequential" and custom is None and registered is None and model_class is not None:
+            made.append(_inner_model(entry, path, custom_objects, model_class, counted, depth))
+        elif custom is not None:
             made.append(_custom_layer(custom, layer_config, layer_config.get("name")))
         elif registered is None and (module is None or str(module).startswith("keras")):  # one of Keras's own
             if kind not in KERAS_LAYERS:
@@ -264,7 +271,35 @@ def _layers_from_config(config, path, custom_objects=None):
             made.append(KERAS_LAYERS[kind](layer_config, layer_config.get("name")))
         else:  # a class of the user's own (registered, or from a module of theirs): looked up, never imported
             raise _Refused(saving.layer_class(kind, registered, custom_objects))
-    return made, _input_shape(entries[0])
+    return made, _input_shape(entries[0]) if starts else None
+
+
+def _inner_model(entry, path, custom_objects, model_class, counted, depth):
+    """A Sequential inside the model, as a ``model_class`` of its layers (not built yet)."""
+    if depth >= saving.MAX_NESTING:
+        raise _Refused(f"the file nests models more than {saving.MAX_NESTING} deep")
+    c = entry["config"]
+    _take(c, c.get("name"), {}, ("layers", "build_input_shape"))
+    made, shape = _layers_from_config(entry, path, custom_objects, model_class, counted, depth + 1)
+    inner = model_class(name=c.get("name"))
+    for layer in ([layers.Input(shape)] if shape is not None else []) + made:
+        inner.add(layer)
+    return inner
+
+
+def _kinds_of(entries) -> list:
+    """Each layer's Keras class, a Sequential inside as ("Sequential", its layers' kinds): what
+    names the layers' HDF5 groups."""
+    entries = [e for e in entries if e.get("class_name") != "InputLayer"]
+    return [
+        ("Sequential", _kinds_of(e["config"]["layers"])) if e.get("class_name") == "Sequential" else e.get("class_name")
+        for e in entries
+    ]
+
+
+def _layer_total(made) -> int:
+    """How many layers, those of the models inside included (and the models themselves)."""
+    return sum(1 + (_layer_total(layer.layers) if not isinstance(layer, layers.Layer) else 0) for layer in made)
 
 
 # ----------------------------------------------------------------- tinynet layer -> Keras config
@@ -351,6 +386,9 @@ def _batch_normalization_config(layer):
 
 def _layer_entry(layer, input_shape):
     """(Keras's config entry for ``layer``, the Keras class it is written as)."""
+    if not isinstance(layer, layers.Layer):  # a model inside the model: Keras nests its config
+        config, kinds = _sequential_config(layer)
+        return {**config, "build_config": {"input_shape": [None, *input_shape]}}, ("Sequential", kinds)
     c, kind = layer.get_config(), type(layer).__name__
     config = {"name": layer.name, "trainable": True, "dtype": DTYPE}
     if type(layer) not in saving.LAYER_CLASSES.values():  # a class of the user's own, by its name and config
@@ -401,7 +439,7 @@ def _group_names(kinds):
     """Keras's HDF5 group of each layer: its class in snake case, numbered per class."""
     names, seen = [], {}
     for kind in kinds:
-        base = keras_rules.snake_case(kind)
+        base = keras_rules.snake_case(kind[0] if isinstance(kind, tuple) else kind)
         names.append(base if base not in seen else f"{base}_{seen[base]}")
         seen[base] = seen.get(base, 0) + 1
     return names
@@ -505,15 +543,23 @@ def _compile(model, compile_config):
 # ----------------------------------------------------------------- HDF5 weights
 
 
+def _write_layers(f, prefix, model, kinds):
+    """Each layer's arrays at ``<prefix>layers/<group>/vars/<i>``; a model inside, its own
+    layers one level down (``layers/sequential/layers/dense/vars/0``), as Keras writes them."""
+    for layer, kind, group in zip(model.layers, kinds, _group_names(kinds)):
+        if isinstance(kind, tuple):
+            _write_layers(f, f"{prefix}layers/{group}/", layer, kind[1])
+        arrays = f.create_group(f"{prefix}layers/{group}/vars")
+        arrays.attrs["name"] = layer.name
+        for i, p in enumerate(layer.weights if not isinstance(kind, tuple) else ()):
+            arrays.create_dataset(str(i), data=p.numpy())
+
+
 def _weights_h5(model, kinds) -> bytes:
     h5py = _h5py()
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
-        for layer, group in zip(model.layers, _group_names(kinds)):
-            arrays = f.create_group(f"layers/{group}/vars")
-            arrays.attrs["name"] = layer.name
-            for i, p in enumerate(layer.weights):
-                arrays.create_dataset(str(i), data=p.numpy())
+        _write_layers(f, "", model, kinds)
         f.create_group("vars").attrs["name"] = model.name
         opt = model.optimizer
         if opt is not None and type(opt).__name__ in SLOTS and model.loss is not None:
@@ -536,7 +582,8 @@ def _weights_h5(model, kinds) -> bytes:
     return buffer.getvalue()
 
 
-MAX_DEPTH, MAX_OBJECTS = 8, 100_000  # Keras's files are 4 deep (layers/dense/vars/0)
+# Keras's files are 4 deep (layers/dense/vars/0), and 2 more for each model inside
+MAX_DEPTH, MAX_OBJECTS = 4 + 2 * saving.MAX_NESTING, 100_000
 
 
 def objects_limit(layer_count: int) -> int:
@@ -632,18 +679,27 @@ def _read_dataset(d, shape, what):
 
 def _read_weights(model, f, kinds):
     """Put each layer's arrays from the open HDF5 file ``f`` into ``model``, checked."""
-    _audit(f, objects_limit(len(model.layers)))
+    _audit(f, objects_limit(_layer_total(model.layers)))
+    _read_layers(model, f, kinds)
+
+
+def _read_layers(model, f, kinds):
+    """The arrays of ``model``'s layers from the HDF5 group ``f`` (its ``layers`` group
+    holds one group a layer); a model inside reads its own from its group."""
     if "layers" not in f or not isinstance(f["layers"], _h5py().Group):
-        raise _Refused("the HDF5 weights have no layers group")
+        raise _Refused(f"the HDF5 weights have no layers group{' in ' + f.name if f.name != '/' else ''}")
     groups = f["layers"]
     by_name = {}
     for group in groups.values():
         name = _small_text(group["vars"], "name") if "vars" in group else None
         by_name[name] = group
-    for layer, group_name in zip(model.layers, _group_names(kinds)):
+    for layer, kind, group_name in zip(model.layers, kinds, _group_names(kinds)):
         group = by_name.get(layer.name) or (groups[group_name] if group_name in groups else None)
         if group is None:
             raise _Refused(f"the weights of layer {layer.name!r} (group layers/{group_name}) are missing")
+        if isinstance(kind, tuple):
+            _read_layers(layer, group, kind[1])
+            continue
         stored = group["vars"]
         if len(stored) != len(layer.weights):
             raise _Refused(f"layer {layer.name!r} has {len(layer.weights)} weights, the file {len(stored)}")
@@ -701,6 +757,21 @@ def save_model(model, path):
     if not model.built:
         raise RuntimeError("cannot save a model that is not built; train it or give it an Input shape first")
     saving.check_finite(model, path)
+    config, kinds = _sequential_config(model)
+    config["build_config"] = {"input_shape": [None, *model.input_shape]}
+    config["compile_config"] = _compile_config(model)
+    metadata = {"keras_version": KERAS_VERSION, "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+    weights = _weights_h5(model, kinds)
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("metadata.json", json.dumps(metadata))
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("model.weights.h5", weights)
+    return os.fspath(path)
+
+
+def _sequential_config(model):
+    """(Keras's config of ``model``, a Sequential starting with its InputLayer, and each
+    layer's Keras class): the whole file's, or that of a model inside another."""
     entries = _entries(model)
     input_layer = {
         "module": "keras.layers",
@@ -726,16 +797,8 @@ def save_model(model, path):
             "layers": [input_layer] + [e for e, _ in entries],
             "build_input_shape": [None, *model.input_shape],
         },
-        "build_config": {"input_shape": [None, *model.input_shape]},
-        "compile_config": _compile_config(model),
     }
-    metadata = {"keras_version": KERAS_VERSION, "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
-    weights = _weights_h5(model, [kind for _, kind in entries])
-    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("metadata.json", json.dumps(metadata))
-        z.writestr("config.json", json.dumps(config))
-        z.writestr("model.weights.h5", weights)
-    return os.fspath(path)
+    return config, [kind for _, kind in entries]
 
 
 MAX_JSON = 32 << 20  # bytes of config.json: a 10,000-layer description takes a few MB
@@ -758,17 +821,17 @@ def _weights_limit(needed: int, layer_count: int) -> int:
 
 def _read_keras_file(z, path, model_class, device, compile, custom_objects):
     config = json.loads(archives.read_entry(z, "config.json", MAX_JSON).decode("utf-8"))
-    made, shape = _layers_from_config(config, path, custom_objects)
+    made, shape = _layers_from_config(config, path, custom_objects, model_class)
     needed = saving.weights_needed(made, shape, os.fspath(path))  # before the weights are even decompressed
-    weights = archives.read_entry_into(z, "model.weights.h5", _weights_limit(needed, len(made)))
+    weights = archives.read_entry_into(z, "model.weights.h5", _weights_limit(needed, _layer_total(made)))
     with _h5py().File(weights, "r") as f:
         saving.check_size(
-            made, shape, _audit(f, objects_limit(len(made))), os.fspath(path)
+            made, shape, _audit(f, objects_limit(_layer_total(made))), os.fspath(path)
         )  # before any weight is allocated
         model = model_class(name=config["config"].get("name", "sequential"), device=device)
         for layer in [layers.Input(shape)] + made:
             model.add(layer)
-        _read_weights(model, f, [e.get("class_name") for e in config["config"]["layers"][1:]])
+        _read_weights(model, f, _kinds_of(config["config"]["layers"]))
         if compile and config.get("compile_config"):
             try:
                 _compile(model, config["compile_config"])
@@ -824,7 +887,7 @@ def load_weights(model, path):
     if not model.built:
         raise RuntimeError("build the model before load_weights (give it an Input shape)")
     kinds = [kind for _, kind in _entries(model)]
-    limit = _weights_limit(sum(p.value.size for p in model.weights), len(model.layers))
+    limit = _weights_limit(sum(p.value.size for p in model.weights), _layer_total(model.layers))
     try:
         if os.fspath(path).endswith(".keras"):
             with _open_zip(path) as z:
