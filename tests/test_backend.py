@@ -210,5 +210,5 @@ def test_python_m_tinynet_says_what_is_missing():
     assert done.stdout.splitlines()[:3] == [
         f"NVIDIA driver: {driver}.",
         "CuPy is not installed.",
-        f"To use a GPU, {backend.INSTALL_HINT}.",
+        f"To use a GPU, {backend.install_hint()}.",
     ]

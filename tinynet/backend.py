@@ -16,6 +16,7 @@ one to use:
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 
 import numpy as np
@@ -24,10 +25,33 @@ from .engine import kernels
 
 DEVICES = ("cpu", "gpu", "auto")
 
-INSTALL_HINT = (
-    'install CuPy with the CUDA libraries it needs, in the tinynet checkout: pip install -e ".[cuda12]" (CUDA 12) or '
-    'pip install -e ".[cuda13]" (CUDA 13), which give cupy-cuda12x[ctk] or cupy-cuda13x[ctk]'
-)
+
+def from_checkout() -> bool:
+    """Whether this tinynet runs from a source checkout (``pip install -e .``, or the tree
+    itself on the path): its folder sits beside the checkout's pyproject.toml."""
+    project = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyproject.toml")
+    try:
+        with open(project, encoding="utf-8") as f:
+            return 'name = "tinynet"' in f.read(4096)
+    except OSError:
+        return False
+
+
+def install_command(extra: str) -> str:
+    """The pip command that adds the optional dependencies ``extra``, as this tinynet was
+    installed: ``pip install -e ".[plot]"`` in a checkout, ``pip install "tinynet[plot]"`` else."""
+    return f'pip install -e ".[{extra}]"' if from_checkout() else f'pip install "tinynet[{extra}]"'
+
+
+def install_hint() -> str:
+    """How to install CuPy with the CUDA libraries it needs, for either CUDA."""
+    where = "in the tinynet checkout, " if from_checkout() else ""
+    return (
+        f"install CuPy with the CUDA libraries it needs, {where}{install_command('cuda12')} (CUDA 12) or "
+        f"{install_command('cuda13')} (CUDA 13), which give cupy-cuda12x[ctk] or cupy-cuda13x[ctk]"
+    )
+
+
 # what a message names when a probe's error mentions it: (text in the error, the library)
 LIBRARIES = (
     ("nvrtc", "NVRTC, the CUDA runtime compiler"),
@@ -117,9 +141,7 @@ def explain(cupy, probe, error) -> str:
     missing = next((lib for key, lib in LIBRARIES if key in text.lower()), None)
     major = _cuda_major(cupy)
     install = (
-        f'pip install "cupy-cuda{major}x[ctk]>=14" (or, in the tinynet checkout, pip install -e ".[cuda{major}]")'
-        if major
-        else INSTALL_HINT
+        f'pip install "cupy-cuda{major}x[ctk]>=14" (or {install_command(f"cuda{major}")})' if major else install_hint()
     )
     what = f"{missing} is missing or broken" if missing else "the CUDA installation is incomplete"
     return f"CuPy {getattr(cupy, '__version__', '?')} is installed but {probe} failed: {what} ({text}); {install}"
@@ -148,8 +170,8 @@ def gpu_status() -> tuple[bool, str]:
     if cupy is None:
         driver = driver_problem()
         if driver is not None:  # the first thing missing: without a driver, CuPy would not help
-            return False, f"{driver}; {why} (with a driver, {INSTALL_HINT})"
-        return False, f"{why}; {INSTALL_HINT}"
+            return False, f"{driver}; {why} (with a driver, {install_hint()})"
+        return False, f"{why}; {install_hint()}"
     if cupy not in _probed:
         _probed[cupy] = _probe(cupy)
     return _probed[cupy]
@@ -197,7 +219,7 @@ def xp_for(device: str):
     if device == "gpu":
         cupy, why = _import_cupy()
         if cupy is None:
-            raise DeviceUnavailableError(f'device="gpu" is not available: {why}; {INSTALL_HINT}.')
+            raise DeviceUnavailableError(f'device="gpu" is not available: {why}; {install_hint()}.')
         return cupy
     raise ValueError(f'expected a resolved device "cpu" or "gpu", got {device!r}')
 
@@ -290,7 +312,7 @@ def report() -> list[str]:
         return [
             f"NVIDIA driver: {driver}.",
             f"{why}.",
-            f"To use a GPU, {INSTALL_HINT}.",
+            f"To use a GPU, {install_hint()}.",
             'device="gpu": not available; "auto" uses the CPU',
         ]
     lines = [f"CuPy: {cupy.__version__}"]

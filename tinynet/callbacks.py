@@ -546,10 +546,7 @@ class TensorBoard(Callback):
         try:
             import tensorboardX
         except ImportError as e:
-            raise ImportError(
-                'TensorBoard needs tensorboardX: pip install "tinynet[tensorboard]" (in a checkout: '
-                'pip install -e ".[tensorboard]")'
-            ) from e
+            raise ImportError(f"TensorBoard needs tensorboardX: {backend.install_command('tensorboard')}") from e
         self._writer_class = tensorboardX.SummaryWriter
         if not isinstance(log_dir, (str, os.PathLike)):
             raise TypeError(f"log_dir must be a folder's path, got {log_dir!r}")

@@ -20,7 +20,8 @@ animated GIF, a multi-page TIFF) is never read by its first frame alone: each fr
 digit of its own. An image of more pixels than Pillow's guard against decompression bombs
 (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 million) is refused before it is decoded.
 
-Reading files needs Pillow (installed with matplotlib: ``pip install -e ".[plot]"``).
+Reading files needs Pillow (installed with matplotlib: ``pip install "tinynet[plot]"``, or
+``pip install -e ".[plot]"`` in a checkout).
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ from contextlib import closing
 
 import numpy as np
 
+from . import backend
+
 
 def _pil():
     try:
         from PIL import Image
     except ImportError as e:
         raise ImportError(
-            f"reading images needs Pillow ({e}); pip install pillow "
-            '(or, in the tinynet checkout, pip install -e ".[plot]")'
+            f"reading images needs Pillow ({e}): {backend.install_command('plot')} (or pip install pillow)"
         ) from None
     return Image
 

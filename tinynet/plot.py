@@ -1,6 +1,6 @@
 """Plots for training and MNIST, written straight to PNG files.
 
-matplotlib is an optional dependency (``pip install -e ".[plot]"``) and is
+matplotlib is an optional dependency (``pip install "tinynet[plot]"``) and is
 imported only here, at the first plot. Figures are drawn with matplotlib's
 object-oriented API on an Agg canvas, so they work headless and never touch the
 global pyplot state or backend of the program that calls them.
@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from . import backend
 from .files.fileio import atomic_write
 
 
@@ -21,8 +22,8 @@ def _figure(width, height):
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(
-            f"tinynet.plot needs matplotlib, which is not installed ({e}); pip install matplotlib "
-            '(or, in the tinynet checkout, pip install -e ".[plot]")'
+            f"tinynet.plot needs matplotlib, which is not installed ({e}): {backend.install_command('plot')} "
+            "(or pip install matplotlib)"
         ) from None
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)

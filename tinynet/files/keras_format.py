@@ -16,7 +16,7 @@ option and the file, anything tinynet would compute differently (a dilation, a
 constraint, channels-first data, a frozen layer, ...): a model is never
 approximated. Nothing is executed or unpickled; every field is checked, and any
 damaged or foreign file gives one :class:`~tinynet.saving.ModelFileError`.
-HDF5 needs h5py: ``pip install -e ".[keras]"``.
+HDF5 needs h5py: ``pip install "tinynet[keras]"`` (``pip install -e ".[keras]"`` in a checkout).
 
 tinynet's own ``.npz`` stays the format for checkpoints (it holds what exact
 resuming needs); ``.keras`` is for moving models between the two libraries.
@@ -67,7 +67,7 @@ def _h5py():
         import h5py
     except ImportError as e:
         raise ImportError(
-            f'Keras files need h5py ({e}); pip install h5py (or, in the tinynet checkout, pip install -e ".[keras]")'
+            f"Keras files need h5py ({e}): {backend.install_command('keras')} (or pip install h5py)"
         ) from None
     return h5py
 
