@@ -278,3 +278,11 @@ def test_a_metric_name_must_be_a_string():
         tn.metrics.Mean(name="")
     with pytest.raises(ValueError, match="threshold"):
         tn.metrics.BinaryAccuracy(threshold=1.5)
+
+
+def test_mae_of_class_labels_says_what_it_compares():
+    rng = np.random.default_rng(0)
+    model = small_model()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["mae"])
+    with pytest.raises(ValueError, match=r"targets of the same shape, got targets \(16,\) \(class labels\?"):
+        model.fit(rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16), verbose=0)

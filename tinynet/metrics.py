@@ -31,6 +31,11 @@ def hits(kind: str, y_pred, y_true, from_logits: bool = False):
     fraction of its outputs that are right, as Keras averages over the last axis.
     """
     if kind == "mae":  # each sample's mean absolute error (averaged over the epoch, as Keras's "mae")
+        if y_true.size != y_pred.size:
+            raise ValueError(
+                f"the mean absolute error compares predictions {tuple(y_pred.shape)} with targets of the same "
+                f"shape, got targets {tuple(y_true.shape)} (class labels? use metrics=['accuracy'] for those)"
+            )
         xp = backend.get_array_module(y_pred)
         error = xp.abs(y_pred - y_true.astype(y_pred.dtype, copy=False).reshape(y_pred.shape))
         return error.reshape(y_pred.shape[0], -1).mean(axis=-1)

@@ -43,6 +43,24 @@ def format_logs(logs: dict) -> str:
     return "".join(f" - {k}: {v:.4f}" for k, v in sorted(logs.items()))
 
 
+def _wrapped(line: str, logs_text: str, columns: int) -> str:
+    """``line`` on lines of at most ``columns``, broken only between its logs (" - name: value"),
+    the lines after the first indented under the first log."""
+    head = line[: len(line) - len(logs_text)] if logs_text and line.endswith(logs_text) else line
+    if head == line:
+        return line
+    parts = [" - " + part for part in logs_text.split(" - ")[1:]]
+    indent = " " * min(len(head), columns // 3)
+    lines, current = [], head
+    for part in parts:
+        if len(current) + len(part) > columns and current.strip():
+            lines.append(current)
+            current = indent + part[1:]  # "- name: value" under the bar
+        else:
+            current += part
+    return "\n".join(lines + [current])
+
+
 class ProgressBar:
     def __init__(
         self,
@@ -88,23 +106,28 @@ class ProgressBar:
 
     def _fit(self, step, logs, final):
         """The line, narrowed to the terminal's width: a redrawn line that wraps would leave a
-        new line behind at every redraw. The bar shrinks first, then a redrawn line is cut."""
+        new line behind at every redraw. The bar shrinks first; then a redrawn line is cut, and
+        the closing line (written once, every number shown) goes on below at a " - name: value"
+        boundary, never splitting a number as the terminal's own wrapping would."""
         line = self._line(step, logs, final)
         columns = shutil.get_terminal_size((80, 24)).columns - 1
-        if not self.tty or len(line) <= columns or self.verbose == 2:
+        if not self.tty or len(line) <= columns:
             return line
-        bar = self.bar(step)
-        narrower = self.bar(step, max(WIDTH - (len(line) - columns), 5))
-        line = line.replace(bar, narrower, 1) if bar in line else line
-        if final or len(line) <= columns:  # the closing line is written once: it may wrap, all of it shown
+        bar, full = self.bar(step), line
+        if self.verbose == 1 and bar in line:
+            line = line.replace(bar, self.bar(step, max(WIDTH - (len(line) - columns), 5)), 1)
+        if len(line) <= columns:
             return line
+        if final:  # too long even with a short bar: the whole bar, and the logs on more lines
+            return _wrapped(full, format_logs(logs), columns)
         return line[: columns - 1] + ("…" if self.chars[0] == "━" else "~")
 
     def _write(self, line, final):
         if self.tty:
-            pad = max(self._width - len(line), 0)
-            self.stream.write("\r" + line + " " * pad + ("\n" if final else ""))
-            self._width = len(line)
+            first, _, rest = line.partition("\n")  # only the first line redraws over the last one
+            pad = max(self._width - len(first), 0)
+            self.stream.write("\r" + first + " " * pad + ("\n" + rest if rest else "") + ("\n" if final else ""))
+            self._width = len(first)
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
