@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-activation",
         choices=["softmax", "sigmoid"],
         default="softmax",
-        help="default: softmax (sigmoid: ten independent scores that need not sum to 1)",
+        help="default: softmax. sigmoid: ten sigmoid outputs, but under this\n"
+        "cross-entropy Keras (and tinynet) computes the loss from their\n"
+        "input, so it trains exactly as softmax does (its scores need not\n"
+        "sum to 1). Independent scores need binary cross-entropy on one-hot\n"
+        "targets: loss='binary_crossentropy', tn.utils.to_categorical(y)",
     )
     p.add_argument(
         "--cuda-graph",

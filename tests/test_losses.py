@@ -106,3 +106,17 @@ def test_from_logits_true_with_linear_output():
 def test_unknown_loss():
     with pytest.raises(ValueError, match="unknown loss 'hinge'; expected one of"):
         losses.get("hinge")
+
+
+def test_a_sigmoid_output_under_categorical_cross_entropy_says_it_trains_as_softmax():
+    model = tn.Sequential([tn.Input((4,)), tn.Dense(10, activation="sigmoid")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = lines[0]
+    assert "trains exactly as a softmax output would" in text and "loss='binary_crossentropy'" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    binary = tn.Sequential([tn.Input((4,)), tn.Dense(10, activation="sigmoid")])
+    binary.compile("adam", "binary_crossentropy")
+    binary.summary(print_fn=lines.append)
+    assert "softmax" not in lines[1]

@@ -114,7 +114,14 @@ def loss_note(model) -> str:
     """How the loss is computed, in a few plain words, for ``summary()``."""
     loss = model.loss
     if uses_output_logits(model, loss):
-        return f", from the {type(output_head(model)).__name__.lower()}'s input (as Keras)"
+        head = type(output_head(model))
+        note = f", from the {head.__name__.lower()}'s input (as Keras)"
+        if head is Sigmoid and loss.name != "binary_crossentropy":  # Keras's rule makes it a softmax in training
+            note += (
+                "\n   so it trains exactly as a softmax output would. For independent scores, use"
+                "\n   loss='binary_crossentropy' with one-hot targets (tn.utils.to_categorical)"
+            )
+        return note
     if loss.is_crossentropy and not loss.from_logits:
         return ", computed from probabilities (renormalised, clipped)"
     return ", from logits" if loss.from_logits else ""
