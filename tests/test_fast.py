@@ -355,6 +355,8 @@ def _split_in_child(queue):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is a POSIX thing")
+# forking a process that has threads is this test's very point: Python 3.12+ warns of it
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 def test_by_samples_works_in_a_child_forked_after_it_ran():
     """A child made by fork (multiprocessing's default on Linux before Python 3.14) gets
     no worker threads from its parent: it starts its own instead of waiting forever."""

@@ -59,3 +59,16 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r'tinynet.plot needs matplotlib.*pip install -e ".\[plot\]"'):
         plot.plot_confusion_matrix(np.eye(2), tmp_path / "cm.png")
+
+
+def test_a_grid_of_images_starts_right_under_its_title(tmp_path):
+    """samples.png once had an empty band under its title (matplotlib's default top margin:
+    46 empty pixel rows for 5 rows of images, measured; 18 now)."""
+    from PIL import Image
+
+    images = np.full((25, 28, 28), 255, dtype=np.uint8)  # all ink: the only white rows are margins
+    path = plot.plot_samples(images, np.arange(25) % 10, tmp_path / "s.png")
+    ink = (np.asarray(Image.open(path).convert("L")) < 200).any(axis=1)  # rows with something drawn
+    gaps = np.diff(np.flatnonzero(ink))
+    first = gaps[gaps > 1][0]  # from the title down to the first row's labels
+    assert first < 30, f"{first} empty pixel rows under the title"

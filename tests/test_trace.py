@@ -316,3 +316,13 @@ def test_a_gradient_of_the_wrong_shape_fails_its_row_and_names_it(digits):
     assert result.layers[0].check_error == np.inf
     assert "shape" in result.layers[0].check_direction
     assert result.layers[1].check_error < CHECK_TOLERANCE
+
+
+def test_repr_is_one_line_and_text_is_the_table():
+    model = tn.Sequential([tn.Input((4,)), tn.Dense(3, activation="relu"), tn.Dense(2, activation="softmax")], seed=0)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    t = tn.trace(model, rng.standard_normal((5, 4)).astype(np.float32), rng.integers(0, 2, 5))
+    assert "\n" not in repr(t) and repr(t).startswith("<Trace of 'sequential': 2 layers, batch of 5, L = ")
+    assert len(repr(t)) < 160 and "worst gradient check" in repr(t)
+    assert t.text() == str(t) and "FORWARD (v)" in t.text()

@@ -45,15 +45,19 @@ def _image_grid(images, titles, path, title, colors=None, cols=None):
     n = len(images)
     cols = cols or min(n, 10)
     rows = max(1, int(np.ceil(n / cols)))
-    fig = _figure(1.2 * cols, 1.35 * rows + 0.5)
+    height = 1.35 * rows + (0.6 if title else 0.2)
+    fig = _figure(1.2 * cols, height)
     for k in range(rows * cols):
         ax = fig.add_subplot(rows, cols, k + 1)
         ax.axis("off")
         if k < n:
             ax.imshow(images[k], cmap="gray_r")
             ax.set_title(titles[k], fontsize=8, color=(colors[k] if colors else "black"))
+    # the grid right under the title: matplotlib's default top margin left an empty band
+    top = 1 - (0.6 if title else 0.2) / height  # room for the first row's labels (and the title)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top, wspace=0.1, hspace=0.35)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1 - 0.08 / height, va="top")
     return _save(fig, path)
 
 
@@ -226,13 +230,26 @@ def plot_gradient_monitor(history, path=None, title: str = "Gradients during tra
         ("dead_fraction", "dead ReLU units (fraction)", False),
     ]
     panels = [p for p in panels if history.get(p[0])]
-    fig = _figure(5 * len(panels), 4)
+    # one colour per layer and one line style per kind of parameter (kernel solid, bias dashed),
+    # named once in a legend under the panels, so the lines can be told apart where they cross
+    layer_names = list(dict.fromkeys(key.rsplit("/", 1)[0] for p in panels for key in history[p[0]]))
+    colors = {name: f"C{i % 10}" for i, name in enumerate(layer_names)}
+    styles = {"kernel": "-", "bias": "--"}
+    fig = _figure(5 * len(panels), 4.6)
     for k, (kind, label, log) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
         for key, values in history[kind].items():
             values = np.asarray(values, dtype=np.float64)
             shown = np.where(np.isfinite(values) & ((values > 0) | (not log)), values, np.nan)
-            ax.plot(steps, shown, marker="." if len(steps) < 60 else None, label=key)
+            layer, _, param = key.rpartition("/") if "/" in key else (key, "", "")
+            ax.plot(
+                steps,
+                shown,
+                styles.get(param, ":") if param else "-",
+                color=colors[layer],
+                marker="." if len(steps) < 60 else None,
+                label=key,
+            )
         if log:
             ax.set_yscale("log")
         if kind == "update_ratio":
@@ -242,9 +259,14 @@ def plot_gradient_monitor(history, path=None, title: str = "Gradients during tra
         ax.set_xlabel("training step")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    from matplotlib.lines import Line2D
+
+    keys = [Line2D([], [], color=colors[name], label=name) for name in layer_names]  # a colour a layer
+    keys += [Line2D([], [], color="gray", linestyle=s, label=p) for p, s in styles.items()]  # a style a kind
+    ncol = min(len(keys), 8)
+    fig.legend(handles=keys, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 + 0.05 * -(-len(keys) // ncol), 1, 1))
     if path is not None:
         _save(fig, path)
     return fig

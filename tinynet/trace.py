@@ -349,6 +349,19 @@ class Trace:
         lines.append(f"gradient check {_verdict(r.check_error)}")
         return lines
 
+    def __repr__(self) -> str:
+        """One line; the whole table is ``print(trace)`` or ``trace.text()``."""
+        check = self.max_check_error
+        checked = "not gradient-checked" if check is None else f"worst gradient check {check:.2e}"
+        return (
+            f"<Trace of {self.model_name!r}: {len(self.layers)} layers, batch of {self.batch_size}, "
+            f"L = {self.loss:.6g}, {checked}; print(trace) shows it all>"
+        )
+
+    def text(self) -> str:
+        """The whole trace as text, what ``print(trace)`` shows."""
+        return str(self)
+
     def __str__(self) -> str:
         half = 48
         out = [
