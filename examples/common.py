@@ -18,13 +18,7 @@ import tinynet as tn
 from tinynet import metrics, optimizers, preprocessing
 from tinynet.datasets import DatasetError, mnist
 
-OPTIMIZERS = {
-    "adam": optimizers.Adam,
-    "adamw": optimizers.AdamW,
-    "rmsprop": optimizers.RMSprop,
-    "sgd": optimizers.SGD,
-    "adagrad": optimizers.Adagrad,
-}
+OPTIMIZERS = dict(optimizers.OPTIMIZERS)  # --optimizer: every one tinynet has, by its Keras name
 
 
 def _checked(convert, ok, expected):

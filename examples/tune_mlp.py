@@ -61,15 +61,6 @@ def ints(text):
     return values
 
 
-class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
-    """Each flag's default after its help, except where the help says it, or there is none to say."""
-
-    def _get_help_string(self, action):
-        if action.default is None or isinstance(action.default, bool) or "default:" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def make_model(hidden, learning_rate, seed, device):
     model = tn.Sequential(
         [tn.Input((784,)), tn.Dense(hidden, activation="relu"), tn.Dense(10, activation="softmax")],
@@ -95,48 +86,59 @@ class Pruning(tn.callbacks.Callback):
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_Defaults)
-    p.add_argument("--search", choices=["tpe", "grid", "random"], default="tpe", help="how to pick the trials")
-    p.add_argument("--trials", type=positive_int, default=6, help="trials this run adds to the study")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--search", choices=["tpe", "grid", "random"], default="tpe", help="how to pick the trials (default: tpe)"
+    )
+    p.add_argument("--trials", type=positive_int, default=6, help="trials this run adds to the study (default: 6)")
     p.add_argument(
         "--learning-rates",
         type=floats,
         default=[3e-4, 1e-3, 3e-3],
-        help="comma-separated; tpe and random draw from their range on a log scale, grid tries each",
+        help="comma-separated; tpe and random draw from their range on a log scale,\n"
+        "grid tries each (default: 0.0003,0.001,0.003)",
     )
-    p.add_argument("--batch-sizes", type=ints, default=[32, 64, 128], help="comma-separated candidates")
+    p.add_argument(
+        "--batch-sizes", type=ints, default=[32, 64, 128], help="comma-separated candidates (default: 32,64,128)"
+    )
     p.add_argument(
         "--hidden",
         type=ints,
         default=[64, 100, 256],
-        help="candidate sizes of the one hidden layer, comma-separated (not layers, as in mnist_mlp.py)",
+        help="candidate sizes of the one hidden layer, comma-separated\n"
+        "(not layers, as in mnist_mlp.py; default: 64,100,256)",
     )
-    p.add_argument("--epochs", type=positive_int, default=3, help="epochs per trial")
-    p.add_argument("--validation-split", type=fraction, default=0.1, help="held out to score the trials")
+    p.add_argument("--epochs", type=positive_int, default=3, help="epochs per trial (default: 3)")
+    p.add_argument("--validation-split", type=fraction, default=0.1, help="held out to score the trials (default: 0.1)")
     p.add_argument(
         "--subset",
         type=positive_int,
         default=None,
         help="use only the first N training and N test images (default: all)",
     )
-    p.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu", help="where to train")
-    p.add_argument("--seed", type=int, default=0, help="seeds the sampler and every model")
+    p.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu", help="where to train (default: cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the sampler and every model (default: 0)")
     p.add_argument(
         "--storage",
         default=None,
-        help="Optuna's storage URL, e.g. sqlite:///study.db or postgresql://... shared by many machines "
-        "(default: sqlite:///PLOTS/tune_mlp.db, so the same command resumes the study)",
+        help="Optuna's storage URL, e.g. sqlite:///study.db, or postgresql://...\n"
+        "shared by many machines (default: sqlite:///PLOTS/tune_mlp.db,\n"
+        "so the same command resumes the study)",
     )
-    p.add_argument("--study-name", default="tune_mlp", help="the study's name in the storage")
-    p.add_argument("--n-jobs", type=positive_int, default=1, help="trials at once, each in a process of its own")
+    p.add_argument("--study-name", default="tune_mlp", help="the study's name in the storage (default: tune_mlp)")
+    p.add_argument(
+        "--n-jobs", type=positive_int, default=1, help="trials at once, each in a process of its own (default: 1)"
+    )
     p.add_argument(
         "--data-dir",
         default=None,
-        help="directory with the MNIST files (default: $TINYNET_DATA_DIR, the cache, or a download)",
+        help="directory with the MNIST files\n(default: $TINYNET_DATA_DIR, the cache, or a download)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check")
     p.add_argument(
-        "--plots", default="plots/tune_mlp", help="directory for the plots and the default storage ('' for no plots)"
+        "--plots",
+        default="plots/tune_mlp",
+        help="directory for the plots and the default storage ('' for no plots;\ndefault: plots/tune_mlp)",
     )
     p.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # k: the k-th of --n-jobs's processes
     args = p.parse_args(argv)

@@ -95,3 +95,17 @@ def test_bad_trials_are_pruned_by_the_median_of_earlier_ones(work):
     callback = Pruning(study.ask(), optuna)
     with pytest.raises(optuna.TrialPruned, match="epoch 1: val_accuracy 0.1000"):
         callback.on_epoch_end(0, {"val_accuracy": 0.1})
+
+
+def test_the_help_is_styled_as_the_other_examples():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "tune_mlp.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "default: 0.0003,0.001,0.003" in out and "[0.0003" not in out  # as a user types it, not a list's repr
+    assert all(len(line) <= 100 for line in out.splitlines())
