@@ -286,3 +286,17 @@ def test_mae_of_class_labels_says_what_it_compares():
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["mae"])
     with pytest.raises(ValueError, match=r"targets of the same shape, got targets \(16,\) \(class labels\?"):
         model.fit(rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16), verbose=0)
+
+
+def test_kl_divergence_over_more_axes_averages_every_row(rng):
+    y_true, y_pred = rng.dirichlet(np.full(4, 8.0), size=(3, 5)), rng.dirichlet(np.full(4, 8.0), size=(3, 5))
+    check_backward(tn.losses.KLDivergence(), y_pred, y_true=y_true)  # (3, 5, 4): 15 rows averaged
+    flat = tn.losses.KLDivergence()
+    assert float(flat(y_true.reshape(15, 4), y_pred.reshape(15, 4))) == pytest.approx(
+        float(tn.losses.KLDivergence()(y_true, y_pred)), rel=1e-12
+    )
+
+
+def test_a_mean_metric_is_refused_by_compile():
+    with pytest.raises(TypeError, match="compile takes metrics of predictions"):
+        small_model().compile("adam", "mse", metrics=[tn.metrics.Mean()])

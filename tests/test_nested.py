@@ -150,3 +150,43 @@ def test_what_cannot_be_nested_is_refused_with_the_reason():
         model.add(model)
     with pytest.raises(ValueError, match=r"was built for samples of shape \(4,\), and here gets \(5,\)"):
         tn.Sequential([tn.Input((5,)), model])
+
+
+def test_a_trained_model_put_inside_another_moves_to_its_device(gpu):
+    x, y = data()
+    model = inner_model(device="gpu")
+    model.compile("adam", tn.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, verbose=0)
+    on_cpu = tn.Sequential([inner_model(seed=5), tn.Softmax()])  # built on the CPU
+    for outer in (tn.Sequential([model, tn.Softmax()]), tn.Sequential([on_cpu, tn.Dense(3)], device="gpu")):
+        assert outer.predict(x, verbose=0).shape == (64, 3)
+        outer.compile("adam", "sparse_categorical_crossentropy")
+        outer.fit(x, y, epochs=1, verbose=0)
+
+
+def test_a_layer_or_model_twice_in_one_model_is_refused():
+    shared = tn.Sequential([tn.Input((3,)), tn.Dense(3, activation="tanh")])
+    with pytest.raises(ValueError, match="is already in this model"):
+        tn.Sequential([shared, shared])
+    dense = tn.Dense(3)
+    with pytest.raises(ValueError, match="a layer cannot run twice in one model"):
+        tn.Sequential([tn.Input((3,)), dense, dense])
+
+
+def test_resuming_a_nested_model_with_dropout_is_exact(tmp_path):
+    x, y = data()
+
+    def model():
+        inner = tn.Sequential([tn.Input((4,)), tn.Dense(8, activation="relu"), tn.Dropout(0.3), tn.Dense(3)], seed=2)
+        outer = tn.Sequential([inner, tn.Softmax()], seed=4)
+        outer.compile("adam", "sparse_categorical_crossentropy")
+        return outer
+
+    straight = model()
+    straight.fit(x, y, epochs=2, verbose=0)
+    first = model()
+    first.fit(x, y, epochs=1, verbose=0)
+    resumed = tn.load_model(first.save(str(tmp_path / "m.npz")))
+    resumed.fit(x, y, epochs=2, initial_epoch=1, verbose=0)
+    for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

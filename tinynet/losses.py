@@ -309,7 +309,7 @@ class KLDivergence(Loss):
     r"""Kullback-Leibler divergence of the predicted distribution y from the target t, per sample.
 
     Forward:   tc = clip(t, eps, 1),  yc = clip(y, eps, 1)       (as Keras: no log of 0)
-               L  = 1/N sum_n sum_c tc log(tc / yc)
+               L  = 1/N sum_n sum_c tc log(tc / yc)     (N rows: every axis but the last, c)
     Backward:  gy = -tc / yc / N  where eps <= y <= 1, else 0    (the clip passes no gradient)
     """
 
@@ -324,7 +324,7 @@ class KLDivergence(Loss):
     def per_sample(self, y_pred, y_true):
         xp = backend.get_array_module(y_pred)
         t = y_true.astype(y_pred.dtype, copy=False).reshape(y_pred.shape)
-        self._y, self._n = y_pred, y_pred.shape[0]
+        self._y, self._n = y_pred, y_pred.size // max(y_pred.shape[-1], 1) if y_pred.ndim else 1  # samples averaged
         self._tc, self._yc = xp.clip(t, EPSILON, 1), xp.clip(y_pred, EPSILON, 1)
         return (self._tc * xp.log(self._tc / self._yc)).sum(axis=-1)
 

@@ -222,6 +222,9 @@ def compiled(metrics) -> list[Metric]:
     if isinstance(metrics, (str, Metric)) or not isinstance(metrics, (list, tuple)):
         raise TypeError(f"metrics must be a list such as ['accuracy'], got {metrics!r}")
     made = [get(m) for m in metrics]
+    for m in made:
+        if type(m) is Mean:  # as Keras: a Mean averages values it is given, not predictions
+            raise TypeError(f"{m!r} averages the values given to update_state; compile takes metrics of predictions")
     names = [m.name for m in made]
     if len(set(names)) != len(names):
         raise ValueError(f"metrics lists a name twice: {names}")

@@ -80,6 +80,13 @@ class Sequential(KerasAPI):
             raise TypeError(f"Sequential takes tinynet layers (or models), got {layer!r}")
         if layer is self:
             raise ValueError("a model cannot be a layer of itself")
+        built = [other for other in self.layers if other.built]  # only a built layer has weights to share
+        shared = layer.built and {id(p) for p in layer.weights} & {id(p) for other in built for p in other.weights}
+        if any(layer is other for other in self.layers) or shared:
+            raise ValueError(
+                f"{layer.name!r} is already in this model (or shares its weights with a layer that is): "
+                "tinynet's backward keeps one input per layer, so a layer cannot run twice in one model"
+            )
         if isinstance(layer, Sequential):  # a model inside: its input shape is the outer's if none is set
             if self.input_shape is None and not self.layers and layer.input_shape is not None:
                 self.input_shape = layer.input_shape
@@ -150,6 +157,7 @@ class Sequential(KerasAPI):
         else:
             validation.built_layer_input(layer, shape)
             shape = layer.compute_output_shape(shape)
+            layer.to(self.device)  # built elsewhere (a trained model put inside this one): here now
         self.shapes.append(shape)
         return shape
 

@@ -257,9 +257,9 @@ class KerasAPI:
             "history": {k: [float(v) for v in vals] for k, vals in history.items()},
             "rng": {
                 "shuffle": self.shuffle_rng.bit_generator.state,
-                "layers": {
-                    layer.name: backend.generator_state(layer.rng)
-                    for layer in self.layers
+                "layers": {  # by path: a model inside gives "sequential/dropout"
+                    name: backend.generator_state(layer.rng)
+                    for name, layer in self.named_layers()
                     if getattr(layer, "rng", None) is not None
                 },
             },
@@ -286,8 +286,8 @@ class KerasAPI:
         rng = state.get("rng", {})
         if rng.get("shuffle") is not None:
             self.shuffle_rng.bit_generator.state = rng["shuffle"]
-        for layer in self.layers:
-            saved = rng.get("layers", {}).get(layer.name)
+        for name, layer in self.named_layers():
+            saved = rng.get("layers", {}).get(name)
             if saved is not None and getattr(layer, "rng", None) is not None:
                 backend.set_generator_state(layer.rng, saved)
         self.epochs_done = epoch

@@ -30,12 +30,12 @@ def format_summary(model) -> str:
     frozen = [p.value for layer in model.layers for p in layer.non_trainable()]
     n_train, n_frozen = sum(a.size for a in trainable), sum(a.size for a in frozen)
     b_train, b_frozen = sum(a.nbytes for a in trainable), sum(a.nbytes for a in frozen)
-    w = (32, 20, 10, 12)  # 79 characters with the borders: fits an 80-column terminal, with
-    # "max_pooling2d_1 (MaxPooling2D)" and the "Activation" header each on one line
+    w = (32, 20, 12, 10)  # 79 characters with the borders: fits an 80-column terminal, with
+    # "max_pooling2d_1 (MaxPooling2D)", a count of millions and each header on one line
     lines = [
         f'Model: "{model.name}"  (device: {model.device})',
         "┏" + "┳".join("━" * c for c in w) + "┓",
-        _row(("Layer (type)", "Output Shape", "Param #", "Activation"), w, "┃"),
+        _row(("Layer (type)", "Output Shape", "Param #", "Details"), w, "┃"),
         "┡" + "╇".join("━" * c for c in w) + "┩",
     ]
     for k, row in enumerate(rows):
