@@ -647,7 +647,7 @@ def write_report(results, args, versions):
         print("no plot: matplotlib is not installed")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument(
@@ -683,6 +683,11 @@ def main(argv=None) -> int:
         help="Keras's backend (default: TensorFlow where installed, else JAX); the report's name says it",
     )
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds must be at least 1, got {args.rounds}")

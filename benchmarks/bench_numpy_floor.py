@@ -205,7 +205,7 @@ def write_report(rows, args):
     print(f"report: {stem}.md")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--subset", type=int, default=19200, help="train on the first N images (default 19200)")
     p.add_argument("--rounds", type=int, default=5, help="timed epochs of each, after a warm-up (default 5)")
@@ -213,6 +213,11 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--no-verify", action="store_true", help="other data in MNIST's format: skip the checksums")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.rounds < 1 or args.subset < 1:
         p.error(f"--rounds and --subset must be at least 1, got {args.rounds} and {args.subset}")

@@ -26,7 +26,7 @@ from tinynet import preprocessing  # noqa: E402
 from tinynet.datasets import mnist  # noqa: E402
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--target", type=float, default=0.99, help="test accuracy to reach (default 0.99)")
@@ -34,6 +34,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=os.path.join(HERE, "results"))
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     (x, y), (x_test, y_test) = mnist.load_data(args.data_dir)
     x, x_test = preprocessing.scale(x)[..., None], preprocessing.scale(x_test)[..., None]

@@ -395,13 +395,18 @@ def find_model(args):
     return model, cached
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="a tinynet .npz or a .keras file (default: see above)")
     p.add_argument("--port", type=int, default=8000, help="default: 8000 (0: any free port)")
     p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
     p.add_argument("--data-dir", default=None, help="MNIST, when a model must be trained (default: as mnist_mlp.py)")
     p.add_argument("--no-verify", action="store_true", help="do not check the MNIST files' checksums")
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         p.error(f"--port expects 0..65535, got {args.port}")

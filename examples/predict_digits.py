@@ -57,12 +57,16 @@ def _predict(model, label, image, digit, show_input, stem):
         Image.fromarray((digit * 255).round().astype(np.uint8)).save(os.path.join(show_input, stem + "_28x28.png"))
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="a model saved with --save by examples/mnist_mlp.py or mnist_cnn.py (.npz or .keras)")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--show-input", default=None, help="write each prepared 28x28 image as PNG into this directory")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         import PIL.Image  # noqa: F401
     except ImportError as e:

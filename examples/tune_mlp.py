@@ -85,7 +85,7 @@ class Pruning(tn.callbacks.Callback):
             raise self.optuna.TrialPruned(f"epoch {epoch + 1}: val_accuracy {logs['val_accuracy']:.4f}")
 
 
-def parse(argv):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--search", choices=["tpe", "grid", "random"], default="tpe", help="how to pick the trials (default: tpe)"
@@ -141,6 +141,11 @@ def parse(argv):
         help="directory for the plots and the default storage ('' for no plots;\ndefault: plots/tune_mlp)",
     )
     p.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # k: the k-th of --n-jobs's processes
+    return p
+
+
+def parse(argv):
+    p = build_parser()
     args = p.parse_args(argv)
     if args.validation_split == 0:
         p.error("--validation-split must be above 0: the trials are scored on it")
