@@ -69,15 +69,20 @@ def read_idx_with_sha256(source, max_bytes: int = MAX_BYTES, name=None, why: str
     why = why or " (read_idx's max_bytes; pass a larger one to read a larger file)"
     if not hasattr(source, "read"):
         name = os.fspath(source)
-        try:
-            f = open_regular(name)
-        except FileNotFoundError:
-            raise DatasetError(f"{name}: no such file") from None
-        except OSError as e:  # a FIFO, a device, a directory, no permission: refused before reading
-            raise DatasetError(str(e) if name in str(e) else f"{name}: cannot read ({e})") from None
-        with f:
+        with open_data_file(name) as f:
             return _read_stream(f, name, max_bytes, why)
     return _read_stream(source, name or "<stream>", max_bytes, why)
+
+
+def open_data_file(name: str):
+    """Open ``name`` for reading in binary, only if it is a regular file; any failure a
+    :class:`DatasetError` naming the file (a FIFO or a device is refused before reading)."""
+    try:
+        return open_regular(name)
+    except FileNotFoundError:
+        raise DatasetError(f"{name}: no such file") from None
+    except OSError as e:  # a FIFO, a device, a directory, no permission: refused before reading
+        raise DatasetError(str(e) if name in str(e) else f"{name}: cannot read ({e})") from None
 
 
 def _read_stream(f, name: str, max_bytes: int, why: str):

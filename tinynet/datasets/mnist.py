@@ -8,14 +8,16 @@ Where it looks, in order:
 1. ``path``, when given: a directory with the four IDX files (``.gz`` or not) or a
    Keras ``mnist.npz``, or the path of such an ``.npz`` file. An explicit path is
    the only place looked at: if the data is not there, that is an error.
-2. The directory named by the environment variable ``TINYNET_DATA_DIR``. Set, it is the
-   only place looked at too: a folder that is not there, or holds no MNIST files, is an
-   error (a typo must not turn into a download).
+2. When the environment variable ``TINYNET_DATA_DIR`` is set, its subfolder ``mnist``
+   (where every data set of :mod:`tinynet.datasets` looks for its own), or the folder
+   itself, as before there were other data sets. Set, it is the only place looked at too:
+   a folder that is not there, or holds no MNIST files, is an error (a typo must not turn
+   into a download).
 3. The user cache: ``$XDG_CACHE_HOME/tinynet/mnist`` or ``~/.cache/tinynet/mnist``.
 4. A download of the four IDX ``.gz`` files from the public mirrors into the cache.
-   Each file is written to a temporary file beside its final name, checked, and
-   only then renamed into place, so a bad or broken download never replaces a good
-   cached file.
+   Each file is downloaded into memory, checked, and only then written to a temporary
+   file beside its final name and renamed into place, so a bad or broken download never
+   replaces a good cached file (:mod:`tinynet.datasets.sources` holds these rules).
 
 Every file is parsed with every field checked (:mod:`tinynet.datasets.idx`), its
 shapes and dtypes are compared with MNIST's, and, with ``verify=True`` (the
@@ -36,27 +38,17 @@ device named like an MNIST file is refused, never waited on.
 
 from __future__ import annotations
 
-import http.client
-import io
 import math
 import os
-import sys
-import urllib.request
 import zipfile
 
 import numpy as np
 
-from ..engine.progress import ProgressBar
 from ..files import archives
-from ..files.fileio import atomic_write, open_regular
-from .idx import CHUNK, MAX_BYTES, DatasetError, read_idx_with_sha256
+from . import mnist_format, sources
+from .idx import MAX_BYTES, DatasetError, open_data_file, read_idx_with_sha256
+from .mnist_format import FILES, MAX_SAMPLES, SHAPES, THE_FOUR_FILES, max_bytes  # noqa: F401 (MNIST's names too)
 
-FILES = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
 # SHA-256 of each file's decompressed content.
 SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -68,99 +60,45 @@ MIRRORS = [
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
 ]
-SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28, 28), "y_test": (10000,)}
-MAX_SAMPLES = 8 * 60000  # the most images (or labels) one file may hold with verify=False
-
-
-def max_bytes(key: str, verify: bool) -> int:
-    """The most content (IDX header and data) the file of ``key`` may hold: MNIST's own
-    size with ``verify``, :data:`MAX_SAMPLES` samples without."""
-    n = SHAPES[key][0] if verify else MAX_SAMPLES
-    ndim = len(SHAPES[key])
-    return 4 + 4 * ndim + n * math.prod(SHAPES[key][1:])
-
-
-def _limit_reason(verify: bool) -> str:
-    if verify:
-        return " (MNIST's own size; for other data in MNIST's format pass verify=False)"
-    return f" (verify=False reads at most {MAX_SAMPLES} samples per file)"
+TITLE = "MNIST"
 
 
 def cache_dir() -> str:
     """``$XDG_CACHE_HOME/tinynet/mnist``, or ``~/.cache/tinynet/mnist``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "tinynet", "mnist")
-
-
-def _find(directory: str, stem: str):
-    """The path of ``stem`` or ``stem.gz`` in ``directory``, or None. Whatever is there
-    counts (a FIFO too: reading it refuses it, with a message that says what it is)."""
-    for name in (stem + ".gz", stem):
-        candidate = os.path.join(directory, name)
-        if os.path.exists(candidate):
-            return candidate
-    return None
+    return sources.cache_dir("mnist")
 
 
 def _has_data(directory) -> bool:
-    if not directory or not os.path.isdir(directory):
-        return False
     if os.path.exists(os.path.join(directory, "mnist.npz")):
         return True
-    return any(_find(directory, stem) for stem in FILES.values())
+    return mnist_format.has_any(directory)
 
 
-def _check_kind(key: str, shape: tuple, dtype, source: str, strict_shapes: bool):
-    """The dtype and shape ``key`` must have (declared or read): uint8, (N, 28, 28) or (N,),
-    MNIST's own shape when ``strict_shapes``, else at most MAX_SAMPLES samples."""
-    if dtype != np.uint8:
-        raise DatasetError(f"{source}: {key} has dtype {dtype}, expected uint8")
-    want_ndim = 3 if key.startswith("x") else 1
-    if len(shape) != want_ndim or (want_ndim == 3 and shape[1:] != (28, 28)):
-        expected = "(N, 28, 28)" if want_ndim == 3 else "(N,)"
-        raise DatasetError(f"{source}: {key} has shape {shape}, expected {expected}")
-    if strict_shapes and shape != SHAPES[key]:
-        raise DatasetError(f"{source}: {key} has shape {shape}, expected MNIST's {SHAPES[key]}")
-    if shape[0] > MAX_SAMPLES:
+_complete = mnist_format.complete
+
+DATASET = sources.Dataset(
+    name="mnist",
+    title=TITLE,
+    should_hold=f"{THE_FOUR_FILES}, or a Keras mnist.npz",
+    put=f"Put the four files {THE_FOUR_FILES} in a directory and set TINYNET_DATA_DIR to it",
+    has_data=_has_data,
+    complete=_complete,
+    flat=True,  # TINYNET_DATA_DIR holding MNIST's files itself still works, as before there were several data sets
+)
+
+
+def _check_sha256(path: str, key: str, digest: str):
+    stem = FILES[key]
+    if digest != SHA256[stem]:
         raise DatasetError(
-            f"{source}: {key} has shape {shape}: more samples than the {MAX_SAMPLES} verify=False reads from one file"
+            f"{path}: SHA-256 of the content is {digest}, expected MNIST's {SHA256[stem]} "
+            "(corrupt file? for other data in MNIST's format pass verify=False)"
         )
-
-
-def _check_arrays(arrays: dict, source: str, strict_shapes: bool):
-    for key, a in arrays.items():
-        _check_kind(key, a.shape, a.dtype, source, strict_shapes)
-    for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.shape[0] != y.shape[0]:
-            raise DatasetError(f"{source}: {x.shape[0]} {split} images but {y.shape[0]} {split} labels")
-        if y.size and int(y.max()) > 9:
-            raise DatasetError(f"{source}: {split} labels must be 0-9, found {int(y.max())}")
-
-
-def _load_idx_dir(directory: str, verify: bool) -> dict:
-    arrays = {}
-    for key, stem in FILES.items():
-        path = _find(directory, stem)
-        if path is None:
-            raise DatasetError(f"{directory}: {stem}.gz (or {stem}) is missing")
-        array, digest = read_idx_with_sha256(path, max_bytes(key, verify), why=_limit_reason(verify))
-        if verify and digest != SHA256[stem]:
-            raise DatasetError(
-                f"{path}: SHA-256 of the content is {digest}, expected MNIST's {SHA256[stem]} "
-                "(corrupt file? for other data in MNIST's format pass verify=False)"
-            )
-        arrays[key] = array
-    return arrays
 
 
 def _load_npz(path: str, verify: bool) -> dict:
     """A Keras ``mnist.npz``, each member's ``.npy`` header checked before its data is read."""
-    try:
-        f = open_regular(path)
-    except OSError as e:  # a FIFO, a device, no permission: refused before reading
-        raise DatasetError(str(e) if path in str(e) else f"{path}: cannot read ({e})") from None
-    with f:
+    with open_data_file(path) as f:  # a FIFO, a device, no permission: refused before reading
         if f.read(4) != b"PK\x03\x04":
             raise DatasetError(f"{path}: not a readable .npz file (not a zip archive)")
         f.seek(0)
@@ -190,16 +128,8 @@ def _read_member(z: zipfile.ZipFile, member: str, key: str, path: str, verify: b
             raise DatasetError(f"{source}: {e}") from None
         if dtype.hasobject:
             raise DatasetError(f"{source}: refused: an array of Python objects ({dtype}) would need pickle")
-        _check_kind(key, shape, dtype, path, strict_shapes=verify)  # before any data is read
-        nbytes = math.prod(shape) * dtype.itemsize
-        data = bytearray()
-        while len(data) < nbytes:
-            chunk = m.read(min(CHUNK, nbytes - len(data)))
-            if not chunk:
-                raise DatasetError(f"{source}: truncated: shape {shape} needs {nbytes} data bytes, found {len(data)}")
-            data += chunk
-        if m.read(1):
-            raise DatasetError(f"{source}: more bytes than its shape {shape} holds")
+        mnist_format.check_kind(key, shape, dtype, path, verify, TITLE)  # before any data is read
+        data = sources.read_exactly(m, math.prod(shape) * dtype.itemsize, source, f"shape {shape}")
     array = np.frombuffer(data, dtype=dtype)
     return array.reshape(shape[::-1]).transpose() if fortran_order else array.reshape(shape)
 
@@ -209,23 +139,18 @@ def load_from(location: str, verify: bool = True) -> dict:
 
     Any failure is a DatasetError naming the file, never another exception type.
     """
-    try:
-        return _load_from(location, verify)
-    except DatasetError:
-        raise
-    except Exception as e:
-        raise DatasetError(f"{location}: cannot be read as MNIST ({type(e).__name__}: {e})") from e
+    return sources.guarded(lambda: _load_from(location, verify), location, TITLE)
 
 
 def _load_from(location: str, verify: bool) -> dict:
     if not os.path.isdir(location):  # a file: an mnist.npz, or refused as not one (or not a regular file)
         arrays, source = _load_npz(location, verify), location
-    elif os.path.exists(os.path.join(location, "mnist.npz")) and not _find(location, FILES["x_train"]):
+    elif os.path.exists(os.path.join(location, "mnist.npz")) and not mnist_format.find(location, FILES["x_train"]):
         source = os.path.join(location, "mnist.npz")
         arrays = _load_npz(source, verify)
     else:
-        arrays, source = _load_idx_dir(location, verify), location
-    _check_arrays(arrays, source, strict_shapes=verify)
+        return mnist_format.load_dir(location, verify, TITLE, _check_sha256)
+    mnist_format.check_arrays(arrays, source, verify, TITLE)
     return arrays
 
 
@@ -241,45 +166,7 @@ def load_data(path=None, verify: bool = True):
         DatasetError: a file is corrupt, truncated, of the wrong kind or fails its
             checksum (the message names it), or no copy could be found or fetched.
     """
-    if path is not None:
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise DatasetError(f"{path}: no such file or directory")
-        arrays = load_from(path, verify)
-    else:
-        arrays = _load_default(verify)
-    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
-
-
-THE_FOUR_FILES = ", ".join(f"{stem}.gz" for stem in list(FILES.values())[:3]) + f" and {FILES['y_test']}.gz"
-
-
-def _load_default(verify: bool) -> dict:
-    env = os.environ.get("TINYNET_DATA_DIR")
-    cache = cache_dir()
-    if env:
-        if not _has_data(env):
-            what = "holds no MNIST files" if os.path.isdir(env) else "is not a directory"
-            raise DatasetError(
-                f"TINYNET_DATA_DIR={env!r} {what} (it should hold {THE_FOUR_FILES}, or a Keras mnist.npz); "
-                f"set it to such a folder, or unset it to use the cache {cache} or a download"
-            )
-        return load_from(env, verify)
-    if _complete(cache):
-        return load_from(cache, verify)
-    try:
-        download(cache)
-    except DatasetError as e:
-        raise DatasetError(
-            f"MNIST not found. Looked in TINYNET_DATA_DIR (not set) and the cache {cache}; the download failed: {e}\n"
-            f"Put the four files {THE_FOUR_FILES} in a directory and set "
-            "TINYNET_DATA_DIR to it, or pass load_data(path=...)."
-        ) from None
-    return load_from(cache, verify)
-
-
-def _complete(directory) -> bool:
-    return os.path.isdir(directory) and all(_find(directory, s) for s in FILES.values())
+    return sources.load_data(DATASET, path, lambda where: load_from(where, verify), download)
 
 
 def download(directory=None, mirrors=None, timeout: float = 30.0, verbose: bool = True, checksums=None):
@@ -291,66 +178,21 @@ def download(directory=None, mirrors=None, timeout: float = 30.0, verbose: bool 
     wrong download leaves any old file untouched. ``checksums`` maps file stems to
     SHA-256 digests (MNIST's by default).
     """
-    directory = directory or cache_dir()
-    mirrors = list(mirrors) if mirrors is not None else MIRRORS
     checksums = SHA256 if checksums is None else checksums
-    os.makedirs(directory, exist_ok=True)
-    for stem in checksums:
-        target = os.path.join(directory, stem + ".gz")
-        limit = _download_limit(stem, checksums[stem])
-        if os.path.isfile(target):
-            try:
-                if read_idx_with_sha256(target, limit)[1] == checksums[stem]:
-                    continue
-            except DatasetError:
-                pass  # a broken cached file is replaced below, only by a good one
-        errors = []
-        for mirror in mirrors:
-            url = mirror + stem + ".gz"
-            try:
-                _fetch_verified(url, target, checksums[stem], timeout, verbose, limit)
-                break
-            except (OSError, DatasetError, http.client.HTTPException) as e:  # URLError is an OSError
-                errors.append(f"{url}: {e}")
-        else:
-            raise DatasetError(f"could not fetch {stem}.gz: " + "; ".join(errors))
+    limits = {stem: _download_limit(stem, sha256) for stem, sha256 in checksums.items()}
+
+    def check(name: str, source, label: str):
+        stem = name.removesuffix(".gz")
+        _, digest = read_idx_with_sha256(source, limits[stem], name=label)  # a well-formed IDX file, within bounds
+        if digest != checksums[stem]:
+            raise DatasetError(f"SHA-256 of the content is {digest}, expected {checksums[stem]}")
+
+    files = {stem + ".gz": mnist_format.gzip_limit(limit) for stem, limit in limits.items()}
+    mirrors = list(mirrors) if mirrors is not None else MIRRORS
+    sources.download(directory or cache_dir(), files, mirrors, check, timeout, verbose)
 
 
 def _download_limit(stem: str, sha256: str) -> int:
     """The most content a downloaded file may hold: MNIST's own size for MNIST's own file."""
     keys = [k for k, s in FILES.items() if s == stem]
     return max_bytes(keys[0], verify=sha256 == SHA256.get(stem)) if keys else MAX_BYTES
-
-
-def _fetch_verified(url: str, target: str, sha256: str, timeout: float, verbose: bool, limit: int = MAX_BYTES):
-    most = limit + limit // 100 + CHUNK  # gzip never grows what it compresses by more than a fraction
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed https mirrors)
-        total = int(response.headers.get("Content-Length") or 0)
-        if total > most:
-            raise DatasetError(f"the server announces {total} bytes, more than the {most} the file can take")
-        chunks, received = [], 0
-        bar = ProgressBar(
-            max(total, 1),
-            verbose=1 if verbose else 0,
-            stream=sys.stderr,
-            label=f"{os.path.basename(target)} ",
-            megabytes=True,
-        )
-        while True:
-            chunk = response.read(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            received += len(chunk)
-            if received > most:
-                raise DatasetError(f"more than the {most} bytes the file can take; refused")
-            bar.update(received, dict)
-    data = b"".join(chunks)
-    if total and received != total:  # (http.client usually raises IncompleteRead first)
-        raise DatasetError(f"connection closed after {received} of {total} bytes")
-    _, digest = read_idx_with_sha256(io.BytesIO(data), limit, name=url)  # a well-formed IDX file, within bounds
-    if digest != sha256:
-        raise DatasetError(f"SHA-256 of the content is {digest}, expected {sha256}")
-    with atomic_write(target) as f:
-        f.write(data)
-    bar.finish({})
