@@ -1,6 +1,9 @@
-"""Data sets: MNIST (and the IDX format it comes in)."""
+"""Data sets, loaded as Keras's ``keras.datasets`` loads them: MNIST and Fashion-MNIST (and
+the IDX format they come in). Each ``load_data()`` looks in the same places
+(:mod:`tinynet.datasets.sources`): the path given, ``$TINYNET_DATA_DIR/<name>/``, the user
+cache ``~/.cache/tinynet/<name>``, and a checked download into it."""
 
-from . import idx, mnist
+from . import fashion_mnist, idx, mnist
 from .idx import DatasetError, read_idx, write_idx
 
-__all__ = ["DatasetError", "idx", "mnist", "read_idx", "write_idx"]
+__all__ = ["DatasetError", "fashion_mnist", "idx", "mnist", "read_idx", "write_idx"]

@@ -23,8 +23,8 @@ Every file is parsed with every field checked (:mod:`tinynet.datasets.idx`), its
 shapes and dtypes are compared with MNIST's, and, with ``verify=True`` (the
 default), the SHA-256 of its *decompressed* content with MNIST's published one
 (the check that holds for any copy, whatever compressed it). Pass
-``verify=False`` to load other data in MNIST's format (your own subset, or
-Fashion-MNIST, which uses the same file names).
+``verify=False`` to load other data in MNIST's format (your own subset; Fashion-MNIST,
+which uses the same file names, has its own loader, :mod:`tinynet.datasets.fashion_mnist`).
 
 No file can cost more than its size says it should. With ``verify=True`` each file
 may hold MNIST's own number of samples, with ``verify=False`` up to

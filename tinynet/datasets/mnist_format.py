@@ -3,8 +3,8 @@
 MNIST and Fashion-MNIST are both four IDX files (:mod:`tinynet.datasets.idx`) of the same
 names, shapes and dtypes: 60000 training and 10000 test images of 28x28 uint8 pixels, and
 as many uint8 labels, 0-9. Each file may be gzip-compressed (``<stem>.gz``) or not
-(``<stem>``). What differs between such data sets, the checksums and how they are checked,
-each data set's module passes in; ``title`` names the data set in messages.
+(``<stem>``). What differs between the two, the checksums and how they are checked, each
+data set's module passes in; ``title`` names the data set in messages.
 
 With ``verify`` each file may hold the data set's own number of samples, without up to
 :data:`MAX_SAMPLES`; a file that declares more is refused before its data is read.

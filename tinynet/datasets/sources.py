@@ -5,20 +5,25 @@
 1. ``path``, when given. An explicit path is the only place looked at: if the data is
    not there, that is an error.
 2. ``$TINYNET_DATA_DIR/<name>/``, when the environment variable ``TINYNET_DATA_DIR`` is
-   set, ``<name>`` being the data set's module name (``mnist``): one variable serves every
-   data set, each in its own folder. MNIST also looks in ``$TINYNET_DATA_DIR`` itself, as it
-   did when it was the only data set. Set, the variable is the only place looked at too: a
-   folder that is not there, or holds none of the data set's files, is an error (a typo
-   must not turn into a download).
+   set, ``<name>`` being the data set's module name (``mnist``,
+   ``fashion_mnist``): one variable serves every data set, each in its own folder. MNIST also
+   looks in ``$TINYNET_DATA_DIR`` itself, as it did when it was the only data set
+   (Fashion-MNIST's files have MNIST's names: they could not share that place). Set, the
+   variable is the only place looked at too: a folder that is not there, or holds none of
+   the data set's files, is an error (a typo must not turn into a download).
 3. The user cache: ``$XDG_CACHE_HOME/tinynet/<name>`` or ``~/.cache/tinynet/<name>``.
 4. A download from the data set's mirrors into the cache. Each file is downloaded into
    memory, never more than it may hold, checked against its published checksum, and only
    then written to a temporary file beside its final name and renamed into place, so a bad
    or broken download never replaces a good cached file.
+
+This module holds those rules, and the checks on a file's bytes that Fashion-MNIST needs
+(its publishers give checksums of the compressed files as downloaded).
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import os
@@ -29,9 +34,10 @@ from dataclasses import dataclass
 
 from ..engine.progress import ProgressBar
 from ..files.fileio import atomic_write
-from .idx import CHUNK, DatasetError
+from .idx import CHUNK, DatasetError, open_data_file
 
 ENVIRONMENT_VARIABLE = "TINYNET_DATA_DIR"
+HASH_NAMES = {"md5": "MD5", "sha256": "SHA-256"}  # the checksums a data set may publish, by hashlib's names
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,45 @@ def read_exactly(f, nbytes: int, source: str, what: str) -> bytearray:
     if f.read(1):
         raise DatasetError(f"{source}: more bytes than its {what} holds")
     return data
+
+
+# -------------------------------------------------------------------- checksums of a file's bytes
+
+
+def file_digests(source, most: int, label: str, algorithms=HASH_NAMES) -> dict:
+    """``{algorithm: hex digest}`` of the bytes of ``source`` (a path, or a binary file object
+    read from where it is), read in chunks; refused (DatasetError) past ``most`` bytes, and a
+    path whose size is larger before anything is read."""
+    if isinstance(source, (str, os.PathLike)):
+        with open_data_file(os.fspath(source)) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > most:
+                raise DatasetError(f"{label}: refused before reading: {size} bytes, more than the {most} it may have")
+            return file_digests(f, most, label, algorithms)
+    hashers = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}  # (MD5 on FIPS systems too)
+    read = 0
+    while chunk := source.read(CHUNK):
+        read += len(chunk)
+        if read > most:
+            raise DatasetError(f"{label}: refused: more than the {most} bytes it may have")
+        for hasher in hashers.values():
+            hasher.update(chunk)
+    return {name: hasher.hexdigest() for name, hasher in hashers.items()}
+
+
+def check_digests(source, expected: dict, most: int, label: str, title: str, hint: str = ""):
+    """Raise DatasetError unless the bytes of ``source`` have every checksum of ``expected``
+    (``{"md5": ..., "sha256": ...}``, as ``title`` publishes them); ``hint`` ends the message."""
+    got = file_digests(source, most, label, algorithms=list(expected))
+    for algorithm, digest in expected.items():
+        if got[algorithm] != digest:
+            raise DatasetError(
+                f"{label}: {HASH_NAMES[algorithm]} of the file is {got[algorithm]}, expected {title}'s {digest} "
+                f"(a corrupt or incomplete copy, or one compressed again?{hint})"
+            )
+
+
+VERIFY_HINT = " for other data in its format pass verify=False"  # check_digests's hint for a file on disk
 
 
 # -------------------------------------------------------------------- downloads
