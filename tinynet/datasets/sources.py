@@ -5,8 +5,8 @@
 1. ``path``, when given. An explicit path is the only place looked at: if the data is
    not there, that is an error.
 2. ``$TINYNET_DATA_DIR/<name>/``, when the environment variable ``TINYNET_DATA_DIR`` is
-   set, ``<name>`` being the data set's module name (``mnist``,
-   ``fashion_mnist``): one variable serves every data set, each in its own folder. MNIST also
+   set, ``<name>`` being the data set's module name (``mnist``, ``fashion_mnist``,
+   ``cifar10``): one variable serves every data set, each in its own folder. MNIST also
    looks in ``$TINYNET_DATA_DIR`` itself, as it did when it was the only data set
    (Fashion-MNIST's files have MNIST's names: they could not share that place). Set, the
    variable is the only place looked at too: a folder that is not there, or holds none of
@@ -17,8 +17,8 @@
    then written to a temporary file beside its final name and renamed into place, so a bad
    or broken download never replaces a good cached file.
 
-This module holds those rules, and the checks on a file's bytes that Fashion-MNIST needs
-(its publishers give checksums of the compressed files as downloaded).
+This module holds those rules, and the checks on a file's bytes that Fashion-MNIST and
+CIFAR-10 need (their publishers give checksums of the compressed files as downloaded).
 """
 
 from __future__ import annotations
