@@ -1,5 +1,8 @@
 """What the MNIST example scripts share: flags, checks, data loading and the final report.
 
+--dataset picks MNIST (the default) or Fashion-MNIST, its drop-in replacement: the same
+28x28 grey images in 10 classes, of clothes instead of digits, and harder to learn.
+
 The order is chosen so that nothing is lost: every flag and every prerequisite (the
 device, the plotting library, the folders to write to) is checked before the data is
 loaded; the trained model is saved before anything optional (the reports, the plots).
@@ -16,9 +19,10 @@ import time
 
 import tinynet as tn
 from tinynet import metrics, optimizers, preprocessing
-from tinynet.datasets import DatasetError, mnist
+from tinynet.datasets import DatasetError, fashion_mnist, mnist
 
 OPTIMIZERS = dict(optimizers.OPTIMIZERS)  # --optimizer: every one tinynet has, by its Keras name
+DATASETS = {"mnist": mnist, "fashion_mnist": fashion_mnist}  # --dataset: the data sets in MNIST's format
 
 
 def _checked(convert, ok, expected):
@@ -51,11 +55,17 @@ def add_common_flags(p: argparse.ArgumentParser, epochs: int, batch_size: int, d
     p.add_argument("--validation-split", type=fraction, default=0.1, help="default: 0.1")
     p.add_argument("--seed", type=int, default=0, help="default: 0")
     p.add_argument(
+        "--dataset",
+        choices=sorted(DATASETS),
+        default="mnist",
+        help="mnist (digits) or fashion_mnist (clothes: the same shapes, harder; default: mnist)",
+    )
+    p.add_argument(
         "--data-dir",
         default=None,
-        help="directory with the MNIST files (default: $TINYNET_DATA_DIR, the cache, or a download)",
+        help="directory with the data set's files (default: $TINYNET_DATA_DIR/<dataset>, the cache, or a download)",
     )
-    p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check (other data in MNIST's format)")
+    p.add_argument("--no-verify", action="store_true", help="skip the checksum check (other data in MNIST's format)")
     p.add_argument("--subset", type=positive_int, default=None, help="use only the first N training and N test images")
     p.add_argument("--plots", default=plots, help=f"directory for the PNG plots (default: {plots}; '' for none)")
     p.add_argument("--save", default=None, help="save the trained model to this path (.npz, or .keras for Keras)")
@@ -108,18 +118,26 @@ def check_prerequisites(args):
     return None
 
 
+def dataset(args):
+    """The module of --dataset (MNIST for a script without the flag, such as tune_mlp.py)."""
+    return DATASETS[getattr(args, "dataset", "mnist")]
+
+
 def load(args, image_shape):
-    """MNIST scaled to [0, 1] and shaped (N,) + image_shape; None after printing an error."""
+    """The --dataset scaled to [0, 1] and shaped (N,) + image_shape; None after printing an error."""
+    title = dataset(args).TITLE
     try:
-        (x_train, y_train), (x_test, y_test) = mnist.load_data(args.data_dir, verify=not args.no_verify)
+        (x_train, y_train), (x_test, y_test) = dataset(args).load_data(args.data_dir, verify=not args.no_verify)
     except DatasetError as e:
-        hint = "pass --data-dir DIR (a directory with the four MNIST files)"
+        hint = f"pass --data-dir DIR (a directory with the four {title} files)"
         print(f"error: {str(e).replace('or pass load_data(path=...)', 'or ' + hint)}", file=sys.stderr)
         return None
     if args.subset:
         x_train, y_train = x_train[: args.subset], y_train[: args.subset]
         x_test, y_test = x_test[: args.subset], y_test[: args.subset]
-    print(f"MNIST: {len(x_train)} training and {len(x_test)} test images of {x_train.shape[1:]}")
+    print(f"{title}: {len(x_train)} training and {len(x_test)} test images of {x_train.shape[1:]}")
+    if hasattr(dataset(args), "CLASS_NAMES"):  # (MNIST's classes are their digits)
+        print("classes: " + ", ".join(f"{k} {name}" for k, name in enumerate(dataset(args).CLASS_NAMES)))
     images_test = x_test
     x_train = preprocessing.scale(x_train).reshape((len(x_train),) + image_shape)
     x_test = preprocessing.scale(x_test).reshape((len(x_test),) + image_shape)
@@ -180,11 +198,18 @@ def report(model, history, args, x_test, y_test, images_test, title):
     if args.plots:
         from tinynet import plot
 
+        name = dataset(args).TITLE
         written = [
-            plot.plot_samples(images_test, y_test, os.path.join(args.plots, "samples.png")),
+            plot.plot_samples(images_test, y_test, os.path.join(args.plots, "samples.png"), title=f"{name} samples"),
             plot.plot_history(history, os.path.join(args.plots, "history.png"), title=title),
             plot.plot_confusion_matrix(cm, os.path.join(args.plots, "confusion_matrix.png")),
-            plot.plot_misclassified(images_test, y_test, predicted, os.path.join(args.plots, "misclassified.png")),
+            plot.plot_misclassified(
+                images_test,
+                y_test,
+                predicted,
+                os.path.join(args.plots, "misclassified.png"),
+                title=f"Misclassified {name} test images",
+            ),
         ]
         print("\nplots: " + ", ".join(written))
 

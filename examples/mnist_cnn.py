@@ -8,6 +8,7 @@ cross-entropy, batch 128, 15 epochs, validation split 0.1, pixels scaled to
     python examples/mnist_cnn.py                  # CPU (about 18 s per epoch on 2 cores)
     python examples/mnist_cnn.py --device gpu
     python examples/mnist_cnn.py --subset 2000 --epochs 1     # a quick look
+    python examples/mnist_cnn.py --dataset fashion_mnist      # clothes instead of digits
 
 Same flags, output and plots as examples/mnist_mlp.py, plus --batch-norm to add a
 BatchNormalization after each convolution and --l2 for a weight penalty.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import add_common_flags, fraction, main_guarded, make_optimizer, run
+from common import add_common_flags, dataset, fraction, main_guarded, make_optimizer, run
 
 import tinynet as tn
 
@@ -50,7 +51,7 @@ def build_model(args) -> tn.Sequential:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return run(args, build_model, (28, 28, 1), "MNIST CNN (Keras simple convnet)")
+    return run(args, build_model, (28, 28, 1), f"{dataset(args).TITLE} CNN (Keras simple convnet)")
 
 
 if __name__ == "__main__":

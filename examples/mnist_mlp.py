@@ -9,9 +9,10 @@ cross-entropy, 10 epochs, batch 32, validation split 0.1, pixels scaled to [0, 1
     python examples/mnist_mlp.py --hidden 512,512 --dropout 0.2 --optimizer rmsprop --batch-size 128 --epochs 20
 
 The data is read from --data-dir, else $TINYNET_DATA_DIR, else the user cache,
-else downloaded (see tinynet.datasets.mnist). Prints each epoch, the test loss
-and accuracy, the confusion matrix and a per-class report; writes four plots to
---plots (default: plots/mnist_mlp/) and saves the model with --save PATH.
+else downloaded (see tinynet.datasets.mnist); --dataset fashion_mnist trains on
+Fashion-MNIST instead. Prints each epoch, the test loss and accuracy, the
+confusion matrix and a per-class report; writes four plots to --plots (default:
+plots/mnist_mlp/) and saves the model with --save PATH.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import add_common_flags, main_guarded, make_optimizer, run
+from common import add_common_flags, dataset, main_guarded, make_optimizer, run
 
 import tinynet as tn
 from tinynet import losses
@@ -81,7 +82,7 @@ def build_model(args) -> tn.Sequential:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return run(args, build_model, (784,), f"MNIST MLP {args.hidden}, {args.optimizer}")
+    return run(args, build_model, (784,), f"{dataset(args).TITLE} MLP {args.hidden}, {args.optimizer}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ pytest.importorskip("matplotlib")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(script, *args, cwd):
+def run(script, *args, cwd, data_dir=None):
     env = {**os.environ, "PYTHONPATH": ROOT, "MPLBACKEND": "Agg"}
     env.pop("TINYNET_DATA_DIR", None)
+    if data_dir is not None:
+        env["TINYNET_DATA_DIR"] = str(data_dir)
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", script), *map(str, args)],
         cwd=cwd,
@@ -216,6 +218,34 @@ def test_mnist_cnn_on_a_subset_for_one_epoch(trained):
     for name in ("samples.png", "history.png", "confusion_matrix.png", "misclassified.png"):
         assert (work / "cnn_plots" / name).read_bytes()[:4] == b"\x89PNG"
     assert tn.load_model(work / "cnn.npz").input_shape == (28, 28, 1)
+
+
+def test_mnist_cnn_trains_on_fashion_mnist_from_its_folder_in_the_data_dir(tmp_path):
+    data = tmp_path / "data"
+    write_mnist_dir(data / "fashion_mnist", n_train=300, n_test=120, seed=3)  # MNIST's format, and no MNIST beside
+    out = run(
+        "mnist_cnn.py",
+        "--dataset",
+        "fashion_mnist",
+        "--no-verify",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--plots",
+        tmp_path / "plots",
+        "--verbose",
+        "2",
+        cwd=tmp_path,
+        data_dir=data,
+    )
+    assert "Fashion-MNIST: 300 training and 120 test images of (28, 28)" in out
+    assert "classes: 0 T-shirt/top, 1 Trouser, 2 Pullover" in out and "9 Ankle boot" in out
+    assert "Epoch 1/1" in out and "conv2d (Conv2D)" in out
+    accuracy = float(out.split("test accuracy: ")[1].split()[0])
+    assert 0.3 < accuracy <= 1.0  # it trained: far above chance (0.1) after one epoch
+    for name in ("samples.png", "history.png", "confusion_matrix.png", "misclassified.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_predict_digits_warns_on_two_digits_and_keeps_same_named_inputs_apart(trained, tmp_path):
