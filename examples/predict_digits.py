@@ -5,9 +5,10 @@
 
 Each image (PNG/JPEG/TIFF/GIF, any size, colour or grey, 8-bit, 16-bit or float,
 dark-on-light or light-on-dark) is prepared the way MNIST's digits were
-(tinynet.images.prepare_digit): grey, inverted if the background is light,
-cropped to the digit, fitted into 20x20 keeping the aspect ratio, centred by its
-centre of mass in 28x28. Then the model predicts. --show-input DIR writes the
+(tinynet.images.prepare_digit): grey; the paper's background estimated and
+taken away (uneven light, a shadow, grey paper, noise); the contrast normalised;
+the digit found, cropped, fitted into 20x20 keeping the aspect ratio, centred by
+its centre of mass in 28x28. Then the model predicts. --show-input DIR writes the
 prepared 28x28 images, to see what the model saw.
 
 A file of several frames (an animated GIF, a multi-page TIFF) gives one
@@ -49,6 +50,8 @@ def _predict(model, label, image, digit, show_input, stem):
     best = int(np.argmax(probabilities))
     ranked = ", ".join(f"{k}: {probabilities[k]:.3f}" for k in np.argsort(probabilities)[::-1][:3])
     print(f"{label}: predicted {best} (p = {probabilities[best]:.3f}; top 3: {ranked})")
+    if probabilities[best] < 0.5 and not show_input:
+        print("  (unsure: --show-input DIR writes the 28x28 image the model saw, to check the preparation)")
     print("  probabilities: " + " ".join(f"{k}:{v:.3f}" for k, v in enumerate(probabilities)))
     if show_input:
         from PIL import Image
@@ -71,7 +74,8 @@ def main(argv=None) -> int:
         import PIL.Image  # noqa: F401
     except ImportError as e:
         print(
-            f'error: reading images needs Pillow ({e}): pip install -e ".[plot]" or pip install pillow', file=sys.stderr
+            f"error: reading images needs Pillow ({e}): {tn.backend.install_command('plot')} or pip install pillow",
+            file=sys.stderr,
         )
         return 2
     try:

@@ -7,11 +7,18 @@ same to any image:
 
 1. grey: colour is converted with ITU-R 601 luma weights; transparency is laid
    over white;
-2. values scaled to [0, 1], and inverted when the background (the median of the
-   border pixels) is light, so the digit is bright on dark;
-3. cropped to the digit's bounding box (pixels above a threshold);
-4. resized so its longer side is 20 pixels, keeping the aspect ratio;
-5. placed in 28x28 with its centre of mass at the centre.
+2. the ink told from the paper: darker (pen on paper) or brighter (chalk on a board)
+   than the paper around it (:func:`ink_is_dark`);
+3. the background taken away: the paper is estimated locally, by a median wide enough
+   to outvote any stroke (:func:`paper`), so a gradient of light or a shadow's edge is
+   removed; what is within four noise deviations of the paper is set to 0, the ink is
+   divided by the paper's brightness (a shadow dims both alike) and stretched to 1
+   (:func:`remove_background`);
+4. the digit found on a small copy of the whole photo, then cut from the full photo with
+   a margin and cleaned again at its own scale (:func:`find_digit`), specks of noise left
+   out;
+5. cropped, resized so its longer side is 20 pixels (keeping the aspect ratio) and
+   placed in 28x28 with its centre of mass at the centre (:func:`fit_like_mnist`).
 
 Reading files (:func:`load_image`, :func:`iter_frames`) scales every kind of image to
 [0, 1]: 8-bit by 255, 16-bit by 65535, floats already in [0, 1] as they are, other floats
@@ -209,61 +216,196 @@ def to_grey(image) -> np.ndarray:
     return np.clip(a, 0.0, 1.0)
 
 
-def _border(a):
-    return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+# -- finding the digit in a photo ------------------------------------------------------------
+#
+# A photo is paper (or a board) times light: the light falls off across the page, a hand or a
+# phone casts a shadow, the sensor adds noise. The digit is what differs from the paper *near
+# it*, so the paper is estimated locally and taken away before anything is measured.
+
+PAGE_SIDE = 128  # the whole photo is looked at this large to find the digit ...
+DIGIT_SIDE = 64  # ... and the digit, cut from the full photo, at most this large to clean it
+NOISE_DEVIATIONS = 4.0  # what is less than 4 noise deviations above the paper is paper
 
 
-def _ink(image, threshold):
-    """A boolean mask of the digit's pixels: grey, bright on dark, background removed."""
-    a = to_grey(image)
-    if np.median(_border(a)) > 0.5:  # light background: make the digit the bright part
-        a = 1.0 - a
-    a = np.clip(a - np.median(_border(a)), 0.0, None)  # background to 0
-    return a, (a > threshold * a.max()) if a.max() > 0 else np.zeros(a.shape, bool)
+def _shrink(a, side):
+    """``a`` averaged down so its longer side is at most ``side``; returns it and the factor."""
+    factor = min(1.0, side / max(a.shape))
+    if factor == 1.0:
+        return a, 1.0
+    size = (max(1, round(a.shape[1] * factor)), max(1, round(a.shape[0] * factor)))
+    small = _pil().fromarray(a.astype(np.float32), "F").resize(size, _pil().Resampling.BOX)
+    return np.asarray(small, dtype=np.float32), factor
+
+
+def _odd(n) -> int:
+    return max(3, int(n) | 1)
+
+
+def _running(a, width, axis, reduce, samples=None):
+    """``reduce`` (np.mean, np.median) over a window of ``width`` centred on each pixel along
+    ``axis``; beyond the edges the border pixel repeats. With ``samples``, only about that many
+    pixels of each window, evenly spaced and always the centre one, are looked at."""
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (width // 2, width - 1 - width // 2)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(a, pad, mode="edge"), width, axis=axis)
+    if samples and width > samples:
+        step = width // samples
+        windows = windows[..., (width // 2) % step :: step]
+    return reduce(windows, axis=-1)
+
+
+PAPER_SIDE = 64  # the paper is estimated on a copy at most this large, then enlarged
+MEDIAN_SAMPLES = 31  # the paper's median looks at 31 pixels of each window: as good, and fast
+
+
+def paper(grey, width):
+    """The paper under the digit: a median over ``width`` pixels along each row, then along each
+    column. A stroke narrower than a third of ``width`` is outvoted and vanishes, in either
+    polarity; what only rises or falls along a row and a column (light falling off, the edge of a
+    shadow) is a median's own output and stays exactly where it is, to the border."""
+    small, factor = _shrink(grey, PAPER_SIDE)  # the paper is smooth: a small copy shows it all
+    width = _odd(width * factor)
+    along_columns = _running(small, width, 0, np.median, MEDIAN_SAMPLES)
+    under = _running(along_columns, width, 1, np.median, MEDIAN_SAMPLES)
+    if factor == 1.0:
+        return under
+    full = _pil().fromarray(under.astype(np.float32), "F").resize(grey.shape[::-1], _pil().Resampling.BILINEAR)
+    return np.asarray(full, dtype=np.float32)
+
+
+def ink_is_dark(grey) -> bool:
+    """Whether the digit is darker than the paper around it (pen on paper) or brighter (chalk on a
+    board, a white digit on a screen): the side to which the strongest departures from the
+    paper go. Noise and the two sides of a shadow's edge depart both ways alike."""
+    a, _ = _shrink(grey, PAGE_SIDE)
+    if min(a.shape) < 9:
+        return bool(np.median(a) > 0.5)
+    departure = _running(_running(a, 3, 0, np.mean), 3, 1, np.mean) - paper(a, _odd(min(a.shape) / 3))
+    return bool(np.percentile(-departure, 99.5) > np.percentile(departure, 99.5))
+
+
+def remove_background(grey, dark: bool, width: int):
+    """The ink alone, bright on black, in [0, 1]: the paper (:func:`paper`) taken away; what is
+    less than four deviations of the noise above it set to 0 (the sensor's noise is the same in
+    the light and in a shadow); what stands out divided by the paper's brightness for dark ink (a
+    shadow dims the ink as much as the paper), then stretched so the ink's own strongest pixels
+    reach 1 (contrast normalised, whatever the light and the pen)."""
+    smooth = _running(_running(grey, 3, 0, np.mean), 3, 1, np.mean)  # the sensor's noise, averaged down
+    under = paper(smooth, width)
+    contrast = under - smooth if dark else smooth - under
+    level = np.median(contrast)
+    # the noise's deviation, robustly (most pixels are paper), and never under one step of 8 bits
+    deviation = max(1.4826 * np.median(np.abs(contrast - level)), 1.0 / 255)
+    floor = level + NOISE_DEVIATIONS * deviation
+    ink = np.clip(contrast - floor, 0.0, None)
+    if dark:
+        ink = ink / np.maximum(under, 0.05)
+    above = ink[ink > 0]
+    if above.size == 0 or contrast.max() <= floor + NOISE_DEVIATIONS * deviation:
+        return np.zeros_like(ink)  # nothing stands out from the noise
+    return np.clip(ink / np.percentile(above, 95), 0.0, 1.0).astype(np.float32)
+
+
+def _box(ink, threshold, share=0.99):
+    """The rows and columns (start, stop) holding ``share`` of the ink above ``threshold``, specks
+    left out: a speck of noise far away does not stretch it. None when there is no ink."""
+    mass = _without_specks(ink, threshold)
+    if not (mass > threshold).any():
+        return None
+    spans = []
+    for profile in (mass.sum(axis=1), mass.sum(axis=0)):
+        cumulative = np.cumsum(profile) / profile.sum()
+        lost = (1.0 - share) / 2
+        spans.append((int(np.searchsorted(cumulative, lost)), int(np.searchsorted(cumulative, 1.0 - lost)) + 1))
+    return spans
+
+
+def find_digit(grey, threshold: float = 0.2):
+    """The digit cleaned of its background: ``(ink, dark)``, with ``ink`` bright on black, cut
+    from the photo around the digit at up to DIGIT_SIDE pixels for it.
+
+    First the whole photo, shrunk to PAGE_SIDE, is cleaned with a median a third of its shorter
+    side wide, and the box holding the ink found; then that box and a margin of a third of its
+    size are cut from the full photo, shrunk so the digit is at most DIGIT_SIDE, and cleaned
+    again with a median scaled to the digit, so a small digit on a large page keeps its detail.
+    """
+    if grey.max() - grey.min() < 1.0 / 255:
+        raise ValueError("no digit found: the image is blank")
+    dark = ink_is_dark(grey)
+    page, factor = _shrink(grey, PAGE_SIDE)
+    box = _box(remove_background(page, dark, _odd(min(page.shape) / 3)), threshold)
+    if box is None:
+        raise ValueError("no digit found: nothing stands out from the background")
+    (top, bottom), (left, right) = ((int(a / factor), int(np.ceil(b / factor))) for a, b in box)
+    side = max(bottom - top, right - left)
+    margin = side // 2 + 2
+    crop = grey[max(0, top - margin) : bottom + margin, max(0, left - margin) : right + margin]
+    crop, scale = _shrink(crop, max(crop.shape) * DIGIT_SIDE / side)
+    ink = remove_background(crop, dark, _odd(1.5 * side * scale))
+    if not (ink > threshold).any():
+        raise ValueError("no digit found: nothing stands out from the background")
+    return ink, dark
+
+
+def blobs(mask):
+    """The 8-connected blobs of a boolean mask, largest first: a list of (rows, cols) index arrays.
+
+    Each ink pixel starts with its own index as its label and takes, again and again, the
+    smallest label in its 3x3 neighbourhood, then the label of the pixel its label names (a jump
+    that halves the distance still to travel), until nothing changes: every pixel of a blob then
+    holds the index of the blob's first pixel."""
+    h, w = mask.shape
+    none = h * w  # the label of paper, larger than any pixel's index
+    label = np.where(mask, np.arange(none).reshape(h, w), none)
+    while True:
+        padded = np.pad(label, 1, constant_values=none)
+        smallest = np.min([padded[r : r + h, c : c + w] for r in range(3) for c in range(3)], axis=0)
+        new = np.where(mask, smallest, none)
+        new[mask] = new.ravel()[new[mask]]  # each label is an ink pixel's index: take that pixel's label
+        if np.array_equal(new, label):
+            break
+        label = new
+    names, sizes = np.unique(label[mask], return_counts=True)
+    return [np.nonzero(label == name) for name in names[np.argsort(-sizes, kind="stable")]]
 
 
 def count_digits(image, threshold: float = 0.2) -> int:
     """How many marks side by side the image holds: blobs of ink (8-connected), each at least
     a quarter of the largest, whose columns do not overlap. 1 for one digit, 2 for "42"."""
-    _, ink = _ink(image, threshold)
+    grey = to_grey(image)
+    if grey.max() - grey.min() < 1.0 / 255:
+        return 0
+    page, _ = _shrink(grey, PAGE_SIDE)
+    ink = remove_background(page, ink_is_dark(grey), _odd(min(page.shape) / 4)) > threshold
     step = max(1, max(ink.shape) // 96)  # a coarse grid is enough, and fast
-    ink = ink[::step, ::step]
-    seen, spans = np.zeros(ink.shape, bool), []
-    for start in zip(*np.nonzero(ink)):
-        if seen[start]:
-            continue
-        seen[start], stack, cols, size = True, [start], [], 0
-        while stack:
-            r, c = stack.pop()
-            size += 1
-            cols.append(c)
-            for dr in (-1, 0, 1):
-                for dc in (-1, 0, 1):
-                    rr, cc = r + dr, c + dc
-                    if 0 <= rr < ink.shape[0] and 0 <= cc < ink.shape[1] and ink[rr, cc] and not seen[rr, cc]:
-                        seen[rr, cc] = True
-                        stack.append((rr, cc))
-        spans.append((size, min(cols), max(cols)))
-    big = sorted((s for s in spans if s[0] >= 0.25 * max(spans)[0]), key=lambda s: s[1]) if spans else []
-    return sum(1 for k, s in enumerate(big) if k == 0 or s[1] > max(t[2] for t in big[:k]))
+    found = blobs(ink[::step, ::step])
+    spans = sorted((c.min(), c.max()) for _, c in found if len(c) >= 0.25 * len(found[0][1]))
+    return sum(1 for k, (left, _) in enumerate(spans) if k == 0 or left > max(right for _, right in spans[:k]))
 
 
-def prepare_digit(image, threshold: float = 0.2) -> np.ndarray:
-    """Any digit image -> (28, 28) float32 in [0, 1], white digit on black, MNIST-style."""
+SPECK = 0.05  # a blob of ink less than 5% of the largest is a speck of noise or dirt, not part of the digit
+
+
+def _without_specks(ink, threshold):
+    found = blobs(ink > threshold)
+    keep = np.zeros(ink.shape, bool)
+    for rows, cols in found:
+        if len(rows) >= SPECK * len(found[0][0]):
+            keep[rows, cols] = True
+    return np.where(keep, ink, 0.0)
+
+
+def fit_like_mnist(ink, threshold: float = 0.2) -> np.ndarray:
+    """Bright ink on black -> (28, 28) as MNIST was made: cropped to the ink, scaled so its longer
+    side is 20 pixels (keeping the aspect ratio), centred by its centre of mass."""
     Image = _pil()
-    a, _ = _ink(image, threshold)
-    if a.max() <= 0:
-        raise ValueError("no digit found: the image is blank")
-    a = a / a.max()
-    rows, cols = np.nonzero(a > threshold)
-    if rows.size == 0:
-        raise ValueError("no digit found: nothing stands out from the background")
-    a = a[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    ink = _without_specks(ink, threshold)
+    rows, cols = np.nonzero(ink > threshold)
+    a = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     h, w = a.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # Pillow wants (width, height)
-    lanczos = getattr(Image, "Resampling", Image).LANCZOS
-    small = np.asarray(Image.fromarray(a.astype(np.float32)).resize(size, lanczos), dtype=np.float32)
+    small = np.asarray(Image.fromarray(a.astype(np.float32)).resize(size, Image.Resampling.LANCZOS), np.float32)
     small = np.clip(small, 0.0, 1.0)
     out = np.zeros((28, 28), dtype=np.float32)
     h, w = small.shape
@@ -276,3 +418,9 @@ def prepare_digit(image, threshold: float = 0.2) -> np.ndarray:
     dy = int(np.clip(round(14.0 - cy), -top, 28 - h - top))
     dx = int(np.clip(round(14.0 - cx), -left, 28 - w - left))
     return np.roll(out, (dy, dx), axis=(0, 1))
+
+
+def prepare_digit(image, threshold: float = 0.2) -> np.ndarray:
+    """Any digit image -> (28, 28) float32 in [0, 1], white digit on black, MNIST-style."""
+    ink, _ = find_digit(to_grey(image), threshold)
+    return fit_like_mnist(ink, threshold)
