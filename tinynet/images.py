@@ -258,6 +258,11 @@ PAPER_SIDE = 64  # the paper is estimated on a copy at most this large, then enl
 MEDIAN_SAMPLES = 31  # the paper's median looks at 31 pixels of each window: as good, and fast
 
 
+def _smooth(a):
+    """The mean over each 3x3 square: the sensor's noise averaged down before anything is judged."""
+    return _running(_running(a, 3, 0, np.mean), 3, 1, np.mean)
+
+
 def paper(grey, width):
     """The paper under the digit: a median over ``width`` pixels along each row, then along each
     column. A stroke narrower than a third of ``width`` is outvoted and vanishes, in either
@@ -280,7 +285,7 @@ def ink_is_dark(grey) -> bool:
     a, _ = _shrink(grey, PAGE_SIDE)
     if min(a.shape) < 9:
         return bool(np.median(a) > 0.5)
-    departure = _running(_running(a, 3, 0, np.mean), 3, 1, np.mean) - paper(a, _odd(min(a.shape) / 3))
+    departure = _smooth(a) - paper(a, _odd(min(a.shape) / 3))
     return bool(np.percentile(-departure, 99.5) > np.percentile(departure, 99.5))
 
 
@@ -290,7 +295,7 @@ def remove_background(grey, dark: bool, width: int):
     the light and in a shadow); what stands out divided by the paper's brightness for dark ink (a
     shadow dims the ink as much as the paper), then stretched so the ink's own strongest pixels
     reach 1 (contrast normalised, whatever the light and the pen)."""
-    smooth = _running(_running(grey, 3, 0, np.mean), 3, 1, np.mean)  # the sensor's noise, averaged down
+    smooth = _smooth(grey)
     under = paper(smooth, width)
     contrast = under - smooth if dark else smooth - under
     level = np.median(contrast)
@@ -325,9 +330,10 @@ def find_digit(grey, threshold: float = 0.2):
     from the photo around the digit at up to DIGIT_SIDE pixels for it.
 
     First the whole photo, shrunk to PAGE_SIDE, is cleaned with a median a third of its shorter
-    side wide, and the box holding the ink found; then that box and a margin of a third of its
-    size are cut from the full photo, shrunk so the digit is at most DIGIT_SIDE, and cleaned
-    again with a median scaled to the digit, so a small digit on a large page keeps its detail.
+    side wide, and the box holding the ink found; then that box and a margin of half its size are
+    cut from the full photo, shrunk so the digit is at most DIGIT_SIDE, and cleaned again with a
+    median one and a half times the digit wide (the margins' paper outvotes a dense digit), so a
+    small digit on a large page keeps its detail.
     """
     if grey.max() - grey.min() < 1.0 / 255:
         raise ValueError("no digit found: the image is blank")
